@@ -1,0 +1,566 @@
+//! The writer thread: group commit in two pipelined stages.
+//!
+//! Stage one (writer) takes every queued append up to `group_bytes_max`, assigns LSNs,
+//! frames them into one buffer and issues one positional write. Stage two (syncer)
+//! takes every written group queued behind it and issues one `fdatasync` for all of
+//! them, then resolves their appends. While the syncer waits on the disk the writer is
+//! already writing the next group, so a slow fsync never idles the device. Both stages
+//! run as futures on one thread (a tokio-uring runtime, or a current-thread tokio
+//! runtime whose blocking pool performs the pwrite backend's calls).
+//!
+//! Failure rule: the first failed write or fsync poisons the log. Every append not yet
+//! resolved, and every later one, gets [`WalError::Failed`]; nothing is retried, since a
+//! failed fsync may already have dropped the dirty pages it was meant to persist.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+
+use crate::config::{SyncPolicy, WalConfig};
+use crate::error::{Result, WalError};
+use crate::format::{self, Lsn, HEADER_LEN};
+use crate::io::{LogFile, LogIo};
+use crate::recovery::Recovered;
+
+/// An inclusive range of LSNs given to one appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LsnRange {
+    /// LSN of the first record.
+    pub first: Lsn,
+    /// LSN of the last record.
+    pub last: Lsn,
+}
+
+/// What a checkpoint removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Files deleted.
+    pub files_removed: usize,
+    /// Oldest LSN still retained afterwards.
+    pub oldest_lsn: Lsn,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub(crate) enum Request {
+    Append {
+        payloads: Vec<Bytes>,
+        framed_bytes: usize,
+        permit: OwnedSemaphorePermit,
+        reply: Reply<LsnRange>,
+    },
+    Sync {
+        reply: Reply<Lsn>,
+    },
+    Checkpoint {
+        lsn: Lsn,
+        reply: Reply<CheckpointStats>,
+    },
+}
+
+/// State shared between the writer thread and `Wal` handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    failed: OnceLock<String>,
+    /// Every LSN below this is durable (per the sync policy's meaning of durable).
+    pub(crate) durable: AtomicU64,
+    /// Every LSN below this has been written to a file.
+    pub(crate) written: AtomicU64,
+    /// Retained files, oldest first.
+    files: Mutex<Vec<(Lsn, PathBuf)>>,
+}
+
+impl Shared {
+    pub(crate) fn new(dir: PathBuf, recovered: &Recovered) -> Self {
+        Shared {
+            dir,
+            failed: OnceLock::new(),
+            durable: AtomicU64::new(recovered.next_lsn),
+            written: AtomicU64::new(recovered.next_lsn),
+            files: Mutex::new(recovered.files.clone()),
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<WalError> {
+        self.failed.get().map(|reason| WalError::Failed {
+            reason: reason.clone(),
+        })
+    }
+
+    fn fail(&self, err: &WalError) -> WalError {
+        if self.failed.set(err.to_string()).is_ok() {
+            tracing::error!(error = %err, "WAL entered the failed state; every pending and later append will fail");
+        }
+        self.failure().unwrap_or(WalError::Closed)
+    }
+
+    pub(crate) fn files(&self) -> MutexGuard<'_, Vec<(Lsn, PathBuf)>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Ack {
+    reply: Reply<LsnRange>,
+    range: LsnRange,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Ack {
+    fn send(self, r: Result<()>) {
+        // The appender may have gone away (its future dropped); nothing to tell then.
+        let _ = self.reply.send(r.map(|()| self.range));
+    }
+}
+
+struct SyncJob<F> {
+    file: Rc<F>,
+    /// Every LSN below this was written when the job was queued.
+    end_lsn: Lsn,
+    acks: Vec<Ack>,
+    force: Option<oneshot::Sender<Result<()>>>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs the writer until every `Wal` handle is gone, then makes everything durable.
+/// `ready` learns whether start-up (opening or creating the active file) worked.
+pub(crate) async fn run<I: LogIo>(
+    io: I,
+    cfg: WalConfig,
+    shared: Arc<Shared>,
+    recovered: Recovered,
+    rx: UnboundedReceiver<Request>,
+    ready: impl FnOnce(Result<()>),
+) {
+    let (sync_tx, sync_rx) = mpsc::unbounded_channel();
+    let writer = match Writer::start(io, cfg.clone(), Arc::clone(&shared), recovered, sync_tx).await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            ready(Err(e));
+            return;
+        }
+    };
+    ready(Ok(()));
+    tokio::join!(writer.run(rx), syncer(sync_rx, shared, cfg.sync));
+}
+
+struct Writer<I: LogIo> {
+    io: I,
+    cfg: WalConfig,
+    shared: Arc<Shared>,
+    active: Rc<I::File>,
+    offset: u64,
+    created_unix_ms: u64,
+    next_lsn: Lsn,
+    sync_tx: UnboundedSender<SyncJob<I::File>>,
+    spare: Vec<u8>,
+}
+
+impl<I: LogIo> Writer<I> {
+    async fn start(
+        io: I,
+        cfg: WalConfig,
+        shared: Arc<Shared>,
+        recovered: Recovered,
+        sync_tx: UnboundedSender<SyncJob<I::File>>,
+    ) -> Result<Self> {
+        let next_lsn = recovered.next_lsn;
+        let (file, offset, created) = match recovered.active {
+            Some(a) => {
+                debug_assert!(a.first_lsn <= next_lsn);
+                let f = io
+                    .open(&a.path)
+                    .await
+                    .map_err(|e| WalError::io("open", &a.path, e))?;
+                (f, a.valid_end, a.created_unix_ms)
+            }
+            None => {
+                let (f, created) = create_file(&io, &shared, next_lsn).await?;
+                (f, HEADER_LEN as u64, created)
+            }
+        };
+        Ok(Writer {
+            io,
+            cfg,
+            shared,
+            active: Rc::new(file),
+            offset,
+            created_unix_ms: created,
+            next_lsn,
+            sync_tx,
+            spare: Vec::new(),
+        })
+    }
+
+    async fn run(mut self, mut rx: UnboundedReceiver<Request>) {
+        let mut carry: Option<Request> = None;
+        loop {
+            let req = match carry.take() {
+                Some(r) => r,
+                None => match rx.recv().await {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            match req {
+                Request::Append {
+                    payloads,
+                    framed_bytes,
+                    permit,
+                    reply,
+                } => {
+                    let mut group = vec![(payloads, permit, reply)];
+                    let mut bytes = framed_bytes;
+                    while bytes < self.cfg.group_bytes_max {
+                        match rx.try_recv() {
+                            Ok(Request::Append {
+                                payloads,
+                                framed_bytes,
+                                permit,
+                                reply,
+                            }) => {
+                                if bytes + framed_bytes > self.cfg.group_bytes_max {
+                                    carry = Some(Request::Append {
+                                        payloads,
+                                        framed_bytes,
+                                        permit,
+                                        reply,
+                                    });
+                                    break;
+                                }
+                                bytes += framed_bytes;
+                                group.push((payloads, permit, reply));
+                            }
+                            Ok(other) => {
+                                carry = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_group(group, bytes).await;
+                }
+                Request::Sync { reply } => {
+                    let r = self.barrier().await.map(|()| self.next_lsn);
+                    let _ = reply.send(r);
+                }
+                Request::Checkpoint { lsn, reply } => {
+                    let _ = reply.send(self.checkpoint(lsn).await);
+                }
+            }
+        }
+        // Every handle is gone: make whatever was written durable before exiting, so a
+        // clean shutdown loses nothing even under the Interval and Never policies.
+        if self.shared.failure().is_none() {
+            let _ = self.barrier().await;
+        }
+    }
+
+    fn fail_all(&self, err: &WalError, acks: Vec<Ack>) {
+        let failed = self.shared.fail(err);
+        for ack in acks {
+            ack.send(Err(clone_failed(&failed)));
+        }
+    }
+
+    async fn write_group(
+        &mut self,
+        group: Vec<(Vec<Bytes>, OwnedSemaphorePermit, Reply<LsnRange>)>,
+        bytes: usize,
+    ) {
+        if let Some(e) = self.shared.failure() {
+            for (_, _, reply) in group {
+                let _ = reply.send(Err(clone_failed(&e)));
+            }
+            return;
+        }
+        if self.should_rotate(bytes) {
+            if let Err(e) = self.rotate().await {
+                let failed = self.shared.fail(&e);
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(clone_failed(&failed)));
+                }
+                return;
+            }
+        }
+        let mut buf = std::mem::take(&mut self.spare);
+        buf.clear();
+        buf.reserve(bytes);
+        let mut acks = Vec::with_capacity(group.len());
+        let mut lsn = self.next_lsn;
+        for (payloads, permit, reply) in group {
+            let first = lsn;
+            for p in &payloads {
+                format::encode_frame(&mut buf, lsn, p);
+                lsn += 1;
+            }
+            acks.push(Ack {
+                reply,
+                range: LsnRange {
+                    first,
+                    last: lsn - 1,
+                },
+                _permit: permit,
+            });
+        }
+        debug_assert_eq!(buf.len(), bytes);
+        let len = buf.len() as u64;
+        let (res, mut buf) = self.active.write_all_at(buf, self.offset).await;
+        if let Err(e) = res {
+            let path = self.active_path();
+            self.fail_all(&WalError::io("write", path, e), acks);
+            return;
+        }
+        self.offset += len;
+        self.next_lsn = lsn;
+        self.shared.written.store(lsn, Ordering::Release);
+        if buf.capacity() <= 2 * self.cfg.group_bytes_max {
+            buf.clear();
+            self.spare = buf;
+        }
+        let acks = if self.cfg.sync == SyncPolicy::PerGroup {
+            acks
+        } else {
+            for ack in acks {
+                ack.send(Ok(()));
+            }
+            Vec::new()
+        };
+        self.queue_sync(acks, None);
+    }
+
+    fn queue_sync(&self, acks: Vec<Ack>, force: Option<oneshot::Sender<Result<()>>>) {
+        let job = SyncJob {
+            file: Rc::clone(&self.active),
+            end_lsn: self.next_lsn,
+            acks,
+            force,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.sync_tx.send(job) {
+            // The syncer only stops when this writer does; treat it as closed.
+            for ack in job.acks {
+                ack.send(Err(WalError::Closed));
+            }
+            if let Some(f) = job.force {
+                let _ = f.send(Err(WalError::Closed));
+            }
+        }
+    }
+
+    /// Waits until everything written so far is durable.
+    async fn barrier(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.queue_sync(Vec::new(), Some(tx));
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.shared
+            .files()
+            .last()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| self.shared.dir.clone())
+    }
+
+    fn should_rotate(&self, incoming: usize) -> bool {
+        if self.offset <= HEADER_LEN as u64 {
+            return false; // never leave an empty file behind
+        }
+        if self.offset + incoming as u64 > self.cfg.file_bytes_max {
+            return true;
+        }
+        self.cfg.file_age_max.is_some_and(|max| {
+            now_unix_ms().saturating_sub(self.created_unix_ms) >= max.as_millis() as u64
+        })
+    }
+
+    async fn rotate(&mut self) -> Result<()> {
+        // The old file must be wholly durable before its successor holds a record:
+        // recovery relies on only the newest file ever having a torn tail.
+        self.barrier().await?;
+        let (file, created) = create_file(&self.io, &self.shared, self.next_lsn).await?;
+        self.active = Rc::new(file);
+        self.offset = HEADER_LEN as u64;
+        self.created_unix_ms = created;
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, lsn: Lsn) -> Result<CheckpointStats> {
+        let doomed: Vec<PathBuf> = {
+            let files = self.shared.files();
+            files
+                .windows(2)
+                .take_while(|w| w.get(1).is_some_and(|(next_first, _)| *next_first <= lsn))
+                .filter_map(|w| w.first().map(|(_, p)| p.clone()))
+                .collect()
+        };
+        // Oldest first, so a crash part-way leaves a contiguous run of files.
+        for path in &doomed {
+            self.io
+                .remove(path)
+                .await
+                .map_err(|e| WalError::io("remove", path, e))?;
+            self.shared.files().retain(|(_, p)| p != path);
+        }
+        if !doomed.is_empty() {
+            let dir = self.shared.dir.clone();
+            self.io
+                .sync_dir(&dir)
+                .await
+                .map_err(|e| WalError::io("fsync directory", &dir, e))?;
+        }
+        let oldest = self
+            .shared
+            .files()
+            .first()
+            .map_or(self.next_lsn, |(l, _)| *l);
+        Ok(CheckpointStats {
+            files_removed: doomed.len(),
+            oldest_lsn: oldest,
+        })
+    }
+}
+
+/// Creates the file for records from `first_lsn`: header written and synced, directory
+/// entry synced, and only then registered.
+async fn create_file<I: LogIo>(io: &I, shared: &Shared, first_lsn: Lsn) -> Result<(I::File, u64)> {
+    let path = shared.dir.join(format::file_name(first_lsn));
+    let created = now_unix_ms();
+    let file = io
+        .create(&path)
+        .await
+        .map_err(|e| WalError::io("create", &path, e))?;
+    let header = format::encode_header(first_lsn, created).to_vec();
+    let (res, _) = file.write_all_at(header, 0).await;
+    res.map_err(|e| WalError::io("write header", &path, e))?;
+    file.sync_data()
+        .await
+        .map_err(|e| WalError::io("fdatasync header", &path, e))?;
+    io.sync_dir(&shared.dir)
+        .await
+        .map_err(|e| WalError::io("fsync directory", &shared.dir, e))?;
+    shared.files().push((first_lsn, path));
+    Ok((file, created))
+}
+
+fn clone_failed(e: &WalError) -> WalError {
+    match e {
+        WalError::Failed { reason } => WalError::Failed {
+            reason: reason.clone(),
+        },
+        other => WalError::Failed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The sync stage; see the module docs.
+async fn syncer<F: LogFile>(
+    mut rx: UnboundedReceiver<SyncJob<F>>,
+    shared: Arc<Shared>,
+    policy: SyncPolicy,
+) {
+    // Written under Interval/Never but not yet synced.
+    let mut unsynced: Option<(Rc<F>, Lsn)> = None;
+    let mut ticker = match policy {
+        SyncPolicy::Interval(d) => Some(tokio::time::interval(d)),
+        _ => None,
+    };
+    loop {
+        let first = match ticker.as_mut() {
+            Some(t) => tokio::select! {
+                job = rx.recv() => job,
+                _ = t.tick() => {
+                    if let Some((file, end)) = unsynced.take() {
+                        if shared.failure().is_none() {
+                            match file.sync_data().await {
+                                Ok(()) => advance(&shared.durable, end),
+                                Err(e) => {
+                                    let path = shared.files().last().map(|(_, p)| p.clone()).unwrap_or_default();
+                                    shared.fail(&WalError::io("fdatasync", path, e));
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = first else { break };
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let forced = jobs.iter().any(|j| j.force.is_some());
+        let must_sync = policy == SyncPolicy::PerGroup || forced;
+        let result = match shared.failure() {
+            Some(e) => Err(e),
+            None if must_sync => sync_files(&shared, unsynced.take(), &jobs).await,
+            None => Ok(()),
+        };
+        let end = jobs.iter().map(|j| j.end_lsn).max().unwrap_or(0);
+        match &result {
+            Ok(()) if must_sync => advance(&shared.durable, end),
+            Ok(()) => {
+                if let Some(last) = jobs.last() {
+                    unsynced = Some((Rc::clone(&last.file), end));
+                }
+            }
+            Err(_) => {}
+        }
+        for job in jobs {
+            for ack in job.acks {
+                ack.send(result.as_ref().map(|_| ()).map_err(clone_failed));
+            }
+            if let Some(f) = job.force {
+                let _ = f.send(result.as_ref().map(|_| ()).map_err(clone_failed));
+            }
+        }
+    }
+}
+
+fn advance(watermark: &AtomicU64, to: Lsn) {
+    watermark.fetch_max(to, Ordering::AcqRel);
+}
+
+/// One fdatasync per distinct file, oldest first.
+async fn sync_files<F: LogFile>(
+    shared: &Shared,
+    unsynced: Option<(Rc<F>, Lsn)>,
+    jobs: &[SyncJob<F>],
+) -> Result<()> {
+    let mut files: Vec<Rc<F>> = Vec::new();
+    let candidates = unsynced
+        .iter()
+        .map(|(f, _)| f)
+        .chain(jobs.iter().map(|j| &j.file));
+    for f in candidates {
+        if !files.iter().any(|g| Rc::ptr_eq(g, f)) {
+            files.push(Rc::clone(f));
+        }
+    }
+    for f in files {
+        if let Err(e) = f.sync_data().await {
+            let path = shared
+                .files()
+                .last()
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            return Err(shared.fail(&WalError::io("fdatasync", path, e)));
+        }
+    }
+    Ok(())
+}
