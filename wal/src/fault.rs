@@ -172,7 +172,13 @@ impl FaultInjector {
     /// Builds in `out` (an existing empty directory) the image of `live` that a crash
     /// now could leave, per `mode`; `seed` makes the random choices repeatable.
     /// Files the injector never saw (written before it was attached) are copied whole.
-    pub fn crash_image(&self, live: &Path, out: &Path, mode: CrashMode, seed: u64) -> io::Result<()> {
+    pub fn crash_image(
+        &self,
+        live: &Path,
+        out: &Path,
+        mode: CrashMode,
+        seed: u64,
+    ) -> io::Result<()> {
         let s = self.lock();
         let mut rng = SplitMix(seed);
         for entry in fs::read_dir(live)? {
@@ -193,12 +199,14 @@ impl FaultInjector {
                     let written = (t.written_len as usize).max(synced).min(bytes.len());
                     match mode {
                         CrashMode::DropUnsynced => t.entry_durable.then_some(synced),
-                        CrashMode::KeepRandomPrefix => (t.entry_durable || rng.next() % 2 == 0)
-                            .then(|| synced + rng.below(written - synced + 1)),
+                        CrashMode::KeepRandomPrefix => (t.entry_durable
+                            || rng.next().is_multiple_of(2))
+                        .then(|| synced + rng.below(written - synced + 1)),
                         CrashMode::TornLastWrite => match &s.last_write {
                             Some((p, start, len)) if p == &path => {
                                 let start = (*start as usize).min(bytes.len());
-                                let torn = start + rng.below(*len as usize).min(bytes.len() - start);
+                                let torn =
+                                    start + rng.below(*len as usize).min(bytes.len() - start);
                                 // Bytes a successful fdatasync covered cannot be torn.
                                 Some(torn.max(synced))
                             }

@@ -137,7 +137,8 @@ impl Replay {
                 return Err(corrupt(path, self.offset, fault));
             }
             let mut payload = vec![0u8; h.len as usize];
-            let got = read_full(reader, &mut payload).map_err(|e| WalError::io("read", path.clone(), e))?;
+            let got = read_full(reader, &mut payload)
+                .map_err(|e| WalError::io("read", path.clone(), e))?;
             if got < payload.len() {
                 let fault = FrameFault::ShortPayload {
                     len: h.len,
@@ -146,7 +147,11 @@ impl Replay {
                 return Err(corrupt(path, self.offset, fault));
             }
             if !h.verify(&payload) {
-                return Err(corrupt(path, self.offset, FrameFault::ChecksumMismatch { stored: h.crc }));
+                return Err(corrupt(
+                    path,
+                    self.offset,
+                    FrameFault::ChecksumMismatch { stored: h.crc },
+                ));
             }
             if h.lsn != self.expected {
                 let fault = FrameFault::UnexpectedLsn {

@@ -200,5 +200,6 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
         .map_err(|e| WalError::io("open for truncation", path, e))?;
     f.set_len(len)
         .map_err(|e| WalError::io("truncate", path, e))?;
-    f.sync_all().map_err(|e| WalError::io("fsync after truncate", path, e))
+    f.sync_all()
+        .map_err(|e| WalError::io("fsync after truncate", path, e))
 }

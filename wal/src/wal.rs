@@ -323,7 +323,16 @@ fn writer_thread(
     if cfg.backend != BackendChoice::Pwrite {
         match probe_uring(&dir) {
             Ok(rt) => {
-                let fut = run_with(UringIo, faults, cfg, shared, recovered, rx, ready, (Backend::IoUring, None));
+                let fut = run_with(
+                    UringIo,
+                    faults,
+                    cfg,
+                    shared,
+                    recovered,
+                    rx,
+                    ready,
+                    (Backend::IoUring, None),
+                );
                 rt.block_on(fut);
                 return;
             }
@@ -349,7 +358,9 @@ fn writer_thread(
         }
     };
     let chosen = (Backend::Pwrite, fallback_reason);
-    rt.block_on(run_with(PwriteIo, faults, cfg, shared, recovered, rx, ready, chosen));
+    rt.block_on(run_with(
+        PwriteIo, faults, cfg, shared, recovered, rx, ready, chosen,
+    ));
 }
 
 #[allow(clippy::too_many_arguments)]

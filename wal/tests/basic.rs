@@ -15,9 +15,15 @@ fn append_replay_reopen_on_both_backends() {
         let wal = open(dir.path(), cfg(backend));
         assert_eq!(
             wal.backend(),
-            if backend == BackendChoice::IoUring { Backend::IoUring } else { Backend::Pwrite }
+            if backend == BackendChoice::IoUring {
+                Backend::IoUring
+            } else {
+                Backend::Pwrite
+            }
         );
-        let r = rt.block_on(wal.append_batch(vec![payload(1, 10), payload(2, 0), payload(3, 300)])).unwrap();
+        let r = rt
+            .block_on(wal.append_batch(vec![payload(1, 10), payload(2, 0), payload(3, 300)]))
+            .unwrap();
         assert_eq!((r.first, r.last), (1, 3));
         let lsn = rt.block_on(wal.append(payload(4, 5))).unwrap();
         assert_eq!(lsn, 4);
@@ -43,7 +49,10 @@ fn concurrent_appenders_get_distinct_contiguous_lsns() {
         let rt = rt();
         let wal = Arc::new(open(
             dir.path(),
-            WalConfig { file_bytes_max: 64 << 10, ..cfg(backend) },
+            WalConfig {
+                file_bytes_max: 64 << 10,
+                ..cfg(backend)
+            },
         ));
         let mut handles = Vec::new();
         for t in 0..16u64 {
@@ -82,10 +91,22 @@ fn record_over_limit_is_refused() {
     let rt = rt();
     let wal = open(
         dir.path(),
-        WalConfig { record_bytes_max: 1000, ..cfg(BackendChoice::Pwrite) },
+        WalConfig {
+            record_bytes_max: 1000,
+            ..cfg(BackendChoice::Pwrite)
+        },
     );
     let err = rt.block_on(wal.append(payload(1, 1001))).unwrap_err();
-    assert!(matches!(err, WalError::RecordTooLarge { len: 1001, max: 1000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            WalError::RecordTooLarge {
+                len: 1001,
+                max: 1000
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(rt.block_on(wal.append(payload(1, 1000))).unwrap(), 1);
 }
 
@@ -109,8 +130,14 @@ fn fail_fast_backpressure_reports_queue_full() {
         let wal = Arc::clone(&wal);
         handles.push(rt.spawn(async move { wal.append(payload(i, 4000)).await }));
     }
-    let results: Vec<_> = handles.into_iter().map(|h| rt.block_on(h).unwrap()).collect();
-    let full = results.iter().filter(|r| matches!(r, Err(WalError::QueueFull { .. }))).count();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let full = results
+        .iter()
+        .filter(|r| matches!(r, Err(WalError::QueueFull { .. })))
+        .count();
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(full + ok, 64, "{results:?}");
     assert!(full > 0, "an 8 KiB budget cannot hold 64 x 4 KiB at once");
@@ -122,16 +149,28 @@ fn second_open_of_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _wal = open(dir.path(), cfg(BackendChoice::Pwrite));
     let err = Wal::open(dir.path(), cfg(BackendChoice::Pwrite)).unwrap_err();
-    assert!(err.to_string().contains("in use by another process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
 }
 
 #[test]
 fn interval_and_never_policies_still_persist_on_close() {
-    for sync in [SyncPolicy::Interval(std::time::Duration::from_millis(5)), SyncPolicy::Never] {
+    for sync in [
+        SyncPolicy::Interval(std::time::Duration::from_millis(5)),
+        SyncPolicy::Never,
+    ] {
         for backend in BACKENDS {
             let dir = tempfile::tempdir().unwrap();
             let rt = rt();
-            let wal = open(dir.path(), WalConfig { sync, ..cfg(backend) });
+            let wal = open(
+                dir.path(),
+                WalConfig {
+                    sync,
+                    ..cfg(backend)
+                },
+            );
             for i in 0..20 {
                 rt.block_on(wal.append(payload(i, 64))).unwrap();
             }
@@ -151,7 +190,13 @@ fn checkpoint_removes_only_whole_files_below_the_lsn() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let rt = rt();
-        let wal = open(dir.path(), WalConfig { file_bytes_max: 4096, ..cfg(backend) });
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                file_bytes_max: 4096,
+                ..cfg(backend)
+            },
+        );
         for i in 0..200 {
             rt.block_on(wal.append(payload(i, 100))).unwrap();
         }
@@ -164,7 +209,10 @@ fn checkpoint_removes_only_whole_files_below_the_lsn() {
         let from: Vec<u64> = wal.replay(120).unwrap().map(|r| r.unwrap().lsn).collect();
         assert_eq!(from, (120..=200).collect::<Vec<_>>());
         let err = wal.replay(1).unwrap_err();
-        assert!(matches!(err, WalError::Truncated { requested: 1, .. }), "{err}");
+        assert!(
+            matches!(err, WalError::Truncated { requested: 1, .. }),
+            "{err}"
+        );
         drop(wal);
         let wal = open(dir.path(), cfg(backend));
         assert_eq!(wal.oldest_lsn(), stats.oldest_lsn);
