@@ -17,7 +17,7 @@ use crate::format::{self, Lsn};
 use crate::io::{probe_uring, LogIo, PwriteIo, UringIo};
 use crate::reader::Replay;
 use crate::recovery::{self, Recovered, RecoveryReport};
-use crate::writer::{self, CheckpointStats, LsnRange, Request, Shared};
+use crate::writer::{self, CheckpointStats, LsnRange, Request, Shared, WalStats};
 
 /// The backend a `Wal` actually runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +225,11 @@ impl Wal {
     /// Every LSN below this is durable.
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Activity counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.shared.stats.snapshot()
     }
 
     /// The backend in use.

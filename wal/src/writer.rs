@@ -75,6 +75,49 @@ pub(crate) struct Shared {
     pub(crate) written: AtomicU64,
     /// Retained files, oldest first.
     files: Mutex<Vec<(Lsn, PathBuf)>>,
+    pub(crate) stats: Counters,
+}
+
+/// Monotonic counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) groups: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) sync_nanos: AtomicU64,
+    pub(crate) write_nanos: AtomicU64,
+}
+
+/// A snapshot of the WAL's activity counters since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Write groups issued (one write call each).
+    pub groups: u64,
+    /// Records written.
+    pub records: u64,
+    /// Framed bytes written.
+    pub bytes: u64,
+    /// `fdatasync` calls completed.
+    pub syncs: u64,
+    /// Total time spent in `fdatasync`, nanoseconds.
+    pub sync_nanos: u64,
+    /// Total time spent in writes, nanoseconds.
+    pub write_nanos: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> WalStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WalStats {
+            groups: g(&self.groups),
+            records: g(&self.records),
+            bytes: g(&self.bytes),
+            syncs: g(&self.syncs),
+            sync_nanos: g(&self.sync_nanos),
+            write_nanos: g(&self.write_nanos),
+        }
+    }
 }
 
 impl Shared {
@@ -85,6 +128,7 @@ impl Shared {
             durable: AtomicU64::new(recovered.next_lsn),
             written: AtomicU64::new(recovered.next_lsn),
             files: Mutex::new(recovered.files.clone()),
+            stats: Counters::default(),
         }
     }
 
@@ -317,7 +361,14 @@ impl<I: LogIo> Writer<I> {
         }
         debug_assert_eq!(buf.len(), bytes);
         let len = buf.len() as u64;
+        let started = std::time::Instant::now();
         let (res, mut buf) = self.active.write_all_at(buf, self.offset).await;
+        let c = &self.shared.stats;
+        c.write_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.groups.fetch_add(1, Ordering::Relaxed);
+        c.records.fetch_add(lsn - self.next_lsn, Ordering::Relaxed);
+        c.bytes.fetch_add(len, Ordering::Relaxed);
         if let Err(e) = res {
             let path = self.active_path();
             self.fail_all(&WalError::io("write", path, e), acks);
@@ -553,7 +604,13 @@ async fn sync_files<F: LogFile>(
         }
     }
     for f in files {
-        if let Err(e) = f.sync_data().await {
+        let started = std::time::Instant::now();
+        let res = f.sync_data().await;
+        let c = &shared.stats;
+        c.sync_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = res {
             let path = shared
                 .files()
                 .last()
