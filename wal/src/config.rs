@@ -65,6 +65,12 @@ pub struct WalConfig {
     pub backpressure: Backpressure,
     /// LSN of the first record of a brand-new log.
     pub first_lsn: Lsn,
+    /// Keep a zero-filled spare file ready (prepared in the background) so rotation
+    /// never starts a file whose every sync must also commit a size change. See
+    /// `docs/decisions/0001-wal-preallocation-and-recycling.md`.
+    pub preallocate: bool,
+    /// Checkpointed files kept as spares for reuse instead of deleted.
+    pub recycle_files_max: usize,
 }
 
 impl Default for WalConfig {
@@ -79,6 +85,8 @@ impl Default for WalConfig {
             inflight_bytes_max: 64 << 20,
             backpressure: Backpressure::Wait,
             first_lsn: 1,
+            preallocate: true,
+            recycle_files_max: 2,
         }
     }
 }

@@ -168,6 +168,11 @@ pub fn encode_frame(out: &mut Vec<u8>, lsn: Lsn, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Bytes of zeros the writer appends after each write group (overwritten by the next
+/// group), so that a file's records always end at a zero frame header unless a write
+/// was cut short.
+pub const TERMINATOR_LEN: usize = FRAME_HEADER_LEN;
+
 /// The encoded size of a record with a payload of `payload_len` bytes.
 pub const fn frame_len(payload_len: usize) -> usize {
     FRAME_HEADER_LEN + payload_len
@@ -212,6 +217,8 @@ impl FrameHeader {
 /// What is wrong with the frame at some offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameFault {
+    /// A zeroed frame header with whole frames of later LSNs after it.
+    ZeroHeader,
     /// Fewer than 16 bytes remain for the frame header.
     ShortHeader,
     /// The declared payload length exceeds the record size limit.
@@ -240,13 +247,12 @@ pub enum FrameFault {
         /// LSN found.
         got: Lsn,
     },
-    /// Non-zero bytes follow the last frame of a file that is not the newest.
-    TrailingBytes,
 }
 
 impl fmt::Display for FrameFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FrameFault::ZeroHeader => write!(f, "zeroed frame header before later records"),
             FrameFault::ShortHeader => write!(f, "truncated frame header"),
             FrameFault::LengthOverLimit { len, max } => {
                 write!(f, "frame length {len} over the record limit {max}")
@@ -261,7 +267,6 @@ impl fmt::Display for FrameFault {
             FrameFault::UnexpectedLsn { expected, got } => {
                 write!(f, "frame has LSN {got}, expected {expected}")
             }
-            FrameFault::TrailingBytes => write!(f, "unexpected bytes after the last frame"),
         }
     }
 }
@@ -330,12 +335,21 @@ pub fn read_frame(
 pub enum Tail {
     /// The file ends exactly after the last frame.
     Clean,
-    /// Only zero bytes follow (preallocated or never-written space).
+    /// A zero frame header follows: the terminator the writer puts after every write
+    /// group, or preallocated never-written space.
     Zeroes,
-    /// A partial or damaged frame, with no valid frame after it: an unfinished write
-    /// cut by a crash. Recovery truncates the file at `offset`.
+    /// A whole frame from the file's earlier life follows: a recycled file's stale
+    /// data (its CRC holds, its LSN is below the file's first LSN). Not a torn write;
+    /// the next record simply goes at `offset`.
+    Stale {
+        /// Where the stale frame starts.
+        offset: usize,
+    },
+    /// Something other than zeros or a stale frame follows, with no valid frame of a
+    /// later LSN anywhere after it: a write cut short by a crash. The file's records
+    /// end at `offset`.
     Torn {
-        /// Where the torn frame starts.
+        /// Where the first invalid frame starts.
         offset: usize,
         /// What was wrong with it.
         fault: FrameFault,
@@ -362,7 +376,8 @@ pub struct Scan {
 pub enum ScanError {
     /// The header is missing or damaged.
     Header(HeaderError),
-    /// A damaged frame before the end of the log.
+    /// A damaged frame with a valid frame of a later LSN after it: data written whole
+    /// was damaged afterwards.
     Frame {
         /// Offset of the damaged frame.
         offset: usize,
@@ -371,15 +386,16 @@ pub enum ScanError {
     },
 }
 
-/// Scans a whole WAL file.
+/// Scans a whole WAL file: the header, then frames with consecutive LSNs from the
+/// header's first LSN.
 ///
-/// `is_last` says whether this is the newest file of the log. Only the newest file may
-/// end in a torn frame: every older file was fully synced before its successor received
-/// a record, so damage there is corruption. In the newest file a damaged frame is a torn
-/// tail only when no valid frame of a later LSN can be found anywhere after it; if one
-/// is found, records after the damage were once written whole and the damage is
-/// corruption (reported, never skipped).
-pub fn scan_file(bytes: &[u8], is_last: bool, record_bytes_max: u32) -> Result<Scan, ScanError> {
+/// At the first frame that does not verify, the scanner looks at every later offset for
+/// a frame that verifies with a higher LSN. Finding one means bytes written whole sit
+/// after the damage, so the damage is corruption ([`ScanError::Frame`]). Finding none
+/// means the file's records end there ([`Tail::Torn`]); whether that is acceptable is
+/// for the caller to decide (recovery accepts it in the newest file, and in an older
+/// file only if the next file starts at exactly the LSN this one reached).
+pub fn scan_file(bytes: &[u8], record_bytes_max: u32) -> Result<Scan, ScanError> {
     let header = decode_header(bytes).map_err(ScanError::Header)?;
     let mut frames = Vec::new();
     let mut offset = HEADER_LEN;
@@ -392,6 +408,14 @@ pub fn scan_file(bytes: &[u8], is_last: bool, record_bytes_max: u32) -> Result<S
         if rest.iter().all(|&b| b == 0) {
             break Tail::Zeroes;
         }
+        if FrameHeader::parse(rest).is_some_and(|h| h.is_zero()) {
+            // The terminator the writer leaves after every group, or unwritten space.
+            if later_valid_frame(bytes, offset, next_lsn, record_bytes_max) {
+                let fault = FrameFault::ZeroHeader;
+                return Err(ScanError::Frame { offset, fault });
+            }
+            break Tail::Zeroes;
+        }
         match read_frame(bytes, offset, next_lsn, record_bytes_max) {
             Ok(frame) => {
                 offset = frame.end();
@@ -399,20 +423,14 @@ pub fn scan_file(bytes: &[u8], is_last: bool, record_bytes_max: u32) -> Result<S
                 frames.push(frame);
             }
             Err(fault) => {
-                // A zero frame header means the write stopped here; everything after must
-                // also be unwritten for the tail to be clean. That was checked above, so
-                // this is damage: classify it as torn or corrupt.
-                let fault = if is_last {
-                    if later_valid_frame(bytes, offset + 1, next_lsn, record_bytes_max) {
-                        return Err(ScanError::Frame { offset, fault });
-                    }
-                    break Tail::Torn { offset, fault };
-                } else if FrameHeader::parse(rest).is_some_and(|h| h.is_zero()) {
-                    FrameFault::TrailingBytes
-                } else {
-                    fault
-                };
-                return Err(ScanError::Frame { offset, fault });
+                if later_valid_frame(bytes, offset, next_lsn, record_bytes_max) {
+                    return Err(ScanError::Frame { offset, fault });
+                }
+                if matches!(fault, FrameFault::UnexpectedLsn { got, .. } if got < header.first_lsn)
+                {
+                    break Tail::Stale { offset };
+                }
+                break Tail::Torn { offset, fault };
             }
         }
     };
@@ -425,18 +443,18 @@ pub fn scan_file(bytes: &[u8], is_last: bool, record_bytes_max: u32) -> Result<S
     })
 }
 
-/// Whether a verified frame with an LSN after `damaged_lsn` starts at any offset from
+/// Whether a verified frame with an LSN after `expected_lsn` starts at any offset from
 /// `from` on. Cheap filters (LSN range, length bounds) run before the checksum so this
 /// is linear in practice.
-fn later_valid_frame(bytes: &[u8], from: usize, damaged_lsn: Lsn, record_bytes_max: u32) -> bool {
+fn later_valid_frame(bytes: &[u8], from: usize, expected_lsn: Lsn, record_bytes_max: u32) -> bool {
     let remaining = bytes.len().saturating_sub(from) as u64;
     // Each frame takes at least FRAME_HEADER_LEN bytes, which bounds how far the LSN of
     // any frame that fits in the remaining bytes can run ahead.
-    let lsn_max = damaged_lsn.saturating_add(remaining / FRAME_HEADER_LEN as u64 + 1);
+    let lsn_max = expected_lsn.saturating_add(remaining / FRAME_HEADER_LEN as u64 + 1);
     let mut at = from;
     while at + FRAME_HEADER_LEN <= bytes.len() {
         if let Some(h) = bytes.get(at..).and_then(FrameHeader::parse) {
-            let plausible = h.lsn > damaged_lsn
+            let plausible = h.lsn > expected_lsn
                 && h.lsn <= lsn_max
                 && h.len <= record_bytes_max
                 && at + FRAME_HEADER_LEN + h.len as usize <= bytes.len();
@@ -506,7 +524,7 @@ mod tests {
     #[test]
     fn scan_reads_frames_and_clean_tail() {
         let b = file_with(5, &[b"a", b"", b"hello"]);
-        let s = scan_file(&b, false, 1024).unwrap();
+        let s = scan_file(&b, 1024).unwrap();
         assert_eq!(s.frames.len(), 3);
         assert_eq!(s.next_lsn, 8);
         assert_eq!(s.tail, Tail::Clean);
@@ -519,22 +537,47 @@ mod tests {
     fn zeroes_after_frames_are_a_clean_end() {
         let mut b = file_with(1, &[b"abc"]);
         b.extend_from_slice(&[0u8; 100]);
-        let s = scan_file(&b, false, 1024).unwrap();
+        let s = scan_file(&b, 1024).unwrap();
         assert_eq!(s.tail, Tail::Zeroes);
         assert_eq!(s.frames.len(), 1);
     }
 
     #[test]
-    fn torn_last_frame_is_a_tail_only_in_the_newest_file() {
+    fn torn_last_frame_ends_the_records() {
         let b = file_with(1, &[b"abc", b"defgh"]);
         let cut = &b[..b.len() - 2];
-        let s = scan_file(cut, true, 1024).unwrap();
+        let s = scan_file(cut, 1024).unwrap();
         assert!(matches!(s.tail, Tail::Torn { .. }));
         assert_eq!(s.frames.len(), 1);
-        assert!(matches!(
-            scan_file(cut, false, 1024),
-            Err(ScanError::Frame { .. })
-        ));
+    }
+
+    #[test]
+    fn stale_frames_of_a_recycled_file_end_the_records() {
+        // An old incarnation held LSNs 1..=3; recycled for LSN 10 with one new record.
+        let old = file_with(1, &[b"old-one", b"old-two", b"old-three"]);
+        let mut b = old.clone();
+        let mut fresh = encode_header(10, 0).to_vec();
+        encode_frame(&mut fresh, 10, b"new");
+        b[..fresh.len()].copy_from_slice(&fresh);
+        let s = scan_file(&b, 1024).unwrap();
+        assert_eq!(s.frames.len(), 1);
+        assert_eq!(s.next_lsn, 11);
+        // The new frame is shorter than the old first frame: what follows it is the
+        // old frame's tail (garbage), not a whole stale frame.
+        assert!(matches!(s.tail, Tail::Torn { .. }));
+        // Once new data ends exactly on an old frame boundary, the stale frame shows.
+        let mut b = old.clone();
+        let mut fresh = encode_header(10, 0).to_vec();
+        encode_frame(&mut fresh, 10, b"new-one");
+        b[..fresh.len()].copy_from_slice(&fresh);
+        let s = scan_file(&b, 1024).unwrap();
+        assert_eq!(s.frames.len(), 1);
+        assert_eq!(
+            s.tail,
+            Tail::Stale {
+                offset: fresh.len()
+            }
+        );
     }
 
     #[test]
@@ -542,7 +585,7 @@ mod tests {
         let mut b = file_with(1, &[b"abc", b"defgh", b"ijk"]);
         let second = HEADER_LEN + frame_len(3) + FRAME_HEADER_LEN + 1;
         b[second] ^= 0x40;
-        match scan_file(&b, true, 1024) {
+        match scan_file(&b, 1024) {
             Err(ScanError::Frame { offset, fault }) => {
                 assert_eq!(offset, HEADER_LEN + frame_len(3));
                 assert!(matches!(fault, FrameFault::ChecksumMismatch { .. }));
@@ -557,7 +600,7 @@ mod tests {
         encode_frame(&mut b, 1, b"x");
         encode_frame(&mut b, 3, b"y");
         assert!(matches!(
-            scan_file(&b, false, 1024),
+            scan_file(&b, 1024),
             Err(ScanError::Frame {
                 fault: FrameFault::UnexpectedLsn {
                     expected: 2,

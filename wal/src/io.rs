@@ -32,6 +32,8 @@ pub(crate) trait LogIo {
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Removes a file.
     async fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file within the directory.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
 }
 
 fn join_err(e: tokio::task::JoinError) -> io::Error {
@@ -99,6 +101,10 @@ impl LogIo for PwriteIo {
     async fn remove(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
 }
 
 /// io_uring through tokio-uring. Only usable inside a `tokio_uring` runtime, which the
@@ -156,6 +162,11 @@ impl LogIo for UringIo {
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         tokio_uring::fs::remove_file(path).await
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        // A metadata-only call taking microseconds; not worth a ring round trip.
+        fs::rename(from, to)
     }
 }
 

@@ -99,6 +99,12 @@ impl Replay {
 
     fn read_one(&mut self) -> Result<Option<crate::reader::Record>> {
         loop {
+            // A file's records end where the next file begins; whatever follows them in
+            // the file (zeros, stale frames of a recycled file) is never read.
+            let next_first = self.files.get(self.next_file).map(|(first, _)| *first);
+            if self.current.is_some() && next_first == Some(self.expected) {
+                self.current = None;
+            }
             if self.current.is_none() && !self.open_next()? {
                 // Files ran out before `end`: something removed or cut them under us.
                 return Err(WalError::Truncated {
@@ -111,10 +117,6 @@ impl Replay {
             };
             let mut hb = [0u8; FRAME_HEADER_LEN];
             match read_full(reader, &mut hb) {
-                Ok(0) => {
-                    self.current = None;
-                    continue;
-                }
                 Ok(n) if n < FRAME_HEADER_LEN => {
                     return Err(corrupt(path, self.offset, FrameFault::ShortHeader))
                 }
@@ -124,11 +126,6 @@ impl Replay {
             let Some(h) = FrameHeader::parse(&hb) else {
                 return Err(corrupt(path, self.offset, FrameFault::ShortHeader));
             };
-            if h.is_zero() {
-                // Zero padding ends a file's records.
-                self.current = None;
-                continue;
-            }
             if h.len > DECODE_RECORD_BYTES_MAX {
                 let fault = FrameFault::LengthOverLimit {
                     len: h.len,

@@ -1,11 +1,13 @@
 //! Recovery on open: list the WAL files, verify every frame, cut a torn tail off the
 //! newest file, and hand the writer the position to continue from.
 //!
-//! Rules (also in `docs/format/wal.md`): files must form one contiguous LSN run; any
-//! damage in a file other than the newest is corruption; in the newest file a damaged
-//! frame with no valid later frame is a torn tail and is truncated; a newest file whose
-//! header is incomplete was being created when the process died (records are only
-//! written after the header and the directory entry are durable), so it is removed.
+//! Rules (also in `docs/format/wal.md`): files must form one contiguous LSN run; a
+//! damaged frame followed by a valid frame of a later LSN is corruption in any file;
+//! a file's records may end early (torn write, stale frames of a recycled file, zero
+//! preallocation) only if the next file starts at exactly the LSN it reached, and in
+//! the newest file; a newest file whose header is incomplete was being created when the
+//! process died (records are only written after the header and the directory entry are
+//! durable), so it is removed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,9 @@ use crate::format::{self, Lsn, ScanError, Tail, HEADER_LEN};
 /// Payload length the decoder accepts regardless of the configured write limit, so a
 /// lowered `record_bytes_max` never turns old records into "corruption".
 pub(crate) const DECODE_RECORD_BYTES_MAX: u32 = 1 << 30;
+
+/// File name suffix of preallocated or recycled spare files (never read for records).
+pub(crate) const SPARE_SUFFIX: &str = ".spare";
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,9 +33,10 @@ pub struct RecoveryReport {
     pub oldest_lsn: Lsn,
     /// LSN the next append will get.
     pub next_lsn: Lsn,
-    /// Bytes cut from the end of the newest file (torn tail or zero padding).
+    /// Bytes cut from the end of the newest file (torn write or stale frames).
     pub truncated_bytes: u64,
-    /// Description of the torn frame that was cut, if any.
+    /// Description of the invalid frame where the newest file's records ended, if the
+    /// bytes after them were neither absent nor zero.
     pub torn_tail: Option<String>,
     /// Files removed because their creation never completed.
     pub removed_files: Vec<PathBuf>,
@@ -41,10 +47,11 @@ pub struct RecoveryReport {
 pub(crate) struct Recovered {
     /// Retained files, oldest first, each with its first LSN.
     pub(crate) files: Vec<(Lsn, PathBuf)>,
-    /// The newest file to append to, its valid length and creation time; `None` when a
-    /// new file must be created.
+    /// The newest file to append to; `None` when a new file must be created.
     pub(crate) active: Option<ActiveFile>,
     pub(crate) next_lsn: Lsn,
+    /// Spare files ready for reuse.
+    pub(crate) spares: Vec<PathBuf>,
     pub(crate) report: RecoveryReport,
 }
 
@@ -52,23 +59,35 @@ pub(crate) struct Recovered {
 pub(crate) struct ActiveFile {
     pub(crate) path: PathBuf,
     pub(crate) first_lsn: Lsn,
+    /// Where the next frame goes.
     pub(crate) valid_end: u64,
     pub(crate) created_unix_ms: u64,
 }
 
-/// Lists `*.wal` files in `dir`, sorted by first LSN.
-pub(crate) fn list_files(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
+/// WAL files of a directory, each with its first LSN, oldest first.
+pub(crate) type FileList = Vec<(Lsn, PathBuf)>;
+
+/// Where a file's records stopped before its end: offset and what was found there.
+type EndedEarly = Option<(usize, format::FrameFault)>;
+
+/// Lists `*.wal` files in `dir`, sorted by first LSN, and the spare files.
+pub(crate) fn list_files(dir: &Path) -> Result<(FileList, Vec<PathBuf>)> {
     let mut files = Vec::new();
+    let mut spares = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| WalError::io("list directory", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| WalError::io("list directory", dir, e))?;
         let name = entry.file_name();
-        if let Some(lsn) = name.to_str().and_then(format::parse_file_name) {
+        let Some(name) = name.to_str() else { continue };
+        if let Some(lsn) = format::parse_file_name(name) {
             files.push((lsn, entry.path()));
+        } else if name.ends_with(SPARE_SUFFIX) {
+            spares.push(entry.path());
         }
     }
     files.sort();
-    Ok(files)
+    spares.sort();
+    Ok((files, spares))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
@@ -78,7 +97,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 pub(crate) fn recover(dir: &Path, first_lsn_if_new: Lsn) -> Result<Recovered> {
-    let mut files = list_files(dir)?;
+    let (mut files, spares) = list_files(dir)?;
     let mut report = RecoveryReport::default();
 
     // An unfinished creation can only be the newest file.
@@ -87,19 +106,20 @@ pub(crate) fn recover(dir: &Path, first_lsn_if_new: Lsn) -> Result<Recovered> {
         if format::decode_header(&bytes).is_err() && header_was_never_finished(&bytes) {
             fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
             sync_dir(dir)?;
-            report.removed_files.push(path.clone());
-            files.pop();
             tracing::warn!(path = %path.display(), "removed WAL file whose creation never completed");
+            report.removed_files.push(path);
+            files.pop();
         }
     }
 
     let count = files.len();
-    let mut next_lsn: Option<Lsn> = None;
+    // (next LSN, path, where the records ended early) of the previous file.
+    let mut prev: Option<(Lsn, PathBuf, EndedEarly)> = None;
     let mut active = None;
     for (i, (named, path)) in files.iter().enumerate() {
         let is_last = i + 1 == count;
         let bytes = fs::read(path).map_err(|e| WalError::io("read", path, e))?;
-        let scan = match format::scan_file(&bytes, is_last, DECODE_RECORD_BYTES_MAX) {
+        let scan = match format::scan_file(&bytes, DECODE_RECORD_BYTES_MAX) {
             Ok(scan) => scan,
             Err(ScanError::Header(fault)) => {
                 return Err(WalError::CorruptHeader {
@@ -122,30 +142,49 @@ pub(crate) fn recover(dir: &Path, first_lsn_if_new: Lsn) -> Result<Recovered> {
                 header: scan.header.first_lsn,
             });
         }
-        if let Some(expected) = next_lsn {
-            if *named != expected {
-                return Err(WalError::Gap {
-                    path: path.clone(),
-                    expected,
-                    got: *named,
+        match prev.take() {
+            Some((expected, prev_path, ended_early)) if *named != expected => {
+                // The previous file's records stop short of this file's first LSN. If
+                // they stopped at an invalid frame, that frame is the damage.
+                return Err(match ended_early {
+                    Some((offset, fault)) => WalError::CorruptRecord {
+                        path: prev_path,
+                        offset: offset as u64,
+                        fault,
+                    },
+                    None => WalError::Gap {
+                        path: path.clone(),
+                        expected,
+                        got: *named,
+                    },
                 });
             }
-        } else {
-            report.oldest_lsn = *named;
+            Some(_) => {}
+            None => report.oldest_lsn = *named,
         }
         report.records += scan.frames.len() as u64;
-        next_lsn = Some(scan.next_lsn);
+        let ended_early = match &scan.tail {
+            Tail::Torn { offset, fault } => Some((*offset, fault.clone())),
+            Tail::Stale { offset } => Some((
+                *offset,
+                format::FrameFault::UnexpectedLsn {
+                    expected: scan.next_lsn,
+                    got: 0,
+                },
+            )),
+            Tail::Clean | Tail::Zeroes => None,
+        };
         if is_last {
-            let valid_end = scan.valid_end as u64;
+            let mut valid_end = scan.valid_end as u64;
             let len = bytes.len() as u64;
-            if len > valid_end {
-                if let Tail::Torn { offset, fault } = &scan.tail {
-                    let msg = format!("{} at offset {offset}: {fault}", path.display());
-                    tracing::warn!(torn = %msg, cut_bytes = len - valid_end, "truncating torn WAL tail");
-                    report.torn_tail = Some(msg);
-                }
+            if let (Tail::Torn { offset, fault }, Some(_)) = (&scan.tail, &ended_early) {
+                let msg = format!("{} at offset {offset}: {fault}", path.display());
+                tracing::warn!(torn = %msg, cut_bytes = len - valid_end, "truncating WAL tail");
+                report.torn_tail = Some(msg);
                 truncate(path, valid_end)?;
                 report.truncated_bytes = len - valid_end;
+            } else if scan.tail == Tail::Clean {
+                valid_end = len;
             }
             active = Some(ActiveFile {
                 path: path.clone(),
@@ -154,10 +193,11 @@ pub(crate) fn recover(dir: &Path, first_lsn_if_new: Lsn) -> Result<Recovered> {
                 created_unix_ms: scan.header.created_unix_ms,
             });
         }
+        prev = Some((scan.next_lsn, path.clone(), ended_early));
     }
 
-    let next_lsn = match next_lsn {
-        Some(n) => n,
+    let next_lsn = match prev {
+        Some((n, _, _)) => n,
         // No file left: continue from the name of a removed unfinished file, if any, so
         // LSNs never go backwards; else this is a brand-new log.
         None => report
@@ -175,6 +215,7 @@ pub(crate) fn recover(dir: &Path, first_lsn_if_new: Lsn) -> Result<Recovered> {
         files,
         active,
         next_lsn,
+        spares,
         report,
     })
 }
@@ -186,8 +227,6 @@ fn header_was_never_finished(bytes: &[u8]) -> bool {
     if bytes.len() < HEADER_LEN {
         return true;
     }
-    // Records are only written after the header is durable, so an unfinished creation
-    // has nothing beyond the header but zeros.
     let magic_ok = bytes.get(..8) == Some(&format::MAGIC[..]);
     let rest_zero = bytes.get(8..).is_some_and(|r| r.iter().all(|&b| b == 0));
     bytes.iter().all(|&b| b == 0) || (magic_ok && rest_zero)

@@ -12,7 +12,8 @@
 //! resolved, and every later one, gets [`WalError::Failed`]; nothing is retried, since a
 //! failed fsync may already have dropped the dirty pages it was meant to persist.
 
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -26,7 +27,7 @@ use crate::config::{SyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::format::{self, Lsn, HEADER_LEN};
 use crate::io::{LogFile, LogIo};
-use crate::recovery::Recovered;
+use crate::recovery::{Recovered, SPARE_SUFFIX};
 
 /// An inclusive range of LSNs given to one appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,8 +189,24 @@ pub(crate) async fn run<I: LogIo>(
     ready: impl FnOnce(Result<()>),
 ) {
     let (sync_tx, sync_rx) = mpsc::unbounded_channel();
-    let writer = match Writer::start(io, cfg.clone(), Arc::clone(&shared), recovered, sync_tx).await
-    {
+    let (prep_tx, prep_rx) = mpsc::unbounded_channel();
+    let (spare_tx, spare_rx) = mpsc::unbounded_channel();
+    let io = Rc::new(io);
+    let prep = Preparer {
+        requests: prep_tx,
+        ready: spare_rx,
+        outstanding: 0,
+    };
+    let started = Writer::start(
+        Rc::clone(&io),
+        cfg.clone(),
+        Arc::clone(&shared),
+        recovered,
+        sync_tx,
+        prep,
+    )
+    .await;
+    let mut writer = match started {
         Ok(w) => w,
         Err(e) => {
             ready(Err(e));
@@ -197,11 +214,75 @@ pub(crate) async fn run<I: LogIo>(
         }
     };
     ready(Ok(()));
-    tokio::join!(writer.run(rx), syncer(sync_rx, shared, cfg.sync));
+    writer.request_spare();
+    tokio::join!(
+        writer.run(rx),
+        syncer(sync_rx, Arc::clone(&shared), cfg.sync),
+        preparer(io, prep_rx, spare_tx, cfg.file_bytes_max),
+    );
+}
+
+/// The writer's side of the background stage that zero-fills spare files.
+struct Preparer {
+    requests: UnboundedSender<PathBuf>,
+    /// Finished spares (`None`: preparing one failed).
+    ready: UnboundedReceiver<Option<PathBuf>>,
+    outstanding: usize,
+}
+
+/// Zero-fills each requested file to `size` bytes and syncs it, then hands it back.
+/// A failure here costs only speed (rotation then starts an unfilled file), so it is
+/// logged and never fails the log.
+async fn preparer<I: LogIo>(
+    io: Rc<I>,
+    mut rx: UnboundedReceiver<PathBuf>,
+    ready: UnboundedSender<Option<PathBuf>>,
+    size: u64,
+) {
+    while let Some(path) = rx.recv().await {
+        match zero_fill(&*io, &path, size, &rx).await {
+            Ok(()) => {
+                let _ = ready.send(Some(path));
+            }
+            Err(_) if rx.is_closed() => {
+                // Shutting down: a half-filled spare is not worth finishing.
+                let _ = io.remove(&path).await;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not preallocate a WAL spare file");
+                let _ = io.remove(&path).await;
+                let _ = ready.send(None);
+            }
+        }
+    }
+}
+
+async fn zero_fill<I: LogIo>(
+    io: &I,
+    path: &Path,
+    size: u64,
+    requests: &UnboundedReceiver<PathBuf>,
+) -> std::io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let file = io.create(path).await?;
+    let mut buf = vec![0u8; CHUNK.min(size) as usize];
+    let mut offset = 0;
+    while offset < size {
+        if requests.is_closed() {
+            return Err(std::io::Error::other("WAL closing"));
+        }
+        let n = CHUNK.min(size - offset) as usize;
+        buf.resize(n, 0);
+        let (res, b) = file.write_all_at(buf, offset).await;
+        res?;
+        buf = b;
+        offset += n as u64;
+    }
+    file.sync_data().await
 }
 
 struct Writer<I: LogIo> {
-    io: I,
+    io: Rc<I>,
     cfg: WalConfig,
     shared: Arc<Shared>,
     active: Rc<I::File>,
@@ -210,17 +291,35 @@ struct Writer<I: LogIo> {
     next_lsn: Lsn,
     sync_tx: UnboundedSender<SyncJob<I::File>>,
     spare: Vec<u8>,
+    /// Zero-filled or recycled files ready to become the next WAL file.
+    spares: VecDeque<PathBuf>,
+    spare_seq: u64,
+    prep: Preparer,
 }
 
 impl<I: LogIo> Writer<I> {
     async fn start(
-        io: I,
+        io: Rc<I>,
         cfg: WalConfig,
         shared: Arc<Shared>,
         recovered: Recovered,
         sync_tx: UnboundedSender<SyncJob<I::File>>,
+        prep: Preparer,
     ) -> Result<Self> {
         let next_lsn = recovered.next_lsn;
+        let spare_seq = recovered
+            .spares
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_str()?
+                    .strip_suffix(SPARE_SUFFIX)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        let spares: VecDeque<PathBuf> = recovered.spares.iter().cloned().collect();
         let (file, offset, created) = match recovered.active {
             Some(a) => {
                 debug_assert!(a.first_lsn <= next_lsn);
@@ -231,7 +330,7 @@ impl<I: LogIo> Writer<I> {
                 (f, a.valid_end, a.created_unix_ms)
             }
             None => {
-                let (f, created) = create_file(&io, &shared, next_lsn).await?;
+                let (f, created) = create_file(&*io, &shared, next_lsn).await?;
                 (f, HEADER_LEN as u64, created)
             }
         };
@@ -245,7 +344,68 @@ impl<I: LogIo> Writer<I> {
             next_lsn,
             sync_tx,
             spare: Vec::new(),
+            spares,
+            spare_seq,
+            prep,
         })
+    }
+
+    fn next_spare_path(&mut self) -> PathBuf {
+        self.spare_seq += 1;
+        self.shared
+            .dir
+            .join(format!("{:08}{SPARE_SUFFIX}", self.spare_seq))
+    }
+
+    /// Takes in spares the preparer finished.
+    fn collect_spares(&mut self) {
+        while let Ok(done) = self.prep.ready.try_recv() {
+            self.prep.outstanding = self.prep.outstanding.saturating_sub(1);
+            if let Some(path) = done {
+                self.spares.push_back(path);
+            }
+        }
+    }
+
+    /// Keeps one spare ready or in preparation.
+    fn request_spare(&mut self) {
+        self.collect_spares();
+        if self.cfg.preallocate && self.spares.is_empty() && self.prep.outstanding == 0 {
+            let path = self.next_spare_path();
+            if self.prep.requests.send(path).is_ok() {
+                self.prep.outstanding += 1;
+            }
+        }
+    }
+
+    /// Turns a spare into the WAL file for records from `first_lsn`: the header is
+    /// written and synced under the spare's name first, so a file under a WAL name
+    /// always carries its own header; then rename and directory fsync.
+    async fn reuse_spare(&self, spare: &Path, first_lsn: Lsn) -> Result<(I::File, u64)> {
+        let path = self.shared.dir.join(format::file_name(first_lsn));
+        let created = now_unix_ms();
+        let file = self
+            .io
+            .open(spare)
+            .await
+            .map_err(|e| WalError::io("open spare", spare, e))?;
+        let header = format::encode_header(first_lsn, created).to_vec();
+        let (res, _) = file.write_all_at(header, 0).await;
+        res.map_err(|e| WalError::io("write header", spare, e))?;
+        file.sync_data()
+            .await
+            .map_err(|e| WalError::io("fdatasync header", spare, e))?;
+        self.io
+            .rename(spare, &path)
+            .await
+            .map_err(|e| WalError::io("rename spare", &path, e))?;
+        let dir = &self.shared.dir;
+        self.io
+            .sync_dir(dir)
+            .await
+            .map_err(|e| WalError::io("fsync directory", dir, e))?;
+        self.shared.files().push((first_lsn, path));
+        Ok((file, created))
     }
 
     async fn run(mut self, mut rx: UnboundedReceiver<Request>) {
@@ -341,7 +501,7 @@ impl<I: LogIo> Writer<I> {
         }
         let mut buf = std::mem::take(&mut self.spare);
         buf.clear();
-        buf.reserve(bytes);
+        buf.reserve(bytes + format::TERMINATOR_LEN);
         let mut acks = Vec::with_capacity(group.len());
         let mut lsn = self.next_lsn;
         for (payloads, permit, reply) in group {
@@ -361,6 +521,9 @@ impl<I: LogIo> Writer<I> {
         }
         debug_assert_eq!(buf.len(), bytes);
         let len = buf.len() as u64;
+        // Zeros after the group: the next group overwrites them, and until then they
+        // mark a clean end even in a recycled file full of stale bytes.
+        buf.resize(buf.len() + format::TERMINATOR_LEN, 0);
         let started = std::time::Instant::now();
         let (res, mut buf) = self.active.write_all_at(buf, self.offset).await;
         let c = &self.shared.stats;
@@ -441,7 +604,12 @@ impl<I: LogIo> Writer<I> {
         // The old file must be wholly durable before its successor holds a record:
         // recovery relies on only the newest file ever having a torn tail.
         self.barrier().await?;
-        let (file, created) = create_file(&self.io, &self.shared, self.next_lsn).await?;
+        self.collect_spares();
+        let (file, created) = match self.spares.pop_front() {
+            Some(spare) => self.reuse_spare(&spare, self.next_lsn).await?,
+            None => create_file(&*self.io, &self.shared, self.next_lsn).await?,
+        };
+        self.request_spare();
         self.active = Rc::new(file);
         self.offset = HEADER_LEN as u64;
         self.created_unix_ms = created;
@@ -457,16 +625,25 @@ impl<I: LogIo> Writer<I> {
                 .filter_map(|w| w.first().map(|(_, p)| p.clone()))
                 .collect()
         };
-        // Oldest first, so a crash part-way leaves a contiguous run of files.
+        // Oldest first, each made durable before the next, so a crash part-way leaves
+        // a contiguous run of files.
+        let dir = self.shared.dir.clone();
         for path in &doomed {
-            self.io
-                .remove(path)
-                .await
-                .map_err(|e| WalError::io("remove", path, e))?;
+            self.collect_spares();
+            if self.spares.len() + self.prep.outstanding < self.cfg.recycle_files_max {
+                let spare = self.next_spare_path();
+                self.io
+                    .rename(path, &spare)
+                    .await
+                    .map_err(|e| WalError::io("recycle", path, e))?;
+                self.spares.push_back(spare);
+            } else {
+                self.io
+                    .remove(path)
+                    .await
+                    .map_err(|e| WalError::io("remove", path, e))?;
+            }
             self.shared.files().retain(|(_, p)| p != path);
-        }
-        if !doomed.is_empty() {
-            let dir = self.shared.dir.clone();
             self.io
                 .sync_dir(&dir)
                 .await

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use wal::fault::{CrashMode, FaultInjector};
+use wal::fault::{CrashMode, FaultInjector, OpKind};
 use wal::{BackendChoice, Lsn, Wal, WalConfig};
 
 struct Outcome {
@@ -65,7 +65,7 @@ fn workload(rt: &tokio::runtime::Runtime, wal: Arc<Wal>, faults: &FaultInjector)
                     }
                     Err(_) => return,
                 }
-                if t == 0 && i == 4 {
+                if t == 0 && i % 2 == 1 {
                     let lsn = wal.written_lsn().saturating_sub(3).max(1);
                     // Once asked for, a checkpoint may take effect even if the call fails.
                     *checkpoint.lock().unwrap() = Some(lsn);
@@ -140,6 +140,13 @@ fn run_matrix(backend: BackendChoice) {
         };
         if !out.crashed {
             // k is past the workload's last operation: every crash point was covered.
+            // The workload must have exercised rotation into spares and recycling.
+            let log = faults.op_log();
+            let renames = log.iter().filter(|o| **o == OpKind::Rename).count();
+            assert!(
+                renames >= 4,
+                "workload did too little recycling: {renames} renames"
+            );
             break;
         }
         crashes += 1;

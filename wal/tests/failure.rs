@@ -12,8 +12,11 @@ use wal::{BackendChoice, Wal, WalConfig, WalError};
 fn run(backend: BackendChoice, faults: Arc<FaultInjector>, label: &str) {
     let rt = rt();
     let live = tempfile::tempdir().unwrap();
+    // Without preallocation every write and sync belongs to the log itself, so the
+    // n-th one is always on the append path.
     let cfg = WalConfig {
         file_bytes_max: 4096,
+        preallocate: false,
         ..cfg(backend)
     };
     let wal = match Wal::open_with_faults(live.path(), cfg.clone(), Arc::clone(&faults)) {
@@ -106,5 +109,32 @@ fn failed_write_stops_the_log() {
                 &format!("{backend:?} write#{n}"),
             );
         }
+    }
+}
+
+/// A failure while zero-filling a spare file costs speed only: the log keeps going,
+/// rotating into plain files.
+#[test]
+fn failed_preallocation_does_not_stop_the_log() {
+    for backend in BACKENDS {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let faults = FaultInjector::fail_writes_to_spares();
+        let wal = Wal::open_with_faults(
+            dir.path(),
+            WalConfig {
+                file_bytes_max: 4096,
+                ..cfg(backend)
+            },
+            Arc::clone(&faults),
+        )
+        .unwrap();
+        for i in 0..100u64 {
+            rt.block_on(wal.append(payload(i, 150))).unwrap();
+        }
+        assert!(wal.failure().is_none());
+        assert_eq!(replay_map(&wal).len(), 100);
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(files > 3, "the log rotated on");
     }
 }
