@@ -39,9 +39,18 @@ struct Args {
     /// dd runs (the median is the reference bandwidth); 0 skips dd.
     #[arg(long, default_value_t = 3)]
     dd_runs: usize,
+    /// Checkpoint modes to measure: `none` (the log only grows) and/or `steady`
+    /// (everything durable is checkpointed every 50 ms, as the engine does after each
+    /// memtable flush, so files get recycled).
+    #[arg(long, value_delimiter = ',', default_value = "steady,none")]
+    checkpoint: Vec<String>,
+    /// Seconds of appends before measuring (lets a steady state form).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
 }
 
 struct Sample {
+    mode: String,
     backend: String,
     appenders: usize,
     records_per_s: f64,
@@ -74,7 +83,7 @@ fn dd_bandwidth(dir: &Path) -> Result<f64> {
     Ok(bytes / secs / 1e6)
 }
 
-fn measure(args: &Args, backend: &str, appenders: usize) -> Result<Sample> {
+fn measure(args: &Args, mode: &str, backend: &str, appenders: usize) -> Result<Sample> {
     let choice = match backend {
         "pwrite" => BackendChoice::Pwrite,
         "io_uring" => BackendChoice::IoUring,
@@ -96,8 +105,19 @@ fn measure(args: &Args, backend: &str, appenders: usize) -> Result<Sample> {
     let batch: Vec<Bytes> = (0..args.batch)
         .map(|i| Bytes::from(vec![b'a' + (i % 26) as u8; args.record_bytes]))
         .collect();
-    let deadline = Duration::from_secs_f64(args.seconds);
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let deadline = warmup + Duration::from_secs_f64(args.seconds);
     let start = Instant::now();
+    let checkpointer = (mode == "steady").then(|| {
+        let wal = Arc::clone(&wal);
+        rt.spawn(async move {
+            while start.elapsed() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                wal.checkpoint(wal.durable_lsn()).await?;
+            }
+            Ok::<_, wal::WalError>(())
+        })
+    });
     let tasks: Vec<_> = (0..appenders)
         .map(|_| {
             let wal = Arc::clone(&wal);
@@ -107,7 +127,9 @@ fn measure(args: &Args, backend: &str, appenders: usize) -> Result<Sample> {
                 while start.elapsed() < deadline {
                     let t = Instant::now();
                     wal.append_batch(batch.clone()).await?;
-                    lat.push(t.elapsed());
+                    if start.elapsed() > warmup {
+                        lat.push(t.elapsed());
+                    }
                 }
                 Ok::<_, wal::WalError>(lat)
             })
@@ -117,10 +139,13 @@ fn measure(args: &Args, backend: &str, appenders: usize) -> Result<Sample> {
     for t in tasks {
         lat.extend(rt.block_on(t)??);
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = (start.elapsed() - warmup).as_secs_f64();
+    if let Some(c) = checkpointer {
+        rt.block_on(c)??;
+    }
     let st = wal.stats();
     eprintln!(
-        "  {backend} x{appenders}: groups {} syncs {} avg group {:.0} KiB, avg write {:.2} ms, avg sync {:.2} ms",
+        "  {mode} {backend} x{appenders}: groups {} syncs {} avg group {:.0} KiB, avg write {:.2} ms, avg sync {:.2} ms",
         st.groups,
         st.syncs,
         st.bytes as f64 / st.groups.max(1) as f64 / 1024.0,
@@ -136,6 +161,7 @@ fn measure(args: &Args, backend: &str, appenders: usize) -> Result<Sample> {
     };
     let records = (lat.len() * args.batch) as f64;
     Ok(Sample {
+        mode: mode.to_string(),
         backend: backend.to_string(),
         appenders,
         records_per_s: records / elapsed,
@@ -162,18 +188,36 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "\n| backend | appenders | records/s | MB/s (payload) | vs dd | p50 batch ms | p99 batch ms |"
+        "\n| checkpoints | backend | appenders | records/s | MB/s (payload) | vs dd | p50 batch ms | p99 batch ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for backend in &args.backends {
-        for &n in &args.appenders {
-            let s = measure(&args, backend, n)?;
-            let ratio = dd_median.map_or("-".to_string(), |m| format!("{:.2}", s.mb_per_s / m));
-            println!(
-                "| {} | {} | {:.0} | {:.1} | {} | {:.2} | {:.2} |",
-                s.backend, s.appenders, s.records_per_s, s.mb_per_s, ratio, s.p50_ms, s.p99_ms
-            );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for mode in &args.checkpoint {
+        for backend in &args.backends {
+            for &n in &args.appenders {
+                let s = measure(&args, mode, backend, n)?;
+                let ratio = dd_median.map_or("-".to_string(), |m| format!("{:.2}", s.mb_per_s / m));
+                println!(
+                    "| {} | {} | {} | {:.0} | {:.1} | {} | {:.2} | {:.2} |",
+                    s.mode,
+                    s.backend,
+                    s.appenders,
+                    s.records_per_s,
+                    s.mb_per_s,
+                    ratio,
+                    s.p50_ms,
+                    s.p99_ms
+                );
+            }
         }
+    }
+    // dd again after the run: the disk's bandwidth drifts, so bracket the measurement.
+    let mut after = Vec::new();
+    for _ in 0..args.dd_runs {
+        after.push(dd_bandwidth(&args.dir)?);
+    }
+    if !after.is_empty() {
+        let runs: Vec<String> = after.iter().map(|v| format!("{v:.0}")).collect();
+        println!("\ndd after the run: {} MB/s", runs.join(", "));
     }
     Ok(())
 }

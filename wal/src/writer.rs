@@ -192,6 +192,7 @@ pub(crate) async fn run<I: LogIo>(
     let (prep_tx, prep_rx) = mpsc::unbounded_channel();
     let (spare_tx, spare_rx) = mpsc::unbounded_channel();
     let io = Rc::new(io);
+    let gate = Rc::new(WriteGate::default());
     let prep = Preparer {
         requests: prep_tx,
         ready: spare_rx,
@@ -204,6 +205,7 @@ pub(crate) async fn run<I: LogIo>(
         recovered,
         sync_tx,
         prep,
+        Rc::clone(&gate),
     )
     .await;
     let mut writer = match started {
@@ -217,9 +219,37 @@ pub(crate) async fn run<I: LogIo>(
     writer.request_spare();
     tokio::join!(
         writer.run(rx),
-        syncer(sync_rx, Arc::clone(&shared), cfg.sync),
+        syncer(sync_rx, Arc::clone(&shared), cfg.sync, Rc::clone(&gate)),
         preparer(io, prep_rx, spare_tx, cfg.file_bytes_max),
     );
+}
+
+/// Tells the syncer whether the writer has a group write in flight.
+#[derive(Debug, Default)]
+struct WriteGate {
+    writing: std::cell::Cell<bool>,
+    done: tokio::sync::Notify,
+}
+
+impl WriteGate {
+    fn begin(&self) {
+        self.writing.set(true);
+    }
+
+    fn end(&self) {
+        self.writing.set(false);
+        self.done.notify_waiters();
+    }
+
+    async fn idle(&self) {
+        while self.writing.get() {
+            let notified = self.done.notified();
+            if !self.writing.get() {
+                break;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The writer's side of the background stage that zero-fills spare files.
@@ -295,6 +325,7 @@ struct Writer<I: LogIo> {
     spares: VecDeque<PathBuf>,
     spare_seq: u64,
     prep: Preparer,
+    gate: Rc<WriteGate>,
 }
 
 impl<I: LogIo> Writer<I> {
@@ -305,6 +336,7 @@ impl<I: LogIo> Writer<I> {
         recovered: Recovered,
         sync_tx: UnboundedSender<SyncJob<I::File>>,
         prep: Preparer,
+        gate: Rc<WriteGate>,
     ) -> Result<Self> {
         let next_lsn = recovered.next_lsn;
         let spare_seq = recovered
@@ -347,6 +379,7 @@ impl<I: LogIo> Writer<I> {
             spares,
             spare_seq,
             prep,
+            gate,
         })
     }
 
@@ -525,7 +558,9 @@ impl<I: LogIo> Writer<I> {
         // mark a clean end even in a recycled file full of stale bytes.
         buf.resize(buf.len() + format::TERMINATOR_LEN, 0);
         let started = std::time::Instant::now();
+        self.gate.begin();
         let (res, mut buf) = self.active.write_all_at(buf, self.offset).await;
+        self.gate.end();
         let c = &self.shared.stats;
         c.write_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -699,6 +734,7 @@ async fn syncer<F: LogFile>(
     mut rx: UnboundedReceiver<SyncJob<F>>,
     shared: Arc<Shared>,
     policy: SyncPolicy,
+    gate: Rc<WriteGate>,
 ) {
     // Written under Interval/Never but not yet synced.
     let mut unsynced: Option<(Rc<F>, Lsn)> = None;
@@ -728,6 +764,10 @@ async fn syncer<F: LogFile>(
             None => rx.recv().await,
         };
         let Some(first) = first else { break };
+        // A group being written right now would need a sync of its own just after
+        // this one; waiting for its write (a fraction of a sync's cost) lets one sync
+        // cover both.
+        gate.idle().await;
         let mut jobs = vec![first];
         while let Ok(j) = rx.try_recv() {
             jobs.push(j);
