@@ -7,7 +7,11 @@
 //! `ACK <first_lsn> <last_lsn> <writer> <counter>` on stdout and flushes, so every line
 //! the parent reads is a promise the WAL made.
 //!
-//! Usage: `wal-crash-child DIR pwrite|io_uring [appenders]`
+//! Usage: `wal-crash-child DIR auto|pwrite|io_uring [appenders] [--deny-io-uring]
+//! [--probe-only]`. `--deny-io-uring` first forbids io_uring with a seccomp filter;
+//! `--probe-only` prints `BACKEND <name> <fallback reason>` after opening and exits.
+
+mod deny_io_uring;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -29,13 +33,22 @@ fn payload(writer: u64, counter: u64, records: usize) -> Vec<Bytes> {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| all.iter().any(|a| a == f);
+    let mut args = all.iter().filter(|a| !a.starts_with("--")).cloned();
     let (Some(dir), Some(backend)) = (args.next(), args.next()) else {
-        eprintln!("usage: wal-crash-child DIR pwrite|io_uring [appenders]");
+        eprintln!("usage: wal-crash-child DIR auto|pwrite|io_uring [appenders] [--deny-io-uring] [--probe-only]");
         std::process::exit(2);
     };
     let appenders: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
+    if flag("--deny-io-uring") {
+        if let Err(e) = deny_io_uring::install() {
+            eprintln!("seccomp: {e}");
+            std::process::exit(3);
+        }
+    }
     let backend = match backend.as_str() {
+        "auto" => BackendChoice::Auto,
         "pwrite" => BackendChoice::Pwrite,
         "io_uring" => BackendChoice::IoUring,
         other => {
@@ -55,6 +68,14 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if flag("--probe-only") {
+        println!(
+            "BACKEND {} {}",
+            wal.backend(),
+            wal.fallback_reason().unwrap_or("-")
+        );
+        return;
+    }
     println!("OPEN {}", wal.written_lsn());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
