@@ -2,13 +2,13 @@
 //! it back byte for byte; errors are clear and exit non-zero.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use heimdall_e2e::heimdall_bin;
+use heimdall_e2e::{heimdall_bin, loghub_dir};
 
 fn loghub_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/loghub");
+    let root = loghub_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|d| {

@@ -20,3 +20,27 @@ pub fn heimdall_bin() -> PathBuf {
     );
     bin
 }
+
+/// The Loghub sample directory of `../shared/data/loghub` (relative to the project
+/// root), found from `$HEIMDALL_LOGHUB_DIR`, or by walking up from this crate to a
+/// directory holding `shared/data/loghub`. Tests copy what they need out of it: it is
+/// read-only in CI.
+pub fn loghub_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEIMDALL_LOGHUB_DIR") {
+        return PathBuf::from(dir);
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for ancestor in here.ancestors() {
+        let candidate = ancestor.join("shared/data/loghub");
+        if candidate.is_dir() {
+            return candidate;
+        }
+    }
+    let fallback = PathBuf::from("/work/shared/data/loghub");
+    assert!(
+        fallback.is_dir(),
+        "Loghub data not found above {}; set HEIMDALL_LOGHUB_DIR",
+        here.display()
+    );
+    fallback
+}
