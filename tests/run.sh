@@ -32,7 +32,7 @@ step "build (the e2e tests run the real heimdall binary)"
 cargo build --workspace --all-targets --locked
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 if [ "$FUZZ_SECONDS" != "0" ]; then
