@@ -1,7 +1,13 @@
 //! Heimdall's storage engine: the data model, memtable, columnar segments, inverted
 //! index, manifest, compaction and the task supervisor (see `ARCHITECTURE.md`).
 //!
-//! It builds on the write-ahead log, re-exported here so that the crates above the
-//! engine reach durability only through it.
+//! Built so far: the data model ([`model`]), the tokenizer shared by index and scan
+//! ([`token`]), and the ingest formats ([`ingest`]). It builds on the write-ahead log,
+//! re-exported here so that the crates above the engine reach durability only through
+//! it.
+
+pub mod ingest;
+pub mod model;
+pub mod token;
 
 pub use wal;
