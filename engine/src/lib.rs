@@ -2,12 +2,14 @@
 //! index, manifest, compaction and the task supervisor (see `ARCHITECTURE.md`).
 //!
 //! Built so far: the data model ([`model`]), the tokenizer shared by index and scan
-//! ([`token`]), and the ingest formats ([`ingest`]). It builds on the write-ahead log,
+//! ([`token`]), the ingest formats ([`ingest`]) and the WAL payload of a record batch
+//! ([`walrec`]). It builds on the write-ahead log,
 //! re-exported here so that the crates above the engine reach durability only through
 //! it.
 
 pub mod ingest;
 pub mod model;
 pub mod token;
+pub mod walrec;
 
 pub use wal;

@@ -1,0 +1,318 @@
+//! The engine's WAL payloads: a batch of records of one tenant, encoded as one WAL
+//! record so the batch is atomic (the WAL guarantees whole records only).
+//!
+//! Layout (little-endian, varints are LEB128, signed ones zigzag):
+//!
+//! ```text
+//! u8  version (1)
+//! u8  kind    (1 = record batch)
+//! str tenant
+//! varint count
+//! count x record:
+//!   zigzag-varint time_ns delta from the previous record (first: from 0)
+//!   str msg
+//!   varint n_labels, n x (str name, str value)      sorted by name
+//!   u8 has_level, [str level]
+//!   varint n_fields, n x (str name, u8 tag, value)  tag: 0 str, 1 i64 (zigzag varint),
+//!                                                        2 f64 (8 bytes), 3 bool (u8)
+//! str = varint length + UTF-8 bytes
+//! ```
+//!
+//! Decoding never panics; every failure is a [`DecodeError`] with the byte offset.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use crate::model::{Labels, Record, Tenant, Value};
+
+/// Version byte written by this build.
+pub const WALREC_VERSION: u8 = 1;
+const KIND_RECORDS: u8 = 1;
+/// Most records one batch may hold.
+pub const BATCH_RECORDS_MAX: usize = 1 << 20;
+
+/// Why a WAL payload could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad WAL payload at byte {offset}: {what}")]
+pub struct DecodeError {
+    /// Byte offset in the payload.
+    pub offset: usize,
+    /// What was wrong.
+    pub what: String,
+}
+
+/// A decoded batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Tenant of every record.
+    pub tenant: Tenant,
+    /// The records, in ingest order.
+    pub records: Vec<Record>,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes a batch of records of `tenant`.
+pub fn encode(tenant: &Tenant, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + records.iter().map(|r| r.msg.len() + 16).sum::<usize>());
+    out.push(WALREC_VERSION);
+    out.push(KIND_RECORDS);
+    put_str(&mut out, tenant.as_str());
+    put_varint(&mut out, records.len() as u64);
+    let mut prev = 0i64;
+    for r in records {
+        put_varint(&mut out, zigzag(r.time_ns.wrapping_sub(prev)));
+        prev = r.time_ns;
+        put_str(&mut out, &r.msg);
+        put_varint(&mut out, r.stream.len() as u64);
+        for (k, v) in &r.stream {
+            put_str(&mut out, k);
+            put_str(&mut out, v);
+        }
+        match &r.level {
+            Some(l) => {
+                out.push(1);
+                put_str(&mut out, l);
+            }
+            None => out.push(0),
+        }
+        put_varint(&mut out, r.fields.len() as u64);
+        for (name, value) in &r.fields {
+            put_str(&mut out, name);
+            match value {
+                Value::Str(s) => {
+                    out.push(0);
+                    put_str(&mut out, s);
+                }
+                Value::I64(i) => {
+                    out.push(1);
+                    put_varint(&mut out, zigzag(*i));
+                }
+                Value::F64(x) => {
+                    out.push(2);
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+                Value::Bool(b) => {
+                    out.push(3);
+                    out.push(u8::from(*b));
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn fail<T>(&self, what: impl Into<String>) -> Result<T, DecodeError> {
+        Err(DecodeError {
+            offset: self.at,
+            what: what.into(),
+        })
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        match self.b.get(self.at) {
+            Some(v) => {
+                self.at += 1;
+                Ok(*v)
+            }
+            None => self.fail("unexpected end"),
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        self.fail("varint longer than 10 bytes")
+    }
+
+    fn len(&mut self, max: usize) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        match usize::try_from(n) {
+            Ok(n) if n <= max => Ok(n),
+            _ => self.fail(format!("length {n} over the limit {max}")),
+        }
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        match self.b.get(self.at..self.at.saturating_add(n)) {
+            Some(s) => {
+                self.at += n;
+                Ok(s)
+            }
+            None => self.fail(format!(
+                "{n} bytes expected, {} left",
+                self.b.len() - self.at.min(self.b.len())
+            )),
+        }
+    }
+
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let n = self.len(self.b.len())?;
+        let start = self.at;
+        let s = self.bytes(n)?;
+        match std::str::from_utf8(s) {
+            Ok(s) => Ok(s.to_string()),
+            Err(e) => Err(DecodeError {
+                offset: start + e.valid_up_to(),
+                what: "invalid UTF-8".into(),
+            }),
+        }
+    }
+}
+
+/// Decodes a payload written by [`encode`].
+pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
+    let mut r = Reader { b: payload, at: 0 };
+    let version = r.u8()?;
+    if version != WALREC_VERSION {
+        return r.fail(format!(
+            "version {version}, this build reads {WALREC_VERSION}"
+        ));
+    }
+    let kind = r.u8()?;
+    if kind != KIND_RECORDS {
+        return r.fail(format!("unknown payload kind {kind}"));
+    }
+    let tenant_at = r.at;
+    let tenant = Tenant::new(r.str()?).map_err(|e| DecodeError {
+        offset: tenant_at,
+        what: e.to_string(),
+    })?;
+    // Each record takes at least 5 bytes, which bounds the count before allocating.
+    let count = r.len(BATCH_RECORDS_MAX.min(payload.len() / 5))?;
+    let mut records = Vec::with_capacity(count);
+    let mut prev = 0i64;
+    for _ in 0..count {
+        let time_ns = prev.wrapping_add(unzigzag(r.varint()?));
+        prev = time_ns;
+        let msg = r.str()?;
+        let mut stream = Labels::new();
+        for _ in 0..r.len(payload.len())? {
+            let k = r.str()?;
+            let v = r.str()?;
+            stream.insert(k, v);
+        }
+        let level = match r.u8()? {
+            0 => None,
+            1 => Some(r.str()?),
+            other => return r.fail(format!("bad level flag {other}")),
+        };
+        let n_fields = r.len(payload.len())?;
+        let mut fields = Vec::with_capacity(n_fields.min(1024));
+        for _ in 0..n_fields {
+            let name = r.str()?;
+            let value = match r.u8()? {
+                0 => Value::Str(r.str()?),
+                1 => Value::I64(unzigzag(r.varint()?)),
+                2 => {
+                    let b = r.bytes(8)?;
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    Value::F64(f64::from_le_bytes(a))
+                }
+                3 => Value::Bool(r.u8()? != 0),
+                other => return r.fail(format!("bad value tag {other}")),
+            };
+            fields.push((name, value));
+        }
+        records.push(Record {
+            time_ns,
+            msg,
+            stream,
+            level,
+            fields,
+        });
+    }
+    if r.at != payload.len() {
+        return r.fail(format!("{} trailing bytes", payload.len() - r.at));
+    }
+    Ok(Batch { tenant, records })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            ".{0,12}".prop_map(Value::Str),
+            any::<i64>().prop_map(Value::I64),
+            any::<f64>()
+                .prop_filter("finite", |x| x.is_finite())
+                .prop_map(Value::F64),
+            any::<bool>().prop_map(Value::Bool),
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        (
+            any::<i64>(),
+            "\\PC{0,40}",
+            proptest::collection::btree_map("[a-z]{1,5}", ".{0,6}", 0..3),
+            proptest::option::of("[A-Z]{1,5}"),
+            proptest::collection::vec(("[a-z.]{1,8}", value()), 0..4),
+        )
+            .prop_map(|(time_ns, msg, stream, level, fields)| Record {
+                time_ns,
+                msg,
+                stream,
+                level,
+                fields,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(records in proptest::collection::vec(record(), 0..20)) {
+            let t = Tenant::new("acme").unwrap();
+            let bytes = encode(&t, &records);
+            let batch = decode(&bytes).unwrap();
+            prop_assert_eq!(batch.tenant, t);
+            prop_assert_eq!(batch.records, records);
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(records in proptest::collection::vec(record(), 1..5)) {
+            let bytes = encode(&Tenant::default(), &records);
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
+        }
+    }
+}
