@@ -19,7 +19,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -30,18 +30,37 @@ pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The civil year of a Unix time in nanoseconds.
-fn year_of(ns: i64) -> i64 {
-    let days = ns.div_euclid(NANOS * 86_400);
-    // Inverse of days_from_civil, year only.
+/// The civil date `(year, month, day)` of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(m <= 2)
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 in UTC with nanoseconds
+/// (`2006-01-02T15:04:05.000000000Z`).
+pub fn format_rfc3339(ns: i64) -> String {
+    let secs = ns.div_euclid(NANOS);
+    let frac = ns.rem_euclid(NANOS);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// The civil year of a Unix time in nanoseconds.
+fn year_of(ns: i64) -> i64 {
+    civil_from_days(ns.div_euclid(NANOS * 86_400)).0
 }
 
 /// A byte cursor over the line.
@@ -295,6 +314,26 @@ mod tests {
         assert_eq!(year_of(NOW), 2025);
         assert_eq!(year_of(0), 1970);
         assert_eq!(year_of(-1), 1969);
+        for days in [
+            -800_000i64,
+            -1,
+            0,
+            1,
+            59,
+            60,
+            11_016,
+            11_017,
+            20_000,
+            2_932_896,
+        ] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{days}");
+        }
+        assert_eq!(
+            format_rfc3339(1_445_191_307_978_000_000),
+            "2015-10-18T18:01:47.978000000Z"
+        );
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
     }
 
     #[test]
