@@ -7,6 +7,7 @@
 //! re-exported here so that the crates above the engine reach durability only through
 //! it.
 
+pub mod codec;
 pub mod ingest;
 pub mod model;
 pub mod token;

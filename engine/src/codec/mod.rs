@@ -1,0 +1,87 @@
+//! Column codecs: how one block of one column becomes bytes. Each encoder tries every
+//! codec that applies and keeps the smallest output (ties go to the cheaper decode).
+//! Decoders take the row count from the block header, check every length against the
+//! input and the limits, and return [`CodecError`] instead of panicking.
+//!
+//! Byte layouts are specified in `docs/format/segment.md` (section "Column codecs").
+
+pub mod bits;
+pub mod ints;
+pub mod strs;
+
+/// Largest decompressed size a zstd frame inside a block may claim.
+pub const BLOCK_DECOMPRESSED_BYTES_MAX: usize = 256 << 20;
+
+/// A block's bytes do not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column block does not decode: {what}")]
+pub struct CodecError {
+    /// What was wrong.
+    pub what: String,
+}
+
+impl CodecError {
+    pub(crate) fn new(what: impl Into<String>) -> Self {
+        CodecError { what: what.into() }
+    }
+}
+
+pub(crate) fn take<'a>(b: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], CodecError> {
+    if b.len() < n {
+        return Err(CodecError::new(format!(
+            "{what}: need {n} bytes, have {}",
+            b.len()
+        )));
+    }
+    let (head, tail) = b.split_at(n);
+    *b = tail;
+    Ok(head)
+}
+
+pub(crate) fn take_u8(b: &mut &[u8], what: &str) -> Result<u8, CodecError> {
+    Ok(take(b, 1, what)?.first().copied().unwrap_or(0))
+}
+
+pub(crate) fn take_u32(b: &mut &[u8], what: &str) -> Result<u32, CodecError> {
+    let s = take(b, 4, what)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(s);
+    Ok(u32::from_le_bytes(a))
+}
+
+pub(crate) fn take_i64(b: &mut &[u8], what: &str) -> Result<i64, CodecError> {
+    let s = take(b, 8, what)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Ok(i64::from_le_bytes(a))
+}
+
+/// zstd-compresses `raw` at `level`, prefixed by its length (u32) so the decoder can
+/// bound its allocation.
+pub(crate) fn zstd_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) {
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    // Compressing an in-memory buffer only fails on allocation failure.
+    let z = zstd::bulk::compress(raw, level).unwrap_or_default();
+    out.extend_from_slice(&(z.len() as u32).to_le_bytes());
+    out.extend_from_slice(&z);
+}
+
+pub(crate) fn unzstd_frame(b: &mut &[u8]) -> Result<Vec<u8>, CodecError> {
+    let raw_len = take_u32(b, "zstd raw length")? as usize;
+    if raw_len > BLOCK_DECOMPRESSED_BYTES_MAX {
+        return Err(CodecError::new(format!(
+            "zstd frame claims {raw_len} bytes, over the {BLOCK_DECOMPRESSED_BYTES_MAX} limit"
+        )));
+    }
+    let z_len = take_u32(b, "zstd frame length")? as usize;
+    let z = take(b, z_len, "zstd frame")?;
+    let raw =
+        zstd::bulk::decompress(z, raw_len).map_err(|e| CodecError::new(format!("zstd: {e}")))?;
+    if raw.len() != raw_len {
+        return Err(CodecError::new(format!(
+            "zstd frame gave {} bytes, header said {raw_len}",
+            raw.len()
+        )));
+    }
+    Ok(raw)
+}
