@@ -9,8 +9,11 @@
 
 pub mod codec;
 pub mod ingest;
+mod mmap;
 pub mod model;
+pub mod segment;
 pub mod token;
 pub mod walrec;
+mod wire;
 
 pub use wal;

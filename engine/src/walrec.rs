@@ -22,6 +22,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::model::{Labels, Record, Tenant, Value};
+use crate::wire::{put_str, put_varint, unzigzag, zigzag, Reader};
 
 /// Version byte written by this build.
 pub const WALREC_VERSION: u8 = 1;
@@ -29,15 +30,7 @@ const KIND_RECORDS: u8 = 1;
 /// Most records one batch may hold.
 pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 
-/// Why a WAL payload could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad WAL payload at byte {offset}: {what}")]
-pub struct DecodeError {
-    /// Byte offset in the payload.
-    pub offset: usize,
-    /// What was wrong.
-    pub what: String,
-}
+pub use crate::wire::DecodeError;
 
 /// A decoded batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,27 +39,6 @@ pub struct Batch {
     pub tenant: Tenant,
     /// The records, in ingest order.
     pub records: Vec<Record>,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Encodes a batch of records of `tenant`.
@@ -119,79 +91,9 @@ pub fn encode(tenant: &Tenant, records: &[Record]) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn fail<T>(&self, what: impl Into<String>) -> Result<T, DecodeError> {
-        Err(DecodeError {
-            offset: self.at,
-            what: what.into(),
-        })
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        match self.b.get(self.at) {
-            Some(v) => {
-                self.at += 1;
-                Ok(*v)
-            }
-            None => self.fail("unexpected end"),
-        }
-    }
-
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.u8()?;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        self.fail("varint longer than 10 bytes")
-    }
-
-    fn len(&mut self, max: usize) -> Result<usize, DecodeError> {
-        let n = self.varint()?;
-        match usize::try_from(n) {
-            Ok(n) if n <= max => Ok(n),
-            _ => self.fail(format!("length {n} over the limit {max}")),
-        }
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        match self.b.get(self.at..self.at.saturating_add(n)) {
-            Some(s) => {
-                self.at += n;
-                Ok(s)
-            }
-            None => self.fail(format!(
-                "{n} bytes expected, {} left",
-                self.b.len() - self.at.min(self.b.len())
-            )),
-        }
-    }
-
-    fn str(&mut self) -> Result<String, DecodeError> {
-        let n = self.len(self.b.len())?;
-        let start = self.at;
-        let s = self.bytes(n)?;
-        match std::str::from_utf8(s) {
-            Ok(s) => Ok(s.to_string()),
-            Err(e) => Err(DecodeError {
-                offset: start + e.valid_up_to(),
-                what: "invalid UTF-8".into(),
-            }),
-        }
-    }
-}
-
 /// Decodes a payload written by [`encode`].
 pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
-    let mut r = Reader { b: payload, at: 0 };
+    let mut r = Reader::new(payload);
     let version = r.u8()?;
     if version != WALREC_VERSION {
         return r.fail(format!(

@@ -1,0 +1,51 @@
+//! Immutable columnar segment files: one tenant's records, sorted by time, cut into
+//! blocks of rows; each column of each block encoded by the smallest codec
+//! ([`crate::codec`]) and checksummed; a footer with the block list (row counts, time
+//! ranges) and the column directory. Readers map the file and decode only the column
+//! chunks a query asks for, verifying each chunk's CRC first.
+//!
+//! Byte layout: `docs/format/segment.md`. The inverted index and the CLP-style `_msg`
+//! codec (see `docs/decisions/0002-segment-size-measurements.md`) are added as further
+//! sections and codecs.
+
+mod layout;
+mod reader;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use layout::{
+    BlockMeta, ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, MAGIC, OLDEST_SUPPORTED_VERSION,
+};
+pub use reader::{ColumnBlock, SegmentReader, Values};
+pub use writer::{write_segment, SegmentOptions};
+
+/// Errors reading or writing a segment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// An I/O operation failed.
+    #[error("segment {op} failed on {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's bytes are damaged or not a segment.
+    #[error("corrupt segment {} at byte {offset}: {what}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the problem in the file.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The caller asked for something the segment does not have.
+    #[error("{0}")]
+    NotFound(String),
+}

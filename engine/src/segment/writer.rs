@@ -1,0 +1,214 @@
+//! Writing a segment: sort records by time, cut into blocks, encode every column
+//! chunk with the smallest codec, then footer and tail; published atomically (temp
+//! file, fsync, rename, fsync directory).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use super::layout::{self, BlockMeta, Chunk, ColumnKind, ColumnMeta, Footer, MAGIC};
+use super::SegmentError;
+use crate::codec::{bits, ints, strs};
+use crate::model::{Record, Tenant, Value};
+
+/// How segments are cut and compressed.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    /// Rows per block (the last block may hold fewer).
+    pub block_rows: usize,
+    /// zstd level for codecs that use zstd.
+    pub zstd_level: i32,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            block_rows: 8192,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// A column being built: one optional value per row.
+enum Builder {
+    Str(Vec<Option<String>>),
+    I64(Vec<Option<i64>>),
+}
+
+fn presence_and<'a, T: 'a>(rows: &'a [Option<T>]) -> (Option<Vec<u8>>, Vec<&'a T>) {
+    let present: Vec<&T> = rows.iter().flatten().collect();
+    if present.len() == rows.len() {
+        return (None, present);
+    }
+    let mut bitmap = Vec::new();
+    bits::pack(&mut bitmap, rows.iter().map(|r| u64::from(r.is_some())), 1);
+    (Some(bitmap), present)
+}
+
+/// Encodes one column's rows of one block: presence byte (0 = every row has a value,
+/// 1 = a 1-bit-per-row bitmap follows), then the codec bytes of the present values.
+/// `None` when no row has a value.
+fn encode_chunk(b: &Builder, range: std::ops::Range<usize>, level: i32) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let presence = |bitmap: Option<Vec<u8>>, out: &mut Vec<u8>| match bitmap {
+        None => out.push(0),
+        Some(bm) => {
+            out.push(1);
+            out.extend_from_slice(&bm);
+        }
+    };
+    match b {
+        Builder::Str(rows) => {
+            let rows = rows.get(range)?;
+            let (bitmap, present) = presence_and(rows);
+            if present.is_empty() {
+                return None;
+            }
+            presence(bitmap, &mut out);
+            out.extend(strs::encode(
+                &present.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                level,
+            ));
+        }
+        Builder::I64(rows) => {
+            let rows = rows.get(range)?;
+            let (bitmap, present) = presence_and(rows);
+            if present.is_empty() {
+                return None;
+            }
+            presence(bitmap, &mut out);
+            out.extend(ints::encode(
+                &present.into_iter().copied().collect::<Vec<_>>(),
+                level,
+            ));
+        }
+    }
+    Some(out)
+}
+
+fn stream_text(r: &Record) -> String {
+    serde_json::to_string(&r.stream).unwrap_or_default()
+}
+
+/// Writes `records` (any order) of `tenant` as a segment at `path`. Returns the footer.
+pub fn write_segment(
+    path: &Path,
+    tenant: &Tenant,
+    records: &[Record],
+    opts: &SegmentOptions,
+) -> Result<Footer, SegmentError> {
+    let io = |op: &'static str| {
+        move |source| SegmentError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let mut order: Vec<&Record> = records.iter().collect();
+    order.sort_by_key(|r| r.time_ns);
+
+    let mut columns: BTreeMap<(ColumnKind, String), Builder> = BTreeMap::new();
+    let n = order.len();
+    let mut time = Vec::with_capacity(n);
+    let mut msg = Vec::with_capacity(n);
+    let mut stream = Vec::with_capacity(n);
+    let mut level = Vec::with_capacity(n);
+    for r in &order {
+        time.push(Some(r.time_ns));
+        msg.push(Some(r.msg.clone()));
+        stream.push(Some(stream_text(r)));
+        level.push(r.level.clone());
+    }
+    columns.insert((ColumnKind::Time, "_time".into()), Builder::I64(time));
+    columns.insert((ColumnKind::Msg, "_msg".into()), Builder::Str(msg));
+    columns.insert((ColumnKind::Stream, "_stream".into()), Builder::Str(stream));
+    if level.iter().any(Option::is_some) {
+        columns.insert((ColumnKind::Level, "level".into()), Builder::Str(level));
+    }
+    for (i, r) in order.iter().enumerate() {
+        for (name, value) in &r.fields {
+            let (kind, fresh) = match value {
+                Value::Str(_) => (ColumnKind::Str, Builder::Str(vec![None; n])),
+                Value::I64(_) => (ColumnKind::I64, Builder::I64(vec![None; n])),
+                Value::F64(_) => (ColumnKind::F64, Builder::I64(vec![None; n])),
+                Value::Bool(_) => (ColumnKind::Bool, Builder::I64(vec![None; n])),
+            };
+            let col = columns.entry((kind, name.clone())).or_insert(fresh);
+            match (col, value) {
+                (Builder::Str(v), Value::Str(s)) => v[i] = Some(s.clone()),
+                (Builder::I64(v), Value::I64(x)) => v[i] = Some(*x),
+                (Builder::I64(v), Value::F64(x)) => v[i] = Some(x.to_bits() as i64),
+                (Builder::I64(v), Value::Bool(x)) => v[i] = Some(i64::from(*x)),
+                _ => unreachable!("column kind is derived from the value"),
+            }
+        }
+    }
+
+    let block_rows = opts.block_rows.max(1);
+    let mut data = layout::header().to_vec();
+    let mut blocks = Vec::new();
+    let mut metas: Vec<ColumnMeta> = columns
+        .keys()
+        .map(|(kind, name)| ColumnMeta {
+            name: name.clone(),
+            kind: *kind,
+            chunks: Vec::new(),
+        })
+        .collect();
+    let mut start = 0;
+    while start < n {
+        let end = (start + block_rows).min(n);
+        let ts = &order[start..end];
+        blocks.push(BlockMeta {
+            rows: (end - start) as u32,
+            min_time: ts.iter().map(|r| r.time_ns).min().unwrap_or(0),
+            max_time: ts.iter().map(|r| r.time_ns).max().unwrap_or(0),
+        });
+        for (meta, builder) in metas.iter_mut().zip(columns.values()) {
+            let chunk = match encode_chunk(builder, start..end, opts.zstd_level) {
+                Some(bytes) => {
+                    let c = Chunk {
+                        offset: data.len() as u64,
+                        len: bytes.len() as u32,
+                        crc: crc32fast::hash(&bytes),
+                    };
+                    data.extend_from_slice(&bytes);
+                    c
+                }
+                None => Chunk {
+                    offset: 0,
+                    len: 0,
+                    crc: 0,
+                },
+            };
+            meta.chunks.push(chunk);
+        }
+        start = end;
+    }
+    let footer = Footer {
+        tenant: tenant.as_str().to_string(),
+        rows: n as u64,
+        blocks,
+        columns: metas,
+    };
+    let fbytes = footer.encode();
+    data.extend_from_slice(&fbytes);
+    data.extend_from_slice(&(fbytes.len() as u32).to_le_bytes());
+    data.extend_from_slice(&crc32fast::hash(&fbytes).to_le_bytes());
+    data.extend_from_slice(&MAGIC);
+
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp).map_err(io("create"))?;
+        f.write_all(&data).map_err(io("write"))?;
+        f.sync_all().map_err(io("fsync"))?;
+    }
+    fs::rename(&tmp, path).map_err(io("rename"))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory"))?;
+    }
+    Ok(footer)
+}
