@@ -139,7 +139,10 @@ fn every_damaged_byte_is_a_typed_error() {
             let mut b = good.clone();
             b[at] ^= 1 << bit;
             std::fs::write(&bad_path, &b).unwrap();
-            let outcome = SegmentReader::open(&bad_path).and_then(|r| read_all(&r));
+            let outcome = SegmentReader::open(&bad_path).and_then(|r| {
+                r.verify()?;
+                read_all(&r)
+            });
             match outcome {
                 Err(SegmentError::Corrupt { .. }) => {}
                 other => panic!(

@@ -93,6 +93,19 @@ pub struct ColumnMeta {
     pub chunks: Vec<Chunk>,
 }
 
+/// Where the inverted index section lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRef {
+    /// File offset of the section.
+    pub offset: u64,
+    /// Section length.
+    pub len: u64,
+    /// Length of the directory frame at the section's start.
+    pub dir_len: u64,
+    /// CRC-32 of the directory frame.
+    pub dir_crc: u32,
+}
+
 /// The footer: everything needed to find any chunk without reading the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Footer {
@@ -104,6 +117,8 @@ pub struct Footer {
     pub blocks: Vec<BlockMeta>,
     /// The columns.
     pub columns: Vec<ColumnMeta>,
+    /// The inverted index section, if the segment has one.
+    pub index: Option<IndexRef>,
 }
 
 impl Footer {
@@ -135,6 +150,16 @@ impl Footer {
                 put_varint(&mut out, ch.offset);
                 put_varint(&mut out, u64::from(ch.len));
                 out.extend_from_slice(&ch.crc.to_le_bytes());
+            }
+        }
+        match &self.index {
+            None => out.push(0),
+            Some(ix) => {
+                out.push(1);
+                put_varint(&mut out, ix.offset);
+                put_varint(&mut out, ix.len);
+                put_varint(&mut out, ix.dir_len);
+                out.extend_from_slice(&ix.dir_crc.to_le_bytes());
             }
         }
         out
@@ -193,14 +218,39 @@ impl Footer {
             }
             columns.push(ColumnMeta { name, kind, chunks });
         }
+        let index = match r.u8()? {
+            0 => None,
+            1 => {
+                let offset = r.varint()?;
+                let len = r.varint()?;
+                let dir_len = r.varint()?;
+                let dir_crc = r.u32()?;
+                let fits = offset >= HEADER_LEN as u64
+                    && offset.checked_add(len).is_some_and(|end| end <= data_end)
+                    && dir_len <= len;
+                if !fits {
+                    return r.fail(format!(
+                        "index section {offset}+{len} outside the data region"
+                    ));
+                }
+                Some(IndexRef {
+                    offset,
+                    len,
+                    dir_len,
+                    dir_crc,
+                })
+            }
+            other => return r.fail(format!("bad index flag {other}")),
+        };
         if !r.done() {
-            return r.fail("bytes after the column directory");
+            return r.fail("bytes after the footer");
         }
         Ok(Footer {
             tenant,
             rows,
             blocks,
             columns,
+            index,
         })
     }
 }

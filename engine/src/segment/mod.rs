@@ -4,18 +4,22 @@
 //! ranges) and the column directory. Readers map the file and decode only the column
 //! chunks a query asks for, verifying each chunk's CRC first.
 //!
-//! Byte layout: `docs/format/segment.md`. The inverted index and the CLP-style `_msg`
-//! codec (see `docs/decisions/0002-segment-size-measurements.md`) are added as further
-//! sections and codecs.
+//! An inverted index section maps every `_msg` token and `field=value` pair to the
+//! blocks holding it. Byte layout: `docs/format/segment.md`. The CLP-style `_msg`
+//! codec (see `docs/decisions/0002-segment-size-measurements.md`) comes as a further
+//! codec.
 
+mod index;
 mod layout;
 mod reader;
 mod writer;
 
 use std::path::PathBuf;
 
+pub use index::{field_term, msg_term};
 pub use layout::{
-    BlockMeta, ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, MAGIC, OLDEST_SUPPORTED_VERSION,
+    BlockMeta, ColumnKind, ColumnMeta, Footer, IndexRef, FORMAT_VERSION, MAGIC,
+    OLDEST_SUPPORTED_VERSION,
 };
 pub use reader::{ColumnBlock, SegmentReader, Values};
 pub use writer::{write_segment, SegmentOptions};

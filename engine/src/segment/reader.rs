@@ -4,6 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use roaring::RoaringBitmap;
+
+use super::index::{decode_directory, decode_term_block, TermBlockRef};
 use super::layout::{
     ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, HEADER_LEN, MAGIC, OLDEST_SUPPORTED_VERSION,
     TAIL_LEN,
@@ -37,6 +40,8 @@ pub struct SegmentReader {
     path: PathBuf,
     map: Mmap,
     footer: Footer,
+    /// The index directory: first term of each term block and where it is.
+    terms: Vec<TermBlockRef>,
 }
 
 impl SegmentReader {
@@ -108,7 +113,147 @@ impl SegmentReader {
         }
         let footer = Footer::decode(fbytes, footer_start as u64)
             .map_err(|e| corrupt(footer_start + e.offset, e.what))?;
-        Ok(SegmentReader { path, map, footer })
+        let terms = match &footer.index {
+            None => Vec::new(),
+            Some(ix) => {
+                let start = ix.offset as usize;
+                let dir = &b[start..start + ix.dir_len as usize];
+                let crc = crc32fast::hash(dir);
+                if crc != ix.dir_crc {
+                    return Err(corrupt(
+                        start,
+                        format!(
+                            "index directory checksum {crc:#010x}, expected {:#010x}",
+                            ix.dir_crc
+                        ),
+                    ));
+                }
+                decode_directory(dir, ix.len as usize).map_err(|e| corrupt(start, e))?
+            }
+        };
+        Ok(SegmentReader {
+            path,
+            map,
+            footer,
+            terms,
+        })
+    }
+
+    fn term_block(&self, i: usize) -> Result<Vec<(Vec<u8>, RoaringBitmap)>, SegmentError> {
+        let (Some(ix), Some(tb)) = (&self.footer.index, self.terms.get(i)) else {
+            return Ok(Vec::new());
+        };
+        let start = ix.offset as usize + tb.offset;
+        let corrupt = |what: String| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: start as u64,
+            what,
+        };
+        let bytes = self
+            .map
+            .get(start..start + tb.len)
+            .ok_or_else(|| corrupt("term block outside the file".into()))?;
+        let crc = crc32fast::hash(bytes);
+        if crc != tb.crc {
+            return Err(corrupt(format!(
+                "index term block {i}: checksum {crc:#010x}, expected {:#010x}",
+                tb.crc
+            )));
+        }
+        decode_term_block(bytes).map_err(|e| corrupt(format!("index term block {i}: {e}")))
+    }
+
+    /// Blocks that contain `term` (an index key from [`super::msg_term`] or
+    /// [`super::field_term`]); empty when none does.
+    pub fn lookup(&self, term: &[u8]) -> Result<RoaringBitmap, SegmentError> {
+        let i = self.terms.partition_point(|t| t.first.as_slice() <= term);
+        let Some(i) = i.checked_sub(1) else {
+            return Ok(RoaringBitmap::new());
+        };
+        Ok(self
+            .term_block(i)?
+            .into_iter()
+            .find(|(t, _)| t == term)
+            .map(|(_, bm)| bm)
+            .unwrap_or_default())
+    }
+
+    /// Blocks that contain any term starting with `prefix`.
+    pub fn lookup_prefix(&self, prefix: &[u8]) -> Result<RoaringBitmap, SegmentError> {
+        let mut out = RoaringBitmap::new();
+        let first = self
+            .terms
+            .partition_point(|t| t.first.as_slice() < prefix)
+            .saturating_sub(1);
+        for i in first..self.terms.len() {
+            if self
+                .terms
+                .get(i)
+                .is_some_and(|t| t.first.as_slice() > prefix && !t.first.starts_with(prefix))
+            {
+                break;
+            }
+            for (t, bm) in self.term_block(i)? {
+                if t.starts_with(prefix) {
+                    out |= bm;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of term blocks in the index directory (for statistics).
+    pub fn index_term_blocks(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Rows (as `(block, row in block)`) whose `_msg` contains every one of `words` as
+    /// a token: an index intersection picks candidate blocks, then each candidate
+    /// row is verified with the same tokenizer. Newest blocks first.
+    pub fn search_words(&self, words: &[&str]) -> Result<Vec<(usize, usize)>, SegmentError> {
+        let mut candidates: Option<RoaringBitmap> = None;
+        for w in words {
+            let bm = self.lookup(&super::msg_term(w))?;
+            candidates = Some(match candidates {
+                None => bm,
+                Some(c) => c & bm,
+            });
+        }
+        let Some(candidates) = candidates else {
+            return Ok(Vec::new());
+        };
+        let Some(msg_col) = self.column(ColumnKind::Msg, "_msg") else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for block in candidates.iter().rev() {
+            let Some(cb) = self.read(msg_col, block as usize)? else {
+                continue;
+            };
+            let Values::Str(msgs) = cb.values else {
+                continue;
+            };
+            for (row, m) in msgs.iter().enumerate().rev() {
+                if words.iter().all(|w| crate::token::contains_token(m, w)) {
+                    out.push((block as usize, row));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks every byte of the segment: decodes every column chunk and every index
+    /// term block (each after its CRC). For `verify` commands and before compaction.
+    pub fn verify(&self) -> Result<(), SegmentError> {
+        for block in 0..self.footer.blocks.len() {
+            for col in 0..self.footer.columns.len() {
+                self.read(col, block)?;
+            }
+        }
+        for i in 0..self.terms.len() {
+            self.term_block(i)?;
+        }
+        Ok(())
     }
 
     /// The footer (blocks, columns, tenant, row count).

@@ -7,7 +7,8 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use super::layout::{self, BlockMeta, Chunk, ColumnKind, ColumnMeta, Footer, MAGIC};
+use super::index::{field_term, msg_term, IndexBuilder};
+use super::layout::{self, BlockMeta, Chunk, ColumnKind, ColumnMeta, Footer, IndexRef, MAGIC};
 use super::SegmentError;
 use crate::codec::{bits, ints, strs};
 use crate::model::{Record, Tenant, Value};
@@ -156,10 +157,26 @@ pub fn write_segment(
             chunks: Vec::new(),
         })
         .collect();
+    let mut index = IndexBuilder::default();
     let mut start = 0;
     while start < n {
         let end = (start + block_rows).min(n);
         let ts = &order[start..end];
+        let block_id = blocks.len() as u32;
+        for r in ts {
+            for t in crate::token::tokens(&r.msg) {
+                index.add(msg_term(t), block_id);
+            }
+            if let Some(l) = &r.level {
+                index.add(field_term("level", l), block_id);
+            }
+            for (k, v) in &r.stream {
+                index.add(field_term(k, v), block_id);
+            }
+            for (name, value) in &r.fields {
+                index.add(field_term(name, &value.to_text()), block_id);
+            }
+        }
         blocks.push(BlockMeta {
             rows: (end - start) as u32,
             min_time: ts.iter().map(|r| r.time_ns).min().unwrap_or(0),
@@ -186,11 +203,20 @@ pub fn write_segment(
         }
         start = end;
     }
+    let (section, dir_len) = index.encode(opts.zstd_level);
+    let index = Some(IndexRef {
+        offset: data.len() as u64,
+        len: section.len() as u64,
+        dir_len: dir_len as u64,
+        dir_crc: crc32fast::hash(section.get(..dir_len).unwrap_or(&[])),
+    });
+    data.extend_from_slice(&section);
     let footer = Footer {
         tenant: tenant.as_str().to_string(),
         rows: n as u64,
         blocks,
         columns: metas,
+        index,
     };
     let fbytes = footer.encode();
     data.extend_from_slice(&fbytes);

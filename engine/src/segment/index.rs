@@ -1,0 +1,189 @@
+//! The inverted index section of a segment: every `_msg` token and every
+//! `field=value` pair (including `level` and the stream labels) mapped to the roaring
+//! bitmap of the *blocks* that contain it. Block granularity is measured in
+//! `docs/decisions/0002-segment-size-measurements.md`; rows are verified by scanning
+//! the candidate blocks with the same tokenizer.
+//!
+//! ```text
+//! section := directory frame, term blocks
+//! directory frame := zstd frame of: varint n, n x { str first_term, varint offset, varint len, u32 crc }
+//!                    (offsets relative to the section start)
+//! term block := zstd frame of: varint n, n x { varint shared_prefix_len, str suffix,
+//!                                              varint postings_len, postings (roaring, portable format) }
+//! ```
+//! A lookup reads the directory once (at open), then one term block.
+
+use std::collections::BTreeMap;
+
+use roaring::RoaringBitmap;
+
+use crate::codec::{unzstd_frame, zstd_frame, CodecError};
+use crate::token;
+use crate::wire::{put_varint, DecodeError, Reader};
+
+/// Terms per term block.
+pub(crate) const TERMS_PER_BLOCK: usize = 128;
+const NS_MSG: u8 = 0;
+const NS_FIELD: u8 = 1;
+
+/// The index key of a `_msg` token (normalized: ASCII lower-case).
+pub fn msg_term(tok: &str) -> Vec<u8> {
+    let mut k = vec![NS_MSG];
+    k.extend_from_slice(token::normalize(tok).as_bytes());
+    k
+}
+
+/// The index key of a `field=value` pair (exact value text).
+pub fn field_term(name: &str, value: &str) -> Vec<u8> {
+    let mut k = vec![NS_FIELD];
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(value.as_bytes());
+    k
+}
+
+/// Collects terms while a segment is written.
+#[derive(Debug, Default)]
+pub(crate) struct IndexBuilder {
+    terms: BTreeMap<Vec<u8>, RoaringBitmap>,
+}
+
+impl IndexBuilder {
+    pub(crate) fn add(&mut self, term: Vec<u8>, block: u32) {
+        self.terms.entry(term).or_default().insert(block);
+    }
+
+    /// Encodes the section; returns (bytes, directory frame length).
+    pub(crate) fn encode(self, level: i32) -> (Vec<u8>, usize) {
+        let terms: Vec<(Vec<u8>, RoaringBitmap)> = self.terms.into_iter().collect();
+        let mut blocks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for chunk in terms.chunks(TERMS_PER_BLOCK) {
+            let mut raw = Vec::new();
+            put_varint(&mut raw, chunk.len() as u64);
+            let mut prev: &[u8] = &[];
+            for (term, bm) in chunk {
+                let shared = prev.iter().zip(term).take_while(|(a, b)| a == b).count();
+                put_varint(&mut raw, shared as u64);
+                put_varint(&mut raw, (term.len() - shared) as u64);
+                raw.extend_from_slice(&term[shared..]);
+                let mut p = Vec::with_capacity(bm.serialized_size());
+                // Serializing into a Vec cannot fail.
+                let _ = bm.serialize_into(&mut p);
+                put_varint(&mut raw, p.len() as u64);
+                raw.extend_from_slice(&p);
+                prev = term;
+            }
+            let mut frame = Vec::new();
+            zstd_frame(&mut frame, &raw, level);
+            blocks.push((
+                chunk.first().map(|t| t.0.clone()).unwrap_or_default(),
+                frame,
+            ));
+        }
+        // The directory's size depends on the offsets, which depend on its size: lay
+        // the blocks out after a directory encoded with placeholder offsets, and
+        // re-encode until the length settles (varints grow monotonically, so this
+        // converges in a couple of rounds).
+        let mut dir_len = 0usize;
+        loop {
+            let mut dir = Vec::new();
+            put_varint(&mut dir, blocks.len() as u64);
+            let mut offset = dir_len;
+            for (first, frame) in &blocks {
+                put_str_bytes(&mut dir, first);
+                put_varint(&mut dir, offset as u64);
+                put_varint(&mut dir, frame.len() as u64);
+                dir.extend_from_slice(&crc32fast::hash(frame).to_le_bytes());
+                offset += frame.len();
+            }
+            let mut dir_frame = Vec::new();
+            zstd_frame(&mut dir_frame, &dir, level);
+            if dir_frame.len() == dir_len {
+                let mut out = dir_frame;
+                for (_, frame) in blocks {
+                    out.extend_from_slice(&frame);
+                }
+                return (out, dir_len);
+            }
+            dir_len = dir_frame.len();
+        }
+    }
+}
+
+fn put_str_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// One entry of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TermBlockRef {
+    pub(crate) first: Vec<u8>,
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    pub(crate) crc: u32,
+}
+
+fn bytes_field(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let n = r.len(r.b.len())?;
+    Ok(r.bytes(n)?.to_vec())
+}
+
+/// Decodes the directory frame (already CRC-checked by the caller).
+pub(crate) fn decode_directory(
+    mut frame: &[u8],
+    section_len: usize,
+) -> Result<Vec<TermBlockRef>, String> {
+    let raw = unzstd_frame(&mut frame).map_err(|e: CodecError| e.what)?;
+    let mut r = Reader::new(&raw);
+    let n = r.len(raw.len()).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first = bytes_field(&mut r).map_err(|e| e.to_string())?;
+        let offset = r.len(section_len).map_err(|e| e.to_string())?;
+        let len = r.len(section_len).map_err(|e| e.to_string())?;
+        let crc = r.u32().map_err(|e| e.to_string())?;
+        if offset.checked_add(len).is_none_or(|end| end > section_len) {
+            return Err(format!(
+                "term block {offset}+{len} outside the index section"
+            ));
+        }
+        out.push(TermBlockRef {
+            first,
+            offset,
+            len,
+            crc,
+        });
+    }
+    if !out.windows(2).all(|w| w[0].first < w[1].first) {
+        return Err("term blocks out of order".into());
+    }
+    Ok(out)
+}
+
+/// Decodes one term block (already CRC-checked): (term, postings) pairs in order.
+pub(crate) fn decode_term_block(mut frame: &[u8]) -> Result<Vec<(Vec<u8>, RoaringBitmap)>, String> {
+    let raw = unzstd_frame(&mut frame).map_err(|e| e.what)?;
+    let mut r = Reader::new(&raw);
+    let n = r.len(TERMS_PER_BLOCK).map_err(|e| e.to_string())?;
+    let mut out: Vec<(Vec<u8>, RoaringBitmap)> = Vec::with_capacity(n);
+    let mut prev: Vec<u8> = Vec::new();
+    for _ in 0..n {
+        let shared = r.len(prev.len()).map_err(|e| e.to_string())?;
+        let suffix = bytes_field(&mut r).map_err(|e| e.to_string())?;
+        let mut term = prev.get(..shared).unwrap_or(&[]).to_vec();
+        term.extend_from_slice(&suffix);
+        let plen = r.len(raw.len()).map_err(|e| e.to_string())?;
+        let p = r.bytes(plen).map_err(|e| e.to_string())?;
+        let bm = RoaringBitmap::deserialize_from(p).map_err(|e| format!("postings: {e}"))?;
+        if out.last().is_some_and(|(t, _)| *t >= term) {
+            return Err("terms out of order".into());
+        }
+        prev = term.clone();
+        out.push((term, bm));
+    }
+    if !r.done() {
+        return Err("bytes after the last term".into());
+    }
+    Ok(out)
+}

@@ -1,0 +1,208 @@
+//! The inverted index must agree with a brute-force scan under the shared tokenizer:
+//! for words, prefixes and field values, on random data with many small blocks.
+
+use std::collections::BTreeSet;
+
+use engine::model::{Record, Tenant, Value};
+use engine::segment::{field_term, msg_term, write_segment, SegmentOptions, SegmentReader};
+use engine::token;
+use proptest::prelude::*;
+
+/// Messages from a small vocabulary with mixed case, digits, unicode and separators,
+/// so that words repeat across blocks and case-folding matters.
+fn message() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        Just("error"),
+        Just("ERROR"),
+        Just("Error"),
+        Just("disk"),
+        Just("full"),
+        Just("blk_123"),
+        Just("blk_124"),
+        Just("10.0.0.1"),
+        Just("ünïcode"),
+        Just("Ünïcode"),
+        Just("a-b"),
+        Just("x_y"),
+        Just("42"),
+        Just("4242"),
+        Just("user=bob"),
+    ];
+    proptest::collection::vec(
+        (
+            word,
+            prop_oneof![Just(" "), Just(", "), Just(":"), Just("/"), Just("")],
+        ),
+        0..8,
+    )
+    .prop_map(|ws| ws.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
+}
+
+fn record() -> impl Strategy<Value = Record> {
+    (
+        0i64..1000,
+        message(),
+        proptest::option::of(prop_oneof![Just("INFO"), Just("WARN")]),
+        0i64..4,
+    )
+        .prop_map(|(t, msg, level, status)| Record {
+            time_ns: t,
+            msg,
+            stream: [("host".to_string(), format!("h{}", status % 2))].into(),
+            level: level.map(str::to_string),
+            fields: vec![("status".into(), Value::I64(200 + status))],
+        })
+}
+
+fn queries() -> Vec<String> {
+    [
+        "error",
+        "ERROR",
+        "disk",
+        "full",
+        "blk_123",
+        "blk_",
+        "10",
+        "0",
+        "1",
+        "ünïcode",
+        "Ünïcode",
+        "a",
+        "b",
+        "x_y",
+        "42",
+        "4242",
+        "user",
+        "bob",
+        "missing",
+        "blk",
+        "user=bob",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn index_lookups_equal_a_brute_force_scan(records in proptest::collection::vec(record(), 1..80), block_rows in 1usize..12) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        write_segment(&path, &Tenant::default(), &records, &SegmentOptions { block_rows, zstd_level: 1 }).unwrap();
+        let r = SegmentReader::open(&path).unwrap();
+        // Rebuild the stored order (sorted by time, stable) to know each row's block.
+        let mut blocks: Vec<Vec<Record>> = Vec::new();
+        for b in 0..r.footer().blocks.len() {
+            blocks.push(r.records(b).unwrap());
+        }
+        for q in queries() {
+            // Words: only single tokens are index keys; anything else matches nothing.
+            let single = token::tokens(&q).count() == 1 && token::tokens(&q).next() == Some(q.as_str());
+            let expect_blocks: BTreeSet<u32> = blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, rows)| single && rows.iter().any(|rec| token::contains_token(&rec.msg, &q)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let got: BTreeSet<u32> = r.lookup(&msg_term(&q)).unwrap().iter().collect();
+            prop_assert_eq!(&got, &expect_blocks, "word {:?}", q);
+
+            // Row-level search equals the scan.
+            if single {
+                let mut expect_rows: Vec<(usize, usize)> = Vec::new();
+                for (b, rows) in blocks.iter().enumerate() {
+                    for (i, rec) in rows.iter().enumerate() {
+                        if token::contains_token(&rec.msg, &q) {
+                            expect_rows.push((b, i));
+                        }
+                    }
+                }
+                let mut got_rows = r.search_words(&[q.as_str()]).unwrap();
+                got_rows.sort_unstable();
+                prop_assert_eq!(got_rows, expect_rows, "search {:?}", q);
+            }
+
+            // Prefixes: blocks with any token whose normalized form starts with the
+            // normalized prefix.
+            let p = token::normalize(&q).into_owned();
+            let expect_prefix: BTreeSet<u32> = blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, rows)| rows.iter().any(|rec| token::tokens(&rec.msg).any(|t| token::normalize(t).starts_with(p.as_str()))))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let got_prefix: BTreeSet<u32> = r.lookup_prefix(&msg_term(&q)).unwrap().iter().collect();
+            prop_assert_eq!(got_prefix, expect_prefix, "prefix {:?}", q);
+        }
+        // Two-word intersections.
+        let mut got = r.search_words(&["error", "disk"]).unwrap();
+        got.sort_unstable();
+        let mut want = Vec::new();
+        for (b, rows) in blocks.iter().enumerate() {
+            for (i, rec) in rows.iter().enumerate() {
+                if token::contains_token(&rec.msg, "error") && token::contains_token(&rec.msg, "disk") {
+                    want.push((b, i));
+                }
+            }
+        }
+        prop_assert_eq!(got, want);
+        // Fields, level and stream labels.
+        for (name, value) in [("status", "200"), ("status", "203"), ("level", "WARN"), ("host", "h1"), ("status", "x")] {
+            let want: BTreeSet<u32> = blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, rows)| rows.iter().any(|rec| {
+                    rec.fields.iter().any(|(n, v)| n == name && v.to_text() == value)
+                        || (name == "level" && rec.level.as_deref() == Some(value))
+                        || rec.stream.get(name).map(String::as_str) == Some(value)
+                }))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let got: BTreeSet<u32> = r.lookup(&field_term(name, value)).unwrap().iter().collect();
+            prop_assert_eq!(got, want, "{}={}", name, value);
+        }
+    }
+}
+
+#[test]
+fn many_terms_span_many_term_blocks() {
+    // Enough distinct tokens for several term blocks, so lookups cross block edges.
+    let records: Vec<Record> = (0..3000)
+        .map(|i| Record {
+            time_ns: i,
+            msg: format!("id{i:05} common"),
+            stream: Default::default(),
+            level: None,
+            fields: vec![],
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.seg");
+    write_segment(
+        &path,
+        &Tenant::default(),
+        &records,
+        &SegmentOptions {
+            block_rows: 100,
+            zstd_level: 3,
+        },
+    )
+    .unwrap();
+    let r = SegmentReader::open(&path).unwrap();
+    assert!(r.index_term_blocks() > 10, "{}", r.index_term_blocks());
+    for i in (0..3000).step_by(97) {
+        let got: Vec<u32> = r
+            .lookup(&msg_term(&format!("ID{i:05}")))
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(got, vec![(i / 100) as u32], "id{i:05}");
+    }
+    assert_eq!(r.lookup(&msg_term("common")).unwrap().len(), 30);
+    assert_eq!(r.lookup_prefix(&msg_term("id012")).unwrap().len(), 1);
+    assert_eq!(r.lookup_prefix(&msg_term("id01")).unwrap().len(), 10);
+    assert!(r.lookup(&msg_term("id99999")).unwrap().is_empty());
+    assert!(r.lookup(&msg_term("")).unwrap().is_empty());
+}
