@@ -7,7 +7,7 @@
 //! ```text
 //! section := directory frame, term blocks
 //! directory frame := zstd frame of: varint n, n x { str first_term, varint offset, varint len, u32 crc }
-//!                    (offsets relative to the section start)
+//!                    (offsets count from the end of the directory frame)
 //! term block := zstd frame of: varint n, n x { varint shared_prefix_len, str suffix,
 //!                                              varint postings_len, postings (roaring, portable format) }
 //! ```
@@ -80,33 +80,25 @@ impl IndexBuilder {
                 frame,
             ));
         }
-        // The directory's size depends on the offsets, which depend on its size: lay
-        // the blocks out after a directory encoded with placeholder offsets, and
-        // re-encode until the length settles (varints grow monotonically, so this
-        // converges in a couple of rounds).
-        let mut dir_len = 0usize;
-        loop {
-            let mut dir = Vec::new();
-            put_varint(&mut dir, blocks.len() as u64);
-            let mut offset = dir_len;
-            for (first, frame) in &blocks {
-                put_str_bytes(&mut dir, first);
-                put_varint(&mut dir, offset as u64);
-                put_varint(&mut dir, frame.len() as u64);
-                dir.extend_from_slice(&crc32fast::hash(frame).to_le_bytes());
-                offset += frame.len();
-            }
-            let mut dir_frame = Vec::new();
-            zstd_frame(&mut dir_frame, &dir, level);
-            if dir_frame.len() == dir_len {
-                let mut out = dir_frame;
-                for (_, frame) in blocks {
-                    out.extend_from_slice(&frame);
-                }
-                return (out, dir_len);
-            }
-            dir_len = dir_frame.len();
+        // Offsets count from the end of the directory frame, so they do not depend
+        // on the directory's own (compressed) size.
+        let mut dir = Vec::new();
+        put_varint(&mut dir, blocks.len() as u64);
+        let mut offset = 0usize;
+        for (first, frame) in &blocks {
+            put_str_bytes(&mut dir, first);
+            put_varint(&mut dir, offset as u64);
+            put_varint(&mut dir, frame.len() as u64);
+            dir.extend_from_slice(&crc32fast::hash(frame).to_le_bytes());
+            offset += frame.len();
         }
+        let mut out = Vec::new();
+        zstd_frame(&mut out, &dir, level);
+        let dir_len = out.len();
+        for (_, frame) in blocks {
+            out.extend_from_slice(&frame);
+        }
+        (out, dir_len)
     }
 }
 

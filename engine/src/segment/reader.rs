@@ -128,7 +128,8 @@ impl SegmentReader {
                         ),
                     ));
                 }
-                decode_directory(dir, ix.len as usize).map_err(|e| corrupt(start, e))?
+                decode_directory(dir, (ix.len - ix.dir_len) as usize)
+                    .map_err(|e| corrupt(start, e))?
             }
         };
         Ok(SegmentReader {
@@ -143,7 +144,7 @@ impl SegmentReader {
         let (Some(ix), Some(tb)) = (&self.footer.index, self.terms.get(i)) else {
             return Ok(Vec::new());
         };
-        let start = ix.offset as usize + tb.offset;
+        let start = ix.offset as usize + ix.dir_len as usize + tb.offset;
         let corrupt = |what: String| SegmentError::Corrupt {
             path: self.path.clone(),
             offset: start as u64,
