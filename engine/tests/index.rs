@@ -206,3 +206,47 @@ fn many_terms_span_many_term_blocks() {
     assert!(r.lookup(&msg_term("id99999")).unwrap().is_empty());
     assert!(r.lookup(&msg_term("")).unwrap().is_empty());
 }
+
+/// Regression: the index directory used to be re-encoded until its compressed length
+/// settled, which could oscillate forever (it hung on the ten Loghub samples in one
+/// segment). Offsets now count from the directory's end; this must finish.
+#[test]
+fn regression_index_encoding_terminates_on_the_loghub_corpus() {
+    let here = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let loghub = here
+        .ancestors()
+        .map(|a| a.join("shared/data/loghub"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| "/work/shared/data/loghub".into());
+    let ctx = engine::ingest::IngestContext::default();
+    let mut records = Vec::new();
+    for s in [
+        "Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "Linux", "OpenSSH", "Spark", "Windows",
+    ] {
+        let text = std::fs::read_to_string(loghub.join(s).join(format!("{s}_2k.log"))).unwrap();
+        records.extend(text.lines().map(|l| engine::ingest::parse_raw(l, &ctx)));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        let footer = write_segment(
+            &path,
+            &Tenant::default(),
+            &records,
+            &SegmentOptions::default(),
+        )
+        .unwrap();
+        let r = SegmentReader::open(&path).unwrap();
+        r.verify().unwrap();
+        let _ = tx.send((
+            footer.rows,
+            r.lookup(&msg_term("PacketResponder")).unwrap().len(),
+        ));
+    });
+    let (rows, blocks) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("segment with index written within 2 minutes");
+    assert_eq!(rows, 20_000);
+    assert!(blocks >= 1, "PacketResponder (HDFS) must be found");
+}
