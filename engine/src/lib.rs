@@ -8,7 +8,10 @@
 //! it.
 
 pub mod codec;
+pub mod engine;
 pub mod ingest;
+pub mod manifest;
+pub mod memtable;
 mod mmap;
 pub mod model;
 pub mod segment;

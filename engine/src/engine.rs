@@ -1,0 +1,378 @@
+//! The engine: ingest through the WAL into the memtable, flush to segments under a
+//! manifest, recover on open (manifest + WAL replay), search across both.
+//!
+//! Write path: encode batch -> WAL append (durable) -> memtable. Flush: swap the
+//! memtable out under a gate that waits for in-flight appends (so every LSN below the
+//! WAL's written point at the swap is in the swapped table), write one segment per
+//! (tenant, day), publish the manifest with the new checkpoint, then let the WAL drop
+//! files below it. A crash anywhere in between replays from the old checkpoint; a
+//! segment written but not yet listed is an orphan and is never read.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use wal::{LsnRange, Wal, WalConfig, WalError};
+
+use crate::manifest::{Manifest, ManifestError, SegmentEntry};
+use crate::memtable::Memtable;
+use crate::model::{Record, Tenant};
+use crate::segment::{write_segment, SegmentError, SegmentOptions, SegmentReader};
+use crate::walrec;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Data directory (WAL in `wal/`, segments in `segments/`, the manifest).
+    pub data_dir: PathBuf,
+    /// WAL settings.
+    pub wal: WalConfig,
+    /// Segment settings.
+    pub segment: SegmentOptions,
+    /// Flush once the memtable holds about this many bytes.
+    pub memtable_bytes_max: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            wal: WalConfig::default(),
+            segment: SegmentOptions::default(),
+            memtable_bytes_max: 256 << 20,
+        }
+    }
+}
+
+/// Engine errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// From the WAL.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// From a segment.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// From the manifest.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A WAL record that does not decode as a record batch.
+    #[error("WAL record {lsn} does not decode: {source}")]
+    BadWalRecord {
+        /// Its LSN.
+        lsn: u64,
+        /// Why.
+        #[source]
+        source: walrec::DecodeError,
+    },
+    /// Other I/O.
+    #[error("{op} failed on {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, Default)]
+struct State {
+    memtable: Memtable,
+    /// Memtables being flushed: still searchable until their segments are listed.
+    frozen: Vec<Arc<Memtable>>,
+    manifest: Manifest,
+}
+
+/// What a flush wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Segments written.
+    pub segments: usize,
+    /// Rows written.
+    pub rows: u64,
+}
+
+/// Sizes and counts of a data directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Records stored (segments + memtable).
+    pub records: u64,
+    /// Published segments.
+    pub segments: usize,
+    /// Raw input bytes ingested (for the records stored).
+    pub raw_bytes: u64,
+    /// Bytes of column data in segments.
+    pub column_bytes: u64,
+    /// Bytes of index sections in segments.
+    pub index_bytes: u64,
+    /// Other segment bytes (headers, footers) plus the manifest.
+    pub metadata_bytes: u64,
+    /// Bytes of WAL files (including preallocated spares).
+    pub wal_bytes: u64,
+}
+
+/// An open data directory; see the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    dir: PathBuf,
+    cfg: EngineConfig,
+    wal: Wal,
+    /// Ingests hold it shared across append + memtable insert; a flush takes it
+    /// exclusively to swap the memtable.
+    gate: tokio::sync::RwLock<()>,
+    flushing: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.to_path_buf();
+    move |source| EngineError::Io { op, path, source }
+}
+
+impl Engine {
+    /// Opens (creating if needed) a data directory and recovers it.
+    pub fn open(cfg: EngineConfig) -> Result<Engine> {
+        let dir = cfg.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        // The WAL's lock makes this process the only writer of the directory.
+        let wal = Wal::open(dir.join("wal"), cfg.wal.clone())?;
+        let manifest = Manifest::load(&dir)?;
+        for s in &manifest.segments {
+            let p = dir.join(&s.file);
+            if !p.is_file() {
+                return Err(EngineError::Segment(SegmentError::NotFound(format!(
+                    "segment {} listed in the manifest is missing",
+                    p.display()
+                ))));
+            }
+        }
+        let mut memtable = Memtable::default();
+        let mut replayed = 0u64;
+        for rec in wal.replay(manifest.checkpoint_lsn)? {
+            let rec = rec?;
+            let batch =
+                walrec::decode(&rec.payload).map_err(|source| EngineError::BadWalRecord {
+                    lsn: rec.lsn,
+                    source,
+                })?;
+            let raw: u64 = batch.records.iter().map(|r| r.msg.len() as u64 + 1).sum();
+            replayed += batch.records.len() as u64;
+            memtable.insert(&batch.tenant, batch.records, raw);
+        }
+        if replayed > 0 {
+            tracing::info!(
+                records = replayed,
+                from_lsn = manifest.checkpoint_lsn,
+                "replayed the WAL into the memtable"
+            );
+        }
+        Ok(Engine {
+            dir,
+            cfg,
+            wal,
+            gate: tokio::sync::RwLock::new(()),
+            flushing: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State {
+                memtable,
+                frozen: Vec::new(),
+                manifest,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The WAL.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Makes `records` durable (one WAL record, so the batch is atomic) and
+    /// searchable. `raw_bytes` is their input size, for statistics.
+    pub async fn ingest(
+        &self,
+        tenant: &Tenant,
+        records: Vec<Record>,
+        raw_bytes: u64,
+    ) -> Result<LsnRange> {
+        if records.is_empty() {
+            let next = self.wal.written_lsn();
+            return Ok(LsnRange {
+                first: next,
+                last: next.saturating_sub(1),
+            });
+        }
+        let payload = Bytes::from(walrec::encode(tenant, &records));
+        let _shared = self.gate.read().await;
+        let range = self.wal.append_batch(vec![payload]).await?;
+        self.state().memtable.insert(tenant, records, raw_bytes);
+        Ok(range)
+    }
+
+    /// Whether the memtable has reached its flush size.
+    pub fn wants_flush(&self) -> bool {
+        self.state().memtable.bytes() >= self.cfg.memtable_bytes_max
+    }
+
+    /// Writes the memtable to segments and publishes them; see the module docs.
+    pub async fn flush(&self) -> Result<FlushStats> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let (frozen, checkpoint, mut seq) = {
+            let _exclusive = self.gate.write().await;
+            let mut st = self.state();
+            if st.memtable.rows() == 0 {
+                return Ok(FlushStats::default());
+            }
+            let m = Arc::new(std::mem::take(&mut st.memtable));
+            st.frozen.push(Arc::clone(&m));
+            (m, self.wal.written_lsn(), st.manifest.next_segment)
+        };
+        let mut entries = Vec::new();
+        let mut stats = FlushStats::default();
+        for ((tenant, part), records) in frozen.parts() {
+            let rel = format!("segments/{}/{part}/{seq:010}.seg", tenant.as_str());
+            seq += 1;
+            let path = self.dir.join(&rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+            }
+            let footer = write_segment(&path, tenant, records, &self.cfg.segment)?;
+            let bytes = std::fs::metadata(&path)
+                .map_err(io_err("stat", &path))?
+                .len();
+            stats.segments += 1;
+            stats.rows += footer.rows;
+            entries.push(SegmentEntry {
+                tenant: tenant.as_str().to_string(),
+                partition: part.clone(),
+                file: rel,
+                rows: footer.rows,
+                min_time: footer.min_time().unwrap_or(0),
+                max_time: footer.max_time().unwrap_or(0),
+                bytes,
+                raw_bytes: records.iter().map(|r| r.msg.len() as u64 + 1).sum(),
+            });
+        }
+        {
+            let mut st = self.state();
+            let mut next = st.manifest.clone();
+            next.segments.extend(entries);
+            next.next_segment = seq;
+            next.checkpoint_lsn = checkpoint;
+            next.publish(&self.dir)?;
+            st.manifest = next;
+            st.frozen.retain(|m| !Arc::ptr_eq(m, &frozen));
+        }
+        self.wal.checkpoint(checkpoint).await?;
+        Ok(stats)
+    }
+
+    /// Flushes, then closes the WAL.
+    pub async fn close(self) -> Result<()> {
+        self.flush().await?;
+        self.wal.close()?;
+        Ok(())
+    }
+
+    /// Records of `tenant` whose `_msg` contains every word, newest first, at most
+    /// `limit`.
+    pub fn search(&self, tenant: &Tenant, words: &[&str], limit: usize) -> Result<Vec<Record>> {
+        let (mut out, mut segments): (Vec<Record>, Vec<SegmentEntry>) = {
+            let st = self.state();
+            let mut hits: Vec<Record> = st.memtable.search(tenant, words).cloned().collect();
+            for m in &st.frozen {
+                hits.extend(m.search(tenant, words).cloned());
+            }
+            let segs = st
+                .manifest
+                .segments
+                .iter()
+                .filter(|s| s.tenant == tenant.as_str())
+                .cloned()
+                .collect();
+            (hits, segs)
+        };
+        out.sort_by(|a, b| b.time_ns.cmp(&a.time_ns));
+        out.truncate(limit);
+        segments.sort_by(|a, b| b.max_time.cmp(&a.max_time));
+        for s in segments {
+            // Newest segments first: once `limit` results are newer than everything
+            // left, stop.
+            if out.len() >= limit && out.last().is_some_and(|r| r.time_ns > s.max_time) {
+                break;
+            }
+            let reader = SegmentReader::open(self.dir.join(&s.file))?;
+            let hits = reader.search_words(words)?;
+            let mut by_block: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+            for (b, row) in hits {
+                by_block.entry(b).or_default().push(row);
+            }
+            for (b, rows) in by_block.into_iter().rev() {
+                let records = reader.records(b)?;
+                out.extend(rows.into_iter().filter_map(|r| records.get(r).cloned()));
+            }
+            out.sort_by(|a, b| b.time_ns.cmp(&a.time_ns));
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    /// Counts and sizes of the data directory.
+    pub fn stats(&self) -> Result<EngineStats> {
+        let (manifest, mem_rows, mem_raw) = {
+            let st = self.state();
+            let frozen_rows: u64 = st.frozen.iter().map(|m| m.rows()).sum();
+            let frozen_raw: u64 = st.frozen.iter().map(|m| m.raw_bytes()).sum();
+            (
+                st.manifest.clone(),
+                st.memtable.rows() + frozen_rows,
+                st.memtable.raw_bytes() + frozen_raw,
+            )
+        };
+        let mut s = EngineStats {
+            records: mem_rows,
+            segments: manifest.segments.len(),
+            raw_bytes: mem_raw,
+            ..EngineStats::default()
+        };
+        for e in &manifest.segments {
+            s.records += e.rows;
+            s.raw_bytes += e.raw_bytes;
+            let r = SegmentReader::open(self.dir.join(&e.file))?;
+            let cols: u64 = r
+                .footer()
+                .columns
+                .iter()
+                .flat_map(|c| c.chunks.iter())
+                .map(|c| u64::from(c.len))
+                .sum();
+            let index = r.footer().index.map_or(0, |i| i.len);
+            s.column_bytes += cols;
+            s.index_bytes += index;
+            s.metadata_bytes += e.bytes - cols - index;
+        }
+        s.metadata_bytes +=
+            std::fs::metadata(self.dir.join(crate::manifest::MANIFEST_FILE)).map_or(0, |m| m.len());
+        let wal_dir = self.dir.join("wal");
+        for entry in std::fs::read_dir(&wal_dir).map_err(io_err("list", &wal_dir))? {
+            let entry = entry.map_err(io_err("list", &wal_dir))?;
+            s.wal_bytes += entry.metadata().map_or(0, |m| m.len());
+        }
+        Ok(s)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

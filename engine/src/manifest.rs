@@ -1,0 +1,143 @@
+//! The manifest: the list of published segments and the WAL checkpoint, in one JSON
+//! file replaced atomically (write temp, fsync, rename, fsync directory). A segment
+//! exists for readers exactly when the manifest lists it; every record below
+//! `checkpoint_lsn` is in a listed segment.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the manifest in the data directory.
+pub const MANIFEST_FILE: &str = "MANIFEST";
+/// Manifest format version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One published segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    /// Tenant of its records.
+    pub tenant: String,
+    /// Time partition (UTC day, `YYYYMMDD`).
+    pub partition: String,
+    /// Path relative to the data directory.
+    pub file: String,
+    /// Rows.
+    pub rows: u64,
+    /// Smallest `_time`.
+    pub min_time: i64,
+    /// Largest `_time`.
+    pub max_time: i64,
+    /// File size.
+    pub bytes: u64,
+    /// Raw input bytes of its records (for compression statistics).
+    pub raw_bytes: u64,
+}
+
+/// The manifest's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Every WAL record below this LSN is in a listed segment.
+    pub checkpoint_lsn: u64,
+    /// Sequence number for the next segment file name.
+    pub next_segment: u64,
+    /// Published segments.
+    pub segments: Vec<SegmentEntry>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            version: MANIFEST_VERSION,
+            checkpoint_lsn: 1,
+            next_segment: 1,
+            segments: Vec::new(),
+        }
+    }
+}
+
+/// Manifest errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// I/O failed.
+    #[error("manifest {op} failed on {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not parse or has an unknown version.
+    #[error("corrupt manifest {}: {what}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+impl Manifest {
+    /// Loads the manifest of `dir`, or the empty one when there is none yet.
+    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(source) => {
+                return Err(ManifestError::Io {
+                    op: "read",
+                    path,
+                    source,
+                })
+            }
+        };
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Corrupt {
+            path: path.clone(),
+            what: e.to_string(),
+        })?;
+        if m.version != MANIFEST_VERSION {
+            return Err(ManifestError::Corrupt {
+                path,
+                what: format!(
+                    "version {} (this build reads {MANIFEST_VERSION})",
+                    m.version
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Publishes this manifest in `dir` atomically.
+    pub fn publish(&self, dir: &Path) -> Result<(), ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
+        let io = |op: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| ManifestError::Io {
+                op,
+                path: p,
+                source,
+            }
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| ManifestError::Corrupt {
+            path: path.clone(),
+            what: e.to_string(),
+        })?;
+        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&text).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", dir))
+    }
+}
