@@ -302,9 +302,9 @@ impl Engine {
                 .collect();
             (hits, segs)
         };
-        out.sort_by(|a, b| b.time_ns.cmp(&a.time_ns));
+        out.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
         out.truncate(limit);
-        segments.sort_by(|a, b| b.max_time.cmp(&a.max_time));
+        segments.sort_by_key(|s| std::cmp::Reverse(s.max_time));
         for s in segments {
             // Newest segments first: once `limit` results are newer than everything
             // left, stop.
@@ -321,7 +321,7 @@ impl Engine {
                 let records = reader.records(b)?;
                 out.extend(rows.into_iter().filter_map(|r| records.get(r).cloned()));
             }
-            out.sort_by(|a, b| b.time_ns.cmp(&a.time_ns));
+            out.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
             out.truncate(limit);
         }
         Ok(out)
