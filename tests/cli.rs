@@ -1,10 +1,14 @@
-//! End-to-end: the real `heimdall` binary appends every Loghub file to a WAL and dumps
-//! it back byte for byte; errors are clear and exit non-zero.
+//! End-to-end: the real `heimdall` binary on a data directory. Every Loghub file is
+//! ingested and searched, and every answer must equal a brute-force scan of the file
+//! under the documented tokenization; bad input, stdin, stats, and kill -9 during
+//! ingest.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use engine::token;
 use heimdall_e2e::{heimdall_bin, loghub_dir};
 
 fn loghub_files() -> Vec<PathBuf> {
@@ -30,67 +34,122 @@ fn heimdall(args: &[&str]) -> std::process::Output {
         .expect("run heimdall")
 }
 
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "heimdall failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Words to query a file with: its most and least frequent tokens and a few between,
+/// in the case they appear in (so case-folding is exercised), plus one absent word.
+fn query_words(lines: &[&str]) -> Vec<String> {
+    let mut freq: BTreeMap<String, usize> = BTreeMap::new();
+    for l in lines {
+        for t in token::tokens(l) {
+            *freq.entry(t.to_string()).or_default() += 1;
+        }
+    }
+    let mut by_freq: Vec<(usize, String)> = freq.into_iter().map(|(t, n)| (n, t)).collect();
+    by_freq.sort();
+    let n = by_freq.len();
+    let mut words: Vec<String> = [0, 1, n / 4, n / 2, 3 * n / 4, n - 2, n - 1]
+        .iter()
+        .map(|&i| by_freq[i].1.clone())
+        .collect();
+    words.push(by_freq[n - 1].1.to_uppercase());
+    words.push("zzznotthere".into());
+    words
+}
+
 #[test]
-fn append_then_dump_returns_every_line_of_every_loghub_file() {
-    for (i, file) in loghub_files().iter().enumerate() {
-        // The tests copy what they need: ../shared is read-only in CI.
+fn ingest_then_search_equals_a_brute_force_scan_on_every_loghub_file() {
+    for file in loghub_files() {
         let tmp = tempfile::tempdir().unwrap();
         let input = tmp.path().join("input.log");
-        std::fs::copy(file, &input).unwrap();
+        std::fs::copy(&file, &input).unwrap();
         let data = tmp.path().join("data");
         let data_s = data.to_str().unwrap();
-        let backend = if i % 2 == 0 { "pwrite" } else { "io-uring" };
-        let out = heimdall(&[
-            "wal",
-            "append",
+        let out = ok(&heimdall(&[
+            "ingest",
             "--data-dir",
             data_s,
-            "--backend",
-            backend,
-            "--batch",
-            "97",
             input.to_str().unwrap(),
-        ]);
+        ]));
+        let raw = std::fs::read_to_string(&input).unwrap();
+        let lines: Vec<&str> = raw.lines().collect();
         assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            out.contains(&format!("ingested {} records", lines.len())),
+            "{out}"
         );
-        let raw = std::fs::read(&input).unwrap();
-        let lines: Vec<&[u8]> = raw
-            .strip_suffix(b"\n")
-            .unwrap_or(&raw)
-            .split(|&b| b == b'\n')
-            .collect();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains(&format!("appended {} records", lines.len())),
-            "{stdout}"
-        );
-
-        let out = heimdall(&["wal", "dump", "--data-dir", data_s]);
-        assert!(out.status.success());
-        let dumped: Vec<&[u8]> = out
-            .stdout
-            .strip_suffix(b"\n")
-            .unwrap()
-            .split(|&b| b == b'\n')
-            .collect();
-        assert_eq!(dumped.len(), lines.len(), "{}", file.display());
-        for (n, (d, l)) in dumped.iter().zip(&lines).enumerate() {
-            let want = [format!("{}\t", n + 1).as_bytes(), l].concat();
-            assert_eq!(*d, &want[..], "{} line {}", file.display(), n + 1);
+        for w in query_words(&lines) {
+            let want: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| token::contains_token(l, &w))
+                .collect();
+            let got = ok(&heimdall(&[
+                "search",
+                "--data-dir",
+                data_s,
+                "--limit",
+                "100000",
+                "--output",
+                "jsonl",
+                &w,
+            ]));
+            let mut got_msgs: Vec<String> = got
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["_msg"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            let mut want_msgs: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            got_msgs.sort();
+            want_msgs.sort();
+            assert_eq!(got_msgs, want_msgs, "{}: word {w:?}", file.display());
         }
+        // Two words at once.
+        let ws = query_words(&lines);
+        let (a, b) = (&ws[ws.len() - 3], &ws[ws.len() - 4]);
+        let want = lines
+            .iter()
+            .filter(|l| token::contains_token(l, a) && token::contains_token(l, b))
+            .count();
+        let got = ok(&heimdall(&[
+            "search",
+            "--data-dir",
+            data_s,
+            "--limit",
+            "100000",
+            a,
+            b,
+        ]));
+        assert_eq!(got.lines().count(), want, "{}: {a} {b}", file.display());
     }
 }
 
 #[test]
-fn stdin_input_and_json_stats() {
+fn stdin_jsonl_stream_labels_and_stats() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let data_s = data.to_str().unwrap();
     let mut child = Command::new(heimdall_bin())
-        .args(["wal", "append", "--data-dir", data_s, "-"])
+        .args([
+            "ingest",
+            "--data-dir",
+            data_s,
+            "--format",
+            "jsonl",
+            "--stream",
+            "service=api,host=h1",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -99,22 +158,83 @@ fn stdin_input_and_json_stats() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"one\ntwo\nthree\n")
+        .write_all(b"{\"_time\":\"2025-01-02T03:04:05Z\",\"message\":\"disk full\",\"level\":\"ERROR\",\"http\":{\"status\":507}}\n{\"msg\":\"all good\"}\n")
         .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
-    let out = heimdall(&["wal", "stats", "--data-dir", data_s, "--json"]);
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("\"records\":3"), "{text}");
-    assert!(text.contains("\"next_lsn\":4"), "{text}");
+    let out = ok(&heimdall(&[
+        "search",
+        "--data-dir",
+        data_s,
+        "--output",
+        "jsonl",
+        "DISK",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["_time"], "2025-01-02T03:04:05.000000000Z");
+    assert_eq!(v["_msg"], "disk full");
+    assert_eq!(v["level"], "ERROR");
+    assert_eq!(v["http.status"], 507);
+    assert_eq!(v["_stream"]["service"], "api");
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&heimdall(&["stats", "--data-dir", data_s, "--json"]))).unwrap();
+    assert_eq!(stats["records"], 2);
+    assert_eq!(stats["segments"], 2, "two days, two segments");
+    assert!(stats["index_bytes"].as_u64().unwrap() > 0);
 }
 
 #[test]
-fn missing_input_is_a_clear_error() {
+fn bad_lines_abort_with_file_and_line_or_are_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, b"{\"msg\":\"one\"}\n{\"msg\":\"two\"}\n{not json\n{\"msg\":\"four\"}\n\xff\xfe\n{\"msg\":\"six\"}\n").unwrap();
+    let data = tmp.path().join("abort");
+    let out = heimdall(&[
+        "ingest",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl:3: malformed JSON"), "{err}");
+    // Valid lines before the bad one are never lost.
+    let stats: serde_json::Value = serde_json::from_str(&ok(&heimdall(&[
+        "stats",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(stats["records"], 2);
+
+    let data = tmp.path().join("skip");
+    let out = heimdall(&[
+        "ingest",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--on-error",
+        "skip",
+        input.to_str().unwrap(),
+    ]);
+    let text = ok(&out);
+    assert!(
+        text.contains("ingested 4 records") && text.contains("skipped 2 bad lines"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl:5: line is not valid UTF-8"), "{err}");
+}
+
+#[test]
+fn missing_input_and_bad_words_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let out = heimdall(&[
-        "wal",
-        "append",
+        "ingest",
         "--data-dir",
         data.to_str().unwrap(),
         "/no/such/file.log",
@@ -122,4 +242,82 @@ fn missing_input_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open /no/such/file.log"), "{err}");
+    let out = heimdall(&["search", "--data-dir", data.to_str().unwrap(), "two words"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a single word"));
+}
+
+/// kill -9 in the middle of `heimdall ingest`: the data directory opens cleanly and
+/// holds a prefix of the input, every record whole.
+#[test]
+fn kill9_during_ingest_leaves_a_whole_prefix() {
+    let rounds: usize = std::env::var("HEIMDALL_INGEST_KILL9_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut stored_total = 0usize;
+    for round in 0..rounds {
+        let data = tmp.path().join(format!("d{round}"));
+        let mut child = Command::new(heimdall_bin())
+            .args(["ingest", "--data-dir", data.to_str().unwrap(), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..2_000_000u64 {
+                if writeln!(stdin, "entry{i:08} payload {} marker", i * 7919 % 1000).is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300 + 150 * round as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = writer.join();
+        // Opens cleanly; what is there is entries 0..k, each whole.
+        let out = ok(&heimdall(&[
+            "search",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--limit",
+            "10000000",
+            "marker",
+        ]));
+        let mut ids: Vec<u64> = out
+            .lines()
+            .map(|l| {
+                let msg = l.split('\t').nth(1).unwrap();
+                assert!(
+                    msg.starts_with("entry") && msg.ends_with(" marker"),
+                    "torn record: {msg:?}"
+                );
+                msg[5..13].parse().unwrap()
+            })
+            .collect();
+        ids.sort_unstable();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(*id, i as u64, "round {round}: not a prefix");
+        }
+        assert_stats_consistent(&data, ids.len());
+        stored_total += ids.len();
+    }
+    assert!(
+        stored_total > 0,
+        "the kills all came before anything was stored"
+    );
+}
+
+fn assert_stats_consistent(data: &Path, records: usize) {
+    let stats: serde_json::Value = serde_json::from_str(&ok(&heimdall(&[
+        "stats",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(stats["records"], records as u64);
 }

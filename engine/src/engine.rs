@@ -260,7 +260,6 @@ impl Engine {
                 min_time: footer.min_time().unwrap_or(0),
                 max_time: footer.max_time().unwrap_or(0),
                 bytes,
-                raw_bytes: records.iter().map(|r| r.msg.len() as u64 + 1).sum(),
             });
         }
         {
@@ -269,6 +268,7 @@ impl Engine {
             next.segments.extend(entries);
             next.next_segment = seq;
             next.checkpoint_lsn = checkpoint;
+            next.raw_bytes += frozen.raw_bytes();
             next.publish(&self.dir)?;
             st.manifest = next;
             st.frozen.retain(|m| !Arc::ptr_eq(m, &frozen));
@@ -342,12 +342,11 @@ impl Engine {
         let mut s = EngineStats {
             records: mem_rows,
             segments: manifest.segments.len(),
-            raw_bytes: mem_raw,
+            raw_bytes: mem_raw + manifest.raw_bytes,
             ..EngineStats::default()
         };
         for e in &manifest.segments {
             s.records += e.rows;
-            s.raw_bytes += e.raw_bytes;
             let r = SegmentReader::open(self.dir.join(&e.file))?;
             let cols: u64 = r
                 .footer()

@@ -31,8 +31,6 @@ pub struct SegmentEntry {
     pub max_time: i64,
     /// File size.
     pub bytes: u64,
-    /// Raw input bytes of its records (for compression statistics).
-    pub raw_bytes: u64,
 }
 
 /// The manifest's content.
@@ -46,6 +44,9 @@ pub struct Manifest {
     pub next_segment: u64,
     /// Published segments.
     pub segments: Vec<SegmentEntry>,
+    /// Raw input bytes of every record in the listed segments.
+    #[serde(default)]
+    pub raw_bytes: u64,
 }
 
 impl Default for Manifest {
@@ -55,6 +56,7 @@ impl Default for Manifest {
             checkpoint_lsn: 1,
             next_segment: 1,
             segments: Vec::new(),
+            raw_bytes: 0,
         }
     }
 }

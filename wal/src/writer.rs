@@ -657,6 +657,14 @@ impl<I: LogIo> Writer<I> {
     }
 
     async fn checkpoint(&mut self, lsn: Lsn) -> Result<CheckpointStats> {
+        // Everything written is checkpointed: move to a fresh file so the active one,
+        // which holds only obsolete records, can go too (a clean shutdown then leaves
+        // an empty log instead of a copy of what is already in segments).
+        if lsn >= self.next_lsn && self.offset > HEADER_LEN as u64 {
+            if let Err(e) = self.rotate().await {
+                return Err(self.shared.fail(&e));
+            }
+        }
         let doomed: Vec<PathBuf> = {
             let files = self.shared.files();
             files

@@ -277,3 +277,36 @@ fn files_rotate_by_age() {
     assert_eq!(wal_files, 2);
     assert_eq!(replay_map(&wal).len(), 2);
 }
+
+#[test]
+fn checkpoint_of_everything_leaves_an_empty_log() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                preallocate: false,
+                recycle_files_max: 0,
+                ..cfg(backend)
+            },
+        );
+        for i in 0..10 {
+            rt.block_on(wal.append(payload(i, 100))).unwrap();
+        }
+        let stats = rt.block_on(wal.checkpoint(wal.written_lsn())).unwrap();
+        assert_eq!(stats.files_removed, 1);
+        assert_eq!(stats.oldest_lsn, 11);
+        drop(wal);
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        assert_eq!(files, vec![wal::format::file_name(11)]);
+        let wal = open(dir.path(), cfg(backend));
+        assert_eq!(wal.written_lsn(), 11);
+        assert_eq!(replay_map(&wal).len(), 0);
+        assert_eq!(rt.block_on(wal.append(payload(1, 1))).unwrap(), 11);
+    }
+}

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod data;
 mod wal_cmd;
 
 use std::path::PathBuf;
@@ -16,9 +17,76 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Store log lines from files (or stdin) in a data directory: durable through the
+    /// WAL, in segments on exit.
+    Ingest {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Input format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Raw)]
+        format: FormatArg,
+        /// Tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Stream labels for every record: `key=value,key=value`.
+        #[arg(long, default_value = "")]
+        stream: String,
+        /// What to do with a bad line (malformed JSON, invalid UTF-8, over the size limit).
+        #[arg(long, value_enum, default_value_t = OnError::Abort)]
+        on_error: OnError,
+        /// Input files; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Records whose message contains all the words, newest first.
+    Search {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Most records to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Output: `text` (time, tab, message) or `jsonl` (one JSON object per record).
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+        /// Words (ASCII case is ignored).
+        #[arg(required = true)]
+        words: Vec<String>,
+    },
+    /// Records, segments and bytes on disk of a data directory.
+    Stats {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with the write-ahead log of a data directory directly.
     #[command(subcommand)]
     Wal(WalCommand),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum FormatArg {
+    Raw,
+    Jsonl,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum OnError {
+    Skip,
+    Abort,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum OutputArg {
+    Text,
+    Jsonl,
 }
 
 /// Options shared by the `wal` subcommands.
@@ -41,18 +109,8 @@ enum BackendArg {
 
 #[derive(Subcommand, Debug)]
 enum WalCommand {
-    /// Append each line of FILEs (or stdin for `-`) as one durable record.
-    Append {
-        #[command(flatten)]
-        opts: WalOpts,
-        /// Input files; `-` reads standard input.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Lines per append batch.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-    },
-    /// Print records from an LSN on, one per line: `LSN<TAB>payload`.
+    /// Print the WAL's record batches from an LSN on, one JSON line per record:
+    /// `{"lsn":..,"tenant":..,"record":{..}}` (what recovery would replay).
     Dump {
         #[command(flatten)]
         opts: WalOpts,
@@ -75,9 +133,35 @@ enum WalCommand {
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Wal(WalCommand::Append { opts, files, batch }) => {
-            wal_cmd::append(&opts, &files, batch)
-        }
+        Command::Ingest {
+            data_dir,
+            format,
+            tenant,
+            stream,
+            on_error,
+            files,
+        } => data::ingest(data::IngestArgs {
+            data_dir: &data_dir,
+            files: &files,
+            format,
+            tenant: &tenant,
+            stream: &stream,
+            on_error,
+        }),
+        Command::Search {
+            data_dir,
+            tenant,
+            limit,
+            output,
+            words,
+        } => data::search(
+            &data_dir,
+            &tenant,
+            limit,
+            matches!(output, OutputArg::Jsonl),
+            &words,
+        ),
+        Command::Stats { data_dir, json } => data::stats(&data_dir, json),
         Command::Wal(WalCommand::Dump { opts, from, limit }) => wal_cmd::dump(&opts, from, limit),
         Command::Wal(WalCommand::Stats { opts, json }) => wal_cmd::stats(&opts, json),
     }

@@ -1,12 +1,9 @@
-//! `heimdall wal ...`: append lines durably, dump records, show what the WAL holds.
+//! `heimdall wal ...`: dump the record batches recovery would replay, show what the
+//! WAL holds.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::io::{self, Write};
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
+use anyhow::{Context, Result};
 use wal::{BackendChoice, Wal, WalConfig};
 
 use super::{BackendArg, WalOpts};
@@ -40,88 +37,6 @@ fn open(opts: &WalOpts) -> Result<Wal> {
     Ok(wal)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-fn reader_for(path: &Path) -> Result<Box<dyn BufRead>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(BufReader::new(io::stdin().lock())));
-    }
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
-}
-
-pub(super) fn append(opts: &WalOpts, files: &[PathBuf], batch: usize) -> Result<()> {
-    if batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let wal = open(opts)?;
-    let rt = runtime()?;
-    let started = Instant::now();
-    let (mut records, mut bytes) = (0u64, 0u64);
-    let mut range: Option<(u64, u64)> = None;
-    let mut last_progress = Instant::now();
-    for path in files {
-        let mut input = reader_for(path)?;
-        let mut pending = Vec::with_capacity(batch);
-        let mut line_no = 0u64;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = input
-                .read_until(b'\n', &mut line)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if line.len() > wal::WalConfig::default().record_bytes_max as usize {
-                bail!(
-                    "{}:{line_no}: line of {} bytes exceeds the record limit",
-                    path.display(),
-                    line.len()
-                );
-            }
-            bytes += line.len() as u64;
-            pending.push(Bytes::copy_from_slice(&line));
-            if pending.len() == batch {
-                let r = rt.block_on(wal.append_batch(std::mem::take(&mut pending)))?;
-                range = Some((range.map_or(r.first, |(f, _)| f), r.last));
-            }
-            records += 1;
-            if last_progress.elapsed().as_secs() >= 2 {
-                last_progress = Instant::now();
-                let secs = started.elapsed().as_secs_f64();
-                eprintln!(
-                    "heimdall: {records} records, {:.1} MB, {:.1} MB/s",
-                    bytes as f64 / 1e6,
-                    bytes as f64 / 1e6 / secs
-                );
-            }
-        }
-        if !pending.is_empty() {
-            let r = rt.block_on(wal.append_batch(pending))?;
-            range = Some((range.map_or(r.first, |(f, _)| f), r.last));
-        }
-    }
-    wal.close()?;
-    let secs = started.elapsed().as_secs_f64();
-    match range {
-        Some((first, last)) => println!(
-            "appended {records} records ({:.1} MB) as LSN {first}..={last} in {secs:.2} s, durable",
-            bytes as f64 / 1e6
-        ),
-        None => println!("no records appended (empty input)"),
-    }
-    Ok(())
-}
-
 pub(super) fn dump(opts: &WalOpts, from: Option<u64>, limit: Option<usize>) -> Result<()> {
     let wal = open(opts)?;
     let replay = match from {
@@ -130,12 +45,23 @@ pub(super) fn dump(opts: &WalOpts, from: Option<u64>, limit: Option<usize>) -> R
     };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    for rec in replay.take(limit.unwrap_or(usize::MAX)) {
+    let mut printed = 0usize;
+    'records: for rec in replay {
         let rec = rec?;
-        out.write_all(rec.lsn.to_string().as_bytes())?;
-        out.write_all(b"\t")?;
-        out.write_all(&rec.payload)?;
-        out.write_all(b"\n")?;
+        let batch = engine::walrec::decode(&rec.payload)
+            .with_context(|| format!("WAL record {} is not an engine record batch", rec.lsn))?;
+        for r in &batch.records {
+            if limit.is_some_and(|l| printed >= l) {
+                break 'records;
+            }
+            let line = serde_json::json!({
+                "lsn": rec.lsn,
+                "tenant": batch.tenant.as_str(),
+                "record": super::data::record_json(r),
+            });
+            writeln!(out, "{line}")?;
+            printed += 1;
+        }
     }
     out.flush()?;
     Ok(())

@@ -1,0 +1,281 @@
+//! The embedded data commands: `heimdall ingest`, `search`, `stats`, over a data
+//! directory with no server.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use engine::engine::{Engine, EngineConfig};
+use engine::ingest::{line_text, parse_json, parse_raw, IngestContext, LineError};
+use engine::model::{Labels, Record, Tenant, Value};
+
+use super::{FormatArg, OnError};
+
+/// Records per engine batch, and the byte bound that closes a batch early.
+const BATCH_RECORDS: usize = 1000;
+const BATCH_BYTES: usize = 8 << 20;
+
+pub(super) fn open(data_dir: &Path) -> Result<Engine> {
+    let mut cfg = EngineConfig::new(data_dir);
+    // A one-shot command gains nothing from preallocated or recycled WAL files, and
+    // they would sit in the data directory afterwards.
+    cfg.wal.preallocate = false;
+    cfg.wal.recycle_files_max = 0;
+    Engine::open(cfg).with_context(|| format!("opening the data directory {}", data_dir.display()))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Parses `key=value,key=value`.
+pub(super) fn parse_stream(s: &str) -> Result<Labels> {
+    let mut labels = Labels::new();
+    for pair in s.split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("--stream expects key=value pairs separated by commas, got {pair:?}");
+        };
+        if k.is_empty() {
+            bail!("--stream label name is empty in {pair:?}");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+struct Progress {
+    started: Instant,
+    last: Instant,
+    records: u64,
+    bytes: u64,
+    skipped: u64,
+}
+
+impl Progress {
+    fn tick(&mut self) {
+        if self.last.elapsed().as_secs() >= 2 {
+            self.last = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "heimdall: {} records, {:.1} MB, {:.1} MB/s",
+                self.records,
+                self.bytes as f64 / 1e6,
+                self.bytes as f64 / 1e6 / secs
+            );
+        }
+    }
+}
+
+pub(super) struct IngestArgs<'a> {
+    pub(super) data_dir: &'a Path,
+    pub(super) files: &'a [PathBuf],
+    pub(super) format: FormatArg,
+    pub(super) tenant: &'a str,
+    pub(super) stream: &'a str,
+    pub(super) on_error: OnError,
+}
+
+pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
+    let tenant = Tenant::new(a.tenant).context("--tenant")?;
+    let ctx = IngestContext {
+        stream: parse_stream(a.stream)?,
+        now_ns: now_ns(),
+    };
+    let engine = open(a.data_dir)?;
+    let rt = runtime()?;
+    let mut p = Progress {
+        started: Instant::now(),
+        last: Instant::now(),
+        records: 0,
+        bytes: 0,
+        skipped: 0,
+    };
+    let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
+    let (mut batch_bytes, mut batch_raw) = (0usize, 0u64);
+    let outcome = (|| -> Result<()> {
+        for path in a.files {
+            let mut input: Box<dyn BufRead> = if path == Path::new("-") {
+                Box::new(BufReader::new(io::stdin().lock()))
+            } else {
+                let f = std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            };
+            let mut line = Vec::new();
+            let mut line_no = 0u64;
+            loop {
+                line.clear();
+                let n = input
+                    .read_until(b'\n', &mut line)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                line_no += 1;
+                p.bytes += n as u64;
+                while matches!(line.last(), Some(b'\n' | b'\r')) {
+                    line.pop();
+                }
+                let parsed = line_text(&line).and_then(|text| match a.format {
+                    FormatArg::Raw => Ok(parse_raw(text, &ctx)),
+                    FormatArg::Jsonl => parse_json(text, &ctx),
+                });
+                let rec = match parsed {
+                    Ok(r) => r,
+                    Err(e) => {
+                        report(path, line_no, &e);
+                        match a.on_error {
+                            OnError::Skip => {
+                                p.skipped += 1;
+                                continue;
+                            }
+                            OnError::Abort => bail!(
+                                "{}:{line_no}: {e} (stopped; every earlier line is stored; --on-error skip goes on past bad lines)",
+                                path.display()
+                            ),
+                        }
+                    }
+                };
+                batch_bytes += engine::memtable::record_bytes(&rec);
+                batch_raw += n as u64;
+                batch.push(rec);
+                if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+                    p.records += batch.len() as u64;
+                    rt.block_on(engine.ingest(&tenant, std::mem::take(&mut batch), batch_raw))?;
+                    (batch_bytes, batch_raw) = (0, 0);
+                    if engine.wants_flush() {
+                        rt.block_on(engine.flush())?;
+                    }
+                    p.tick();
+                }
+            }
+        }
+        Ok(())
+    })();
+    // Whatever happened, store what was read before it.
+    if !batch.is_empty() {
+        p.records += batch.len() as u64;
+        rt.block_on(engine.ingest(&tenant, batch, batch_raw))?;
+    }
+    rt.block_on(engine.close())?;
+    let secs = p.started.elapsed().as_secs_f64();
+    println!(
+        "ingested {} records ({:.1} MB) in {secs:.2} s, {:.1} MB/s{}",
+        p.records,
+        p.bytes as f64 / 1e6,
+        p.bytes as f64 / 1e6 / secs.max(1e-9),
+        if p.skipped > 0 {
+            format!("; skipped {} bad lines", p.skipped)
+        } else {
+            String::new()
+        }
+    );
+    outcome
+}
+
+fn report(path: &Path, line: u64, e: &LineError) {
+    eprintln!("heimdall: {}:{line}: {e}", path.display());
+}
+
+pub(super) fn record_json(r: &Record) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "_time".into(),
+        engine::ingest::time::format_rfc3339(r.time_ns).into(),
+    );
+    m.insert("_msg".into(), r.msg.clone().into());
+    if !r.stream.is_empty() {
+        m.insert(
+            "_stream".into(),
+            serde_json::to_value(&r.stream).unwrap_or_default(),
+        );
+    }
+    if let Some(l) = &r.level {
+        m.insert("level".into(), l.clone().into());
+    }
+    for (k, v) in &r.fields {
+        let v = match v {
+            Value::Str(s) => serde_json::Value::from(s.clone()),
+            Value::I64(i) => (*i).into(),
+            Value::F64(x) => (*x).into(),
+            Value::Bool(b) => (*b).into(),
+        };
+        m.insert(k.clone(), v);
+    }
+    serde_json::Value::Object(m)
+}
+
+pub(super) fn search(
+    data_dir: &Path,
+    tenant: &str,
+    limit: usize,
+    jsonl: bool,
+    words: &[String],
+) -> Result<()> {
+    let tenant = Tenant::new(tenant).context("--tenant")?;
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    for w in &words {
+        let mut toks = engine::token::tokens(w);
+        if toks.next() != Some(*w) || toks.next().is_some() {
+            bail!("{w:?} is not a single word: a word is a run of letters, digits and '_' (phrases come with the query language)");
+        }
+    }
+    let engine = open(data_dir)?;
+    let hits = engine.search(&tenant, &words, limit)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    for r in &hits {
+        if jsonl {
+            writeln!(out, "{}", record_json(r))?;
+        } else {
+            writeln!(
+                out,
+                "{}\t{}",
+                engine::ingest::time::format_rfc3339(r.time_ns),
+                r.msg
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub(super) fn stats(data_dir: &Path, json: bool) -> Result<()> {
+    let engine = open(data_dir)?;
+    let s = engine.stats()?;
+    let on_disk = s.column_bytes + s.index_bytes + s.metadata_bytes + s.wal_bytes;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "records": s.records,
+                "segments": s.segments,
+                "raw_bytes": s.raw_bytes,
+                "bytes_on_disk": on_disk,
+                "column_bytes": s.column_bytes,
+                "index_bytes": s.index_bytes,
+                "metadata_bytes": s.metadata_bytes,
+                "wal_bytes": s.wal_bytes,
+            })
+        );
+    } else {
+        println!("records          {}", s.records);
+        println!("segments         {}", s.segments);
+        println!("raw bytes        {}", s.raw_bytes);
+        println!("bytes on disk    {on_disk}");
+        println!("  column data    {}", s.column_bytes);
+        println!("  index          {}", s.index_bytes);
+        println!("  metadata       {}", s.metadata_bytes);
+        println!("  WAL            {}", s.wal_bytes);
+    }
+    Ok(())
+}
