@@ -11,29 +11,10 @@
 use std::collections::HashMap;
 
 use super::{bits, take_u32, take_u8, unzstd_frame, zstd_frame, CodecError};
+use crate::wire::{put_varint, Reader};
 
 const ZSTD: u8 = 0;
 const DICT: u8 = 1;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &mut &[u8]) -> Result<u64, CodecError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = take_u8(b, "varint")?;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(CodecError::new("varint longer than 10 bytes"))
-}
 
 fn concat<'a>(strings: impl Iterator<Item = &'a str>) -> Vec<u8> {
     let mut raw = Vec::new();
@@ -44,21 +25,16 @@ fn concat<'a>(strings: impl Iterator<Item = &'a str>) -> Vec<u8> {
     raw
 }
 
-fn split(mut raw: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
-    let b = &mut raw;
+fn split(raw: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
+    let mut r = Reader::new(raw);
     let mut out = Vec::with_capacity(n.min(1 << 20));
     for _ in 0..n {
-        let len = get_varint(b)?;
-        let len = usize::try_from(len).map_err(|_| CodecError::new("string length overflows"))?;
-        let s = super::take(b, len, "string bytes")?;
-        let s = std::str::from_utf8(s)
-            .map_err(|e| CodecError::new(format!("string is not UTF-8: {e}")))?;
-        out.push(s.to_string());
+        out.push(r.str().map_err(|e| CodecError::new(e.to_string()))?);
     }
-    if !b.is_empty() {
+    if !r.done() {
         return Err(CodecError::new(format!(
             "{} bytes after the last string",
-            b.len()
+            raw.len() - r.at
         )));
     }
     Ok(out)
