@@ -13,9 +13,8 @@
 //! ```
 //! A lookup reads the directory once (at open), then one term block.
 
-use std::collections::BTreeMap;
-
 use roaring::RoaringBitmap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::codec::{unzstd_frame, zstd_frame, CodecError};
 use crate::token;
@@ -42,20 +41,52 @@ pub fn field_term(name: &str, value: &str) -> Vec<u8> {
     k
 }
 
-/// Collects terms while a segment is written.
+/// Collects terms while a segment is written. Terms are deduplicated per block first
+/// (a token repeats many times within 8192 rows), with the key built in a reused
+/// buffer, so the common case costs one hash lookup and no allocation.
 #[derive(Debug, Default)]
 pub(crate) struct IndexBuilder {
-    terms: BTreeMap<Vec<u8>, RoaringBitmap>,
+    terms: FxHashMap<Vec<u8>, RoaringBitmap>,
+    block: FxHashSet<Vec<u8>>,
+    key: Vec<u8>,
 }
 
 impl IndexBuilder {
-    pub(crate) fn add(&mut self, term: Vec<u8>, block: u32) {
-        self.terms.entry(term).or_default().insert(block);
+    fn note(&mut self) {
+        if !self.block.contains(self.key.as_slice()) {
+            self.block.insert(self.key.clone());
+        }
+    }
+
+    /// Records a `_msg` token of the current block.
+    pub(crate) fn msg_token(&mut self, tok: &str) {
+        self.key.clear();
+        self.key.push(NS_MSG);
+        self.key.extend(tok.bytes().map(|b| b.to_ascii_lowercase()));
+        self.note();
+    }
+
+    /// Records a `field=value` pair of the current block.
+    pub(crate) fn field(&mut self, name: &str, value: &str) {
+        self.key.clear();
+        self.key.push(NS_FIELD);
+        self.key.extend_from_slice(name.as_bytes());
+        self.key.push(0);
+        self.key.extend_from_slice(value.as_bytes());
+        self.note();
+    }
+
+    /// Ends block `block`: its distinct terms get the block in their postings.
+    pub(crate) fn end_block(&mut self, block: u32) {
+        for term in self.block.drain() {
+            self.terms.entry(term).or_default().insert(block);
+        }
     }
 
     /// Encodes the section; returns (bytes, directory frame length).
     pub(crate) fn encode(self, level: i32) -> (Vec<u8>, usize) {
-        let terms: Vec<(Vec<u8>, RoaringBitmap)> = self.terms.into_iter().collect();
+        let mut terms: Vec<(Vec<u8>, RoaringBitmap)> = self.terms.into_iter().collect();
+        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut blocks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for chunk in terms.chunks(TERMS_PER_BLOCK) {
             let mut raw = Vec::new();

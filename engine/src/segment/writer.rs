@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use super::index::{field_term, msg_term, IndexBuilder};
+use super::index::IndexBuilder;
 use super::layout::{self, BlockMeta, Chunk, ColumnKind, ColumnMeta, Footer, IndexRef, MAGIC};
 use super::SegmentError;
 use crate::codec::{bits, ints, strs};
@@ -165,18 +165,19 @@ pub fn write_segment(
         let block_id = blocks.len() as u32;
         for r in ts {
             for t in crate::token::tokens(&r.msg) {
-                index.add(msg_term(t), block_id);
+                index.msg_token(t);
             }
             if let Some(l) = &r.level {
-                index.add(field_term("level", l), block_id);
+                index.field("level", l);
             }
             for (k, v) in &r.stream {
-                index.add(field_term(k, v), block_id);
+                index.field(k, v);
             }
             for (name, value) in &r.fields {
-                index.add(field_term(name, &value.to_text()), block_id);
+                index.field(name, &value.to_text());
             }
         }
+        index.end_block(block_id);
         blocks.push(BlockMeta {
             rows: (end - start) as u32,
             min_time: ts.iter().map(|r| r.time_ns).min().unwrap_or(0),
