@@ -32,8 +32,8 @@ impl Default for SegmentOptions {
 }
 
 /// A column being built: one optional value per row.
-enum Builder {
-    Str(Vec<Option<String>>),
+enum Builder<'a> {
+    Str(Vec<Option<&'a str>>),
     I64(Vec<Option<i64>>),
 }
 
@@ -50,7 +50,7 @@ fn presence_and<'a, T: 'a>(rows: &'a [Option<T>]) -> (Option<Vec<u8>>, Vec<&'a T
 /// Encodes one column's rows of one block: presence byte (0 = every row has a value,
 /// 1 = a 1-bit-per-row bitmap follows), then the codec bytes of the present values.
 /// `None` when no row has a value.
-fn encode_chunk(b: &Builder, range: std::ops::Range<usize>, level: i32) -> Option<Vec<u8>> {
+fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let presence = |bitmap: Option<Vec<u8>>, out: &mut Vec<u8>| match bitmap {
         None => out.push(0),
@@ -68,7 +68,7 @@ fn encode_chunk(b: &Builder, range: std::ops::Range<usize>, level: i32) -> Optio
             }
             presence(bitmap, &mut out);
             out.extend(strs::encode(
-                &present.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                &present.iter().map(|s| **s).collect::<Vec<&str>>(),
                 level,
             ));
         }
@@ -109,17 +109,28 @@ pub fn write_segment(
     let mut order: Vec<&Record> = records.iter().collect();
     order.sort_by_key(|r| r.time_ns);
 
-    let mut columns: BTreeMap<(ColumnKind, String), Builder> = BTreeMap::new();
+    // The stream labels' text, once per distinct label set (most rows share a few).
+    let mut stream_ids: rustc_hash::FxHashMap<&crate::model::Labels, usize> = Default::default();
+    let mut stream_texts: Vec<String> = Vec::new();
+    let mut stream_of: Vec<usize> = Vec::with_capacity(order.len());
+    for r in &order {
+        let id = *stream_ids.entry(&r.stream).or_insert_with(|| {
+            stream_texts.push(stream_text(r));
+            stream_texts.len() - 1
+        });
+        stream_of.push(id);
+    }
+    let mut columns: BTreeMap<(ColumnKind, String), Builder<'_>> = BTreeMap::new();
     let n = order.len();
     let mut time = Vec::with_capacity(n);
     let mut msg = Vec::with_capacity(n);
     let mut stream = Vec::with_capacity(n);
     let mut level = Vec::with_capacity(n);
-    for r in &order {
+    for (r, sid) in order.iter().zip(&stream_of) {
         time.push(Some(r.time_ns));
-        msg.push(Some(r.msg.clone()));
-        stream.push(Some(stream_text(r)));
-        level.push(r.level.clone());
+        msg.push(Some(r.msg.as_str()));
+        stream.push(stream_texts.get(*sid).map(String::as_str));
+        level.push(r.level.as_deref());
     }
     columns.insert((ColumnKind::Time, "_time".into()), Builder::I64(time));
     columns.insert((ColumnKind::Msg, "_msg".into()), Builder::Str(msg));
@@ -137,7 +148,7 @@ pub fn write_segment(
             };
             let col = columns.entry((kind, name.clone())).or_insert(fresh);
             match (col, value) {
-                (Builder::Str(v), Value::Str(s)) => v[i] = Some(s.clone()),
+                (Builder::Str(v), Value::Str(s)) => v[i] = Some(s.as_str()),
                 (Builder::I64(v), Value::I64(x)) => v[i] = Some(*x),
                 (Builder::I64(v), Value::F64(x)) => v[i] = Some(x.to_bits() as i64),
                 (Builder::I64(v), Value::Bool(x)) => v[i] = Some(i64::from(*x)),

@@ -3,6 +3,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -16,19 +17,18 @@ use super::{FormatArg, OnError};
 const BATCH_RECORDS: usize = 1000;
 const BATCH_BYTES: usize = 8 << 20;
 
-pub(super) fn open(data_dir: &Path) -> Result<Engine> {
+fn config(data_dir: &Path) -> EngineConfig {
     let mut cfg = EngineConfig::new(data_dir);
     // A one-shot command gains nothing from preallocated or recycled WAL files, and
     // they would sit in the data directory afterwards.
     cfg.wal.preallocate = false;
     cfg.wal.recycle_files_max = 0;
-    Engine::open(cfg).with_context(|| format!("opening the data directory {}", data_dir.display()))
+    cfg
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
+pub(super) fn open(data_dir: &Path) -> Result<Engine> {
+    Engine::open(config(data_dir))
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }
 
 fn now_ns() -> i64 {
@@ -90,8 +90,21 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         stream: parse_stream(a.stream)?,
         now_ns: now_ns(),
     };
-    let engine = open(a.data_dir)?;
-    let rt = runtime()?;
+    let mut cfg = config(a.data_dir);
+    // Two memtables can be alive at once (one filling, one being written out on the
+    // other core), so each gets half of the memory a single one would.
+    cfg.memtable_bytes_max = 128 << 20;
+    let engine = Arc::new(
+        Engine::open(cfg)
+            .with_context(|| format!("opening the data directory {}", a.data_dir.display()))?,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut flushing: Option<
+        tokio::task::JoinHandle<engine::engine::Result<engine::engine::FlushStats>>,
+    > = None;
     let mut p = Progress {
         started: Instant::now(),
         last: Instant::now(),
@@ -153,7 +166,13 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
                     rt.block_on(engine.ingest(&tenant, std::mem::take(&mut batch), batch_raw))?;
                     (batch_bytes, batch_raw) = (0, 0);
                     if engine.wants_flush() {
-                        rt.block_on(engine.flush())?;
+                        // Write segments on the other core while this one keeps
+                        // parsing; wait only if the previous flush is still running.
+                        if let Some(h) = flushing.take() {
+                            rt.block_on(h)??;
+                        }
+                        let e = Arc::clone(&engine);
+                        flushing = Some(rt.spawn(async move { e.flush().await }));
                     }
                     p.tick();
                 }
@@ -166,6 +185,11 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         p.records += batch.len() as u64;
         rt.block_on(engine.ingest(&tenant, batch, batch_raw))?;
     }
+    if let Some(h) = flushing.take() {
+        rt.block_on(h)??;
+    }
+    let engine =
+        Arc::try_unwrap(engine).map_err(|_| anyhow::anyhow!("engine still shared at close"))?;
     rt.block_on(engine.close())?;
     let secs = p.started.elapsed().as_secs_f64();
     println!(
