@@ -311,6 +311,50 @@ fn kill9_during_ingest_leaves_a_whole_prefix() {
     );
 }
 
+#[test]
+fn compact_merges_segments_and_keeps_every_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    // Three ingests of the same day's lines: three segments for that day.
+    for part in 0..3 {
+        let input = tmp.path().join(format!("in{part}.log"));
+        let lines: String = (0..500)
+            .map(|i| {
+                format!(
+                    "2025-01-02T03:{:02}:{:02}Z part{part} line{i} beacon\n",
+                    i / 60,
+                    i % 60
+                )
+            })
+            .collect();
+        std::fs::write(&input, lines).unwrap();
+        ok(&heimdall(&[
+            "ingest",
+            "--data-dir",
+            d,
+            input.to_str().unwrap(),
+        ]));
+    }
+    let stats = |d: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&heimdall(&["stats", "--data-dir", d, "--json"]))).unwrap()
+    };
+    assert_eq!(stats(d)["segments"], 3);
+    let out = ok(&heimdall(&["compact", "--data-dir", d]));
+    assert!(out.contains("compacted 3 segments into 1"), "{out}");
+    assert_eq!(stats(d)["segments"], 1);
+    assert_eq!(stats(d)["records"], 1500);
+    let hits = ok(&heimdall(&[
+        "search",
+        "--data-dir",
+        d,
+        "--limit",
+        "10000",
+        "beacon",
+    ]));
+    assert_eq!(hits.lines().count(), 1500);
+}
+
 fn assert_stats_consistent(data: &Path, records: usize) {
     let stats: serde_json::Value = serde_json::from_str(&ok(&heimdall(&[
         "stats",

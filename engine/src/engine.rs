@@ -100,6 +100,15 @@ pub struct FlushStats {
     pub rows: u64,
 }
 
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Segments merged away.
+    pub merged: usize,
+    /// Segments written in their place.
+    pub written: usize,
+}
+
 /// Sizes and counts of a data directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -154,6 +163,7 @@ impl Engine {
                 ))));
             }
         }
+        sweep_orphans(&dir, &manifest)?;
         let mut memtable = Memtable::default();
         let mut replayed = 0u64;
         for rec in wal.replay(manifest.checkpoint_lsn)? {
@@ -370,8 +380,108 @@ impl Engine {
         Ok(s)
     }
 
+    /// Merges the segments of each (tenant, day) that has more than one into a single
+    /// segment. The new segment is published with the old ones removed from the
+    /// manifest in one atomic step; the old files are deleted after it (a crash in
+    /// between leaves orphans, removed at the next open).
+    pub async fn compact(&self) -> Result<CompactStats> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let manifest = self.state().manifest.clone();
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<SegmentEntry>> =
+            Default::default();
+        for s in &manifest.segments {
+            groups
+                .entry((s.tenant.clone(), s.partition.clone()))
+                .or_default()
+                .push(s.clone());
+        }
+        let mut stats = CompactStats::default();
+        let mut seq = manifest.next_segment;
+        for ((tenant, part), olds) in groups {
+            if olds.len() < 2 {
+                continue;
+            }
+            let mut records = Vec::new();
+            for old in &olds {
+                let r = SegmentReader::open(self.dir.join(&old.file))?;
+                for b in 0..r.footer().blocks.len() {
+                    records.extend(r.records(b)?);
+                }
+            }
+            let tenant_id = Tenant::new(tenant.clone()).map_err(|e| {
+                EngineError::Segment(SegmentError::NotFound(format!(
+                    "manifest tenant {tenant:?}: {e}"
+                )))
+            })?;
+            let rel = format!("segments/{tenant}/{part}/{seq:010}.seg");
+            seq += 1;
+            let path = self.dir.join(&rel);
+            let footer = write_segment(&path, &tenant_id, &records, &self.cfg.segment)?;
+            let bytes = std::fs::metadata(&path)
+                .map_err(io_err("stat", &path))?
+                .len();
+            let merged = SegmentEntry {
+                tenant,
+                partition: part,
+                file: rel,
+                rows: footer.rows,
+                min_time: footer.min_time().unwrap_or(0),
+                max_time: footer.max_time().unwrap_or(0),
+                bytes,
+            };
+            {
+                let mut st = self.state();
+                let mut next = st.manifest.clone();
+                next.segments
+                    .retain(|s| !olds.iter().any(|o| o.file == s.file));
+                next.segments.push(merged);
+                next.next_segment = seq;
+                next.publish(&self.dir)?;
+                st.manifest = next;
+            }
+            for old in &olds {
+                let p = self.dir.join(&old.file);
+                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            }
+            stats.merged += olds.len();
+            stats.written += 1;
+        }
+        Ok(stats)
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Removes segment files the manifest does not list (left by a crash between writing
+/// a segment and publishing the manifest, or between publishing and deleting merged
+/// ones). Only at open, when no flush or compaction can be writing.
+fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let listed: std::collections::HashSet<PathBuf> = manifest
+        .segments
+        .iter()
+        .map(|s| dir.join(&s.file))
+        .collect();
+    let root = dir.join("segments");
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("list", &d)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", &d))?;
+            let p = entry.path();
+            if entry.file_type().map_err(io_err("stat", &p))?.is_dir() {
+                stack.push(p);
+            } else if !listed.contains(&p) {
+                tracing::warn!(path = %p.display(), "removing a segment file the manifest does not list");
+                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -303,3 +303,20 @@ pub(super) fn stats(data_dir: &Path, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+pub(super) fn compact(data_dir: &Path) -> Result<()> {
+    let engine = open(data_dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let s = rt.block_on(engine.compact())?;
+    rt.block_on(engine.close())?;
+    println!(
+        "compacted {} segments into {} in {:.2} s",
+        s.merged,
+        s.written,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

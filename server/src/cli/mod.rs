@@ -57,6 +57,12 @@ enum Command {
         #[arg(required = true)]
         words: Vec<String>,
     },
+    /// Merge each day's small segments into one (per tenant).
+    Compact {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Records, segments and bytes on disk of a data directory.
     Stats {
         /// Data directory.
@@ -162,6 +168,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             &words,
         ),
         Command::Stats { data_dir, json } => data::stats(&data_dir, json),
+        Command::Compact { data_dir } => data::compact(&data_dir),
         Command::Wal(WalCommand::Dump { opts, from, limit }) => wal_cmd::dump(&opts, from, limit),
         Command::Wal(WalCommand::Stats { opts, json }) => wal_cmd::stats(&opts, json),
     }
