@@ -42,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
     decode(data);
 
     // Structured case.
-    let Some((&n, rest)) = data.split_first() else { return };
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
     let n = (n % 24) as usize;
     let first_lsn = 1 + u64::from(rest.first().copied().unwrap_or(0));
     let mut file = format::encode_header(first_lsn, 0).to_vec();
@@ -50,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
     let mut cursor = rest.iter().copied().skip(1);
     for i in 0..n {
         let len = cursor.next().unwrap_or(0) as usize;
-        let p: Vec<u8> = (0..len).map(|k| cursor.next().unwrap_or((k + i) as u8)).collect();
+        let p: Vec<u8> = (0..len)
+            .map(|k| cursor.next().unwrap_or((k + i) as u8))
+            .collect();
         format::encode_frame(&mut file, first_lsn + i as u64, &p);
         payloads.push(p);
     }

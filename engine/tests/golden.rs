@@ -1,0 +1,108 @@
+//! Golden file: a segment written by format version 1, committed, read back by every
+//! later build. If this test fails after a format change, the change broke reading old
+//! data: keep the old layout readable (bump `FORMAT_VERSION`, keep
+//! `OLDEST_SUPPORTED_VERSION`) instead of regenerating the file.
+//!
+//! The file was produced by `cargo test -p heimdall-engine --test golden -- --ignored
+//! write_golden_v1` from the records below.
+
+use std::path::PathBuf;
+
+use engine::model::{Record, Tenant, Value};
+use engine::segment::{
+    field_term, msg_term, write_segment, ColumnKind, SegmentOptions, SegmentReader, FORMAT_VERSION,
+};
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v1.seg")
+}
+
+fn golden_records() -> Vec<Record> {
+    (0..300i64)
+        .map(|i| Record {
+            time_ns: 1_700_000_000_000_000_000 + i * 1_000_000_007,
+            msg: format!(
+                "{} request {i} from 10.0.{}.{} took {} ms{}",
+                ["GET", "POST", "PUT"][(i % 3) as usize],
+                i % 7,
+                i % 250,
+                (i * 37) % 1000,
+                if i % 50 == 0 { " ERROR timeout" } else { "" }
+            ),
+            stream: [("service".to_string(), format!("svc{}", i % 2))].into(),
+            level: (i % 4 != 0).then(|| ["INFO", "WARN", "ERROR"][(i % 3) as usize].to_string()),
+            fields: {
+                let mut f = vec![("status".to_string(), Value::I64(200 + (i % 3) * 100))];
+                if i % 5 == 0 {
+                    f.push(("ratio".to_string(), Value::F64(i as f64 / 8.0)));
+                }
+                if i % 6 == 0 {
+                    f.push((
+                        "user.name".to_string(),
+                        Value::Str(format!("user{}", i % 10)),
+                    ));
+                }
+                f.push(("cached".to_string(), Value::Bool(i % 2 == 0)));
+                f
+            },
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "writes the golden file; run only to create a new format version's file"]
+fn write_golden_v1() {
+    write_segment(
+        &golden_path(),
+        &Tenant::new("golden").unwrap(),
+        &golden_records(),
+        &SegmentOptions {
+            block_rows: 64,
+            zstd_level: 3,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn golden_v1_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Read a copy: tests never touch committed files.
+    let copy = dir.path().join("segment-v1.seg");
+    std::fs::copy(golden_path(), &copy).unwrap();
+    let r = SegmentReader::open(&copy).unwrap();
+    assert!(FORMAT_VERSION >= 1);
+    r.verify().unwrap();
+    let f = r.footer();
+    assert_eq!(f.tenant, "golden");
+    assert_eq!(f.rows, 300);
+    assert_eq!(f.blocks.len(), 5);
+    let mut got = Vec::new();
+    for b in 0..f.blocks.len() {
+        got.extend(r.records(b).unwrap());
+    }
+    let mut want = golden_records();
+    for w in &mut want {
+        w.fields.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    for g in &mut got {
+        g.fields.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        r.lookup(&msg_term("timeout"))
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(r.lookup(&field_term("service", "svc1")).unwrap().len(), 5);
+    assert_eq!(
+        r.lookup(&field_term("user.name", "user6"))
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(r.column(ColumnKind::F64, "ratio").is_some());
+}
