@@ -26,20 +26,40 @@ pub struct Tokens<'a> {
     pos: usize,
 }
 
+/// Whether the character starting at byte `i` of `text` (a char boundary) is a token
+/// character, and its length in bytes. ASCII is classified from the byte alone; only
+/// non-ASCII characters are decoded.
+#[inline]
+fn class_at(text: &str, i: usize) -> Option<(bool, usize)> {
+    let b = *text.as_bytes().get(i)?;
+    if b < 0x80 {
+        return Some((b.is_ascii_alphanumeric() || b == b'_', 1));
+    }
+    let c = text.get(i..)?.chars().next()?;
+    Some((is_token_char(c), c.len_utf8()))
+}
+
 impl<'a> Iterator for Tokens<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let rest = self.text.get(self.pos..)?;
-        let start_rel = rest.char_indices().find(|(_, c)| is_token_char(*c))?.0;
-        let from = self.pos + start_rel;
-        let tail = self.text.get(from..)?;
-        let len = tail
-            .char_indices()
-            .find(|(_, c)| !is_token_char(*c))
-            .map_or(tail.len(), |(i, _)| i);
-        self.pos = from + len;
-        self.text.get(from..from + len)
+        let text = self.text;
+        let mut i = self.pos;
+        // Skip separators.
+        let start = loop {
+            let (is_tok, len) = class_at(text, i)?;
+            if is_tok {
+                break i;
+            }
+            i += len;
+        };
+        // Take token characters.
+        i = start;
+        while let Some((true, len)) = class_at(text, i) {
+            i += len;
+        }
+        self.pos = i;
+        text.get(start..i)
     }
 }
 

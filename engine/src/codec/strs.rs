@@ -8,8 +8,6 @@
 //! Dictionary wins for low-cardinality columns (levels, hosts, services); zstd for the
 //! rest. Every decoded string is checked to be UTF-8.
 
-use std::collections::HashMap;
-
 use super::{bits, take_u32, take_u8, unzstd_frame, zstd_frame, CodecError};
 use crate::wire::{put_varint, Reader};
 
@@ -49,7 +47,7 @@ pub fn encode<S: AsRef<str>>(values: &[S], zstd_level: i32) -> Vec<u8> {
         zstd_level,
     );
 
-    let mut ids = HashMap::new();
+    let mut ids: rustc_hash::FxHashMap<&str, u64> = Default::default();
     let mut dict: Vec<&str> = Vec::new();
     let mut idx = Vec::with_capacity(values.len());
     for v in values {
