@@ -25,19 +25,34 @@ pub(crate) const TERMS_PER_BLOCK: usize = 128;
 const NS_MSG: u8 = 0;
 const NS_FIELD: u8 = 1;
 
-/// The index key of a `_msg` token (normalized: ASCII lower-case).
+/// Writes the index key of a `_msg` token into `out` (normalized per
+/// [`token::normalize`]: ASCII letters lower-cased, other bytes as they are).
+fn put_msg_key(out: &mut Vec<u8>, tok: &str) {
+    out.clear();
+    out.push(NS_MSG);
+    out.extend_from_slice(token::normalize(tok).as_bytes());
+}
+
+/// Writes the index key of a `field=value` pair (exact value text) into `out`.
+fn put_field_key(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.clear();
+    out.push(NS_FIELD);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// The index key of a `_msg` token.
 pub fn msg_term(tok: &str) -> Vec<u8> {
-    let mut k = vec![NS_MSG];
-    k.extend_from_slice(token::normalize(tok).as_bytes());
+    let mut k = Vec::with_capacity(tok.len() + 1);
+    put_msg_key(&mut k, tok);
     k
 }
 
-/// The index key of a `field=value` pair (exact value text).
+/// The index key of a `field=value` pair.
 pub fn field_term(name: &str, value: &str) -> Vec<u8> {
-    let mut k = vec![NS_FIELD];
-    k.extend_from_slice(name.as_bytes());
-    k.push(0);
-    k.extend_from_slice(value.as_bytes());
+    let mut k = Vec::with_capacity(name.len() + value.len() + 2);
+    put_field_key(&mut k, name, value);
     k
 }
 
@@ -60,19 +75,13 @@ impl IndexBuilder {
 
     /// Records a `_msg` token of the current block.
     pub(crate) fn msg_token(&mut self, tok: &str) {
-        self.key.clear();
-        self.key.push(NS_MSG);
-        self.key.extend(tok.bytes().map(|b| b.to_ascii_lowercase()));
+        put_msg_key(&mut self.key, tok);
         self.note();
     }
 
     /// Records a `field=value` pair of the current block.
     pub(crate) fn field(&mut self, name: &str, value: &str) {
-        self.key.clear();
-        self.key.push(NS_FIELD);
-        self.key.extend_from_slice(name.as_bytes());
-        self.key.push(0);
-        self.key.extend_from_slice(value.as_bytes());
+        put_field_key(&mut self.key, name, value);
         self.note();
     }
 
