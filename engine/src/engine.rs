@@ -250,27 +250,11 @@ impl Engine {
         let mut entries = Vec::new();
         let mut stats = FlushStats::default();
         for ((tenant, part), records) in frozen.parts() {
-            let rel = format!("segments/{}/{part}/{seq:010}.seg", tenant.as_str());
+            let entry = self.write_segment_file(tenant, part, seq, records)?;
             seq += 1;
-            let path = self.dir.join(&rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
-            }
-            let footer = write_segment(&path, tenant, records, &self.cfg.segment)?;
-            let bytes = std::fs::metadata(&path)
-                .map_err(io_err("stat", &path))?
-                .len();
             stats.segments += 1;
-            stats.rows += footer.rows;
-            entries.push(SegmentEntry {
-                tenant: tenant.as_str().to_string(),
-                partition: part.clone(),
-                file: rel,
-                rows: footer.rows,
-                min_time: footer.min_time().unwrap_or(0),
-                max_time: footer.max_time().unwrap_or(0),
-                bytes,
-            });
+            stats.rows += entry.rows;
+            entries.push(entry);
         }
         {
             let mut st = self.state();
@@ -413,22 +397,8 @@ impl Engine {
                     "manifest tenant {tenant:?}: {e}"
                 )))
             })?;
-            let rel = format!("segments/{tenant}/{part}/{seq:010}.seg");
+            let merged = self.write_segment_file(&tenant_id, &part, seq, &records)?;
             seq += 1;
-            let path = self.dir.join(&rel);
-            let footer = write_segment(&path, &tenant_id, &records, &self.cfg.segment)?;
-            let bytes = std::fs::metadata(&path)
-                .map_err(io_err("stat", &path))?
-                .len();
-            let merged = SegmentEntry {
-                tenant,
-                partition: part,
-                file: rel,
-                rows: footer.rows,
-                min_time: footer.min_time().unwrap_or(0),
-                max_time: footer.max_time().unwrap_or(0),
-                bytes,
-            };
             {
                 let mut st = self.state();
                 let mut next = st.manifest.clone();
@@ -447,6 +417,35 @@ impl Engine {
             stats.written += 1;
         }
         Ok(stats)
+    }
+
+    /// Writes `records` as segment number `seq` of (tenant, partition) and returns its
+    /// manifest entry (not yet published).
+    fn write_segment_file(
+        &self,
+        tenant: &Tenant,
+        partition: &str,
+        seq: u64,
+        records: &[Record],
+    ) -> Result<SegmentEntry> {
+        let rel = format!("segments/{}/{partition}/{seq:010}.seg", tenant.as_str());
+        let path = self.dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+        }
+        let footer = write_segment(&path, tenant, records, &self.cfg.segment)?;
+        let bytes = std::fs::metadata(&path)
+            .map_err(io_err("stat", &path))?
+            .len();
+        Ok(SegmentEntry {
+            tenant: tenant.as_str().to_string(),
+            partition: partition.to_string(),
+            file: rel,
+            rows: footer.rows,
+            min_time: footer.min_time().unwrap_or(0),
+            max_time: footer.max_time().unwrap_or(0),
+            bytes,
+        })
     }
 
     /// The data directory.
