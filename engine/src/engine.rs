@@ -202,11 +202,6 @@ impl Engine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The WAL.
-    pub fn wal(&self) -> &Wal {
-        &self.wal
-    }
-
     /// Makes `records` durable (one WAL record, so the batch is atomic) and
     /// searchable. `raw_bytes` is their input size, for statistics.
     pub async fn ingest(

@@ -159,11 +159,6 @@ impl FaultInjector {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Operations performed (or refused after the crash point) so far.
-    pub fn ops(&self) -> u64 {
-        self.lock().ops
-    }
-
     /// Whether the crash point has been reached.
     pub fn crashed(&self) -> bool {
         self.lock().crashed
@@ -172,11 +167,6 @@ impl FaultInjector {
     /// The kinds of the operations performed, in order.
     pub fn op_log(&self) -> Vec<OpKind> {
         self.lock().log.clone()
-    }
-
-    /// Stops all further I/O now, as if the machine lost power.
-    pub fn crash_now(&self) {
-        self.lock().crashed = true;
     }
 
     /// Admits one operation: counts it, and fails it when the plan says so.
