@@ -175,8 +175,7 @@ fn stdin_jsonl_stream_labels_and_stats() {
     assert_eq!(v["level"], "ERROR");
     assert_eq!(v["http.status"], 507);
     assert_eq!(v["_stream"]["service"], "api");
-    let stats: serde_json::Value =
-        serde_json::from_str(&ok(&heimdall(&["stats", "--data-dir", data_s, "--json"]))).unwrap();
+    let stats = stats_json(&data);
     assert_eq!(stats["records"], 2);
     assert_eq!(stats["segments"], 2, "two days, two segments");
     assert!(stats["index_bytes"].as_u64().unwrap() > 0);
@@ -200,14 +199,7 @@ fn bad_lines_abort_with_file_and_line_or_are_skipped() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in.jsonl:3: malformed JSON"), "{err}");
     // Valid lines before the bad one are never lost.
-    let stats: serde_json::Value = serde_json::from_str(&ok(&heimdall(&[
-        "stats",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--json",
-    ])))
-    .unwrap();
-    assert_eq!(stats["records"], 2);
+    assert_eq!(stats_json(&data)["records"], 2);
 
     let data = tmp.path().join("skip");
     let out = heimdall(&[
@@ -302,7 +294,7 @@ fn kill9_during_ingest_leaves_a_whole_prefix() {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(*id, i as u64, "round {round}: not a prefix");
         }
-        assert_stats_consistent(&data, ids.len());
+        assert_eq!(stats_json(&data)["records"], ids.len() as u64);
         stored_total += ids.len();
     }
     assert!(
@@ -336,14 +328,11 @@ fn compact_merges_segments_and_keeps_every_record() {
             input.to_str().unwrap(),
         ]));
     }
-    let stats = |d: &str| -> serde_json::Value {
-        serde_json::from_str(&ok(&heimdall(&["stats", "--data-dir", d, "--json"]))).unwrap()
-    };
-    assert_eq!(stats(d)["segments"], 3);
+    assert_eq!(stats_json(&data)["segments"], 3);
     let out = ok(&heimdall(&["compact", "--data-dir", d]));
     assert!(out.contains("compacted 3 segments into 1"), "{out}");
-    assert_eq!(stats(d)["segments"], 1);
-    assert_eq!(stats(d)["records"], 1500);
+    assert_eq!(stats_json(&data)["segments"], 1);
+    assert_eq!(stats_json(&data)["records"], 1500);
     let hits = ok(&heimdall(&[
         "search",
         "--data-dir",
@@ -355,13 +344,13 @@ fn compact_merges_segments_and_keeps_every_record() {
     assert_eq!(hits.lines().count(), 1500);
 }
 
-fn assert_stats_consistent(data: &Path, records: usize) {
-    let stats: serde_json::Value = serde_json::from_str(&ok(&heimdall(&[
+/// `heimdall stats --json` of a data directory.
+fn stats_json(data: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&heimdall(&[
         "stats",
         "--data-dir",
         data.to_str().unwrap(),
         "--json",
     ])))
-    .unwrap();
-    assert_eq!(stats["records"], records as u64);
+    .unwrap()
 }
