@@ -35,8 +35,8 @@ fn main() -> Result<()> {
         now_ns: 1_764_115_200_000_000_000,
         ..Default::default()
     };
-    println!("| system | raw | zstd -3 | zstd -19 | segment | columns | _msg | index | footer+frame | segment / zstd -3 |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| system | raw | zstd -3 | zstd -19 | segment | columns | _msg | index | (terms / integers / templates / directory) | footer+frame | segment / zstd -3 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     let mut all_text = String::new();
     let mut rows: Vec<(String, String)> = Vec::new();
     for s in SYSTEMS {
@@ -69,11 +69,17 @@ fn main() -> Result<()> {
             .map(|c| u64::from(c.len))
             .sum();
         let index = footer.index.map_or(0, |i| i.len);
+        let ix = engine::segment::SegmentReader::open(&path)?.index_sizes();
         let z3 = zstd::bulk::compress(text.as_bytes(), 3)?.len();
         let z19 = zstd::bulk::compress(text.as_bytes(), 19)?.len();
         println!(
-            "| {name} | {} | {z3} | {z19} | {total} | {columns} | {msg} | {index} | {} | {:.2} |",
+            "| {name} | {} | {z3} | {z19} | {total} | {columns} | {msg} | {index} | {} / {} / {} ({}) / {} | {} | {:.2} |",
             text.len(),
+            ix.terms,
+            ix.integers,
+            ix.templates,
+            ix.template_count,
+            ix.directory,
             total - columns - index,
             total as f64 / z3 as f64
         );

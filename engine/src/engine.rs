@@ -120,6 +120,8 @@ pub struct EngineStats {
     pub raw_bytes: u64,
     /// Bytes of column data in segments.
     pub column_bytes: u64,
+    /// The same, per column name.
+    pub column_bytes_by_name: std::collections::BTreeMap<String, u64>,
     /// Bytes of index sections in segments.
     pub index_bytes: u64,
     /// Other segment bytes (headers, footers) plus the manifest.
@@ -337,13 +339,12 @@ impl Engine {
         for e in &manifest.segments {
             s.records += e.rows;
             let r = SegmentReader::open(self.dir.join(&e.file))?;
-            let cols: u64 = r
-                .footer()
-                .columns
-                .iter()
-                .flat_map(|c| c.chunks.iter())
-                .map(|c| u64::from(c.len))
-                .sum();
+            let mut cols = 0u64;
+            for c in &r.footer().columns {
+                let n: u64 = c.chunks.iter().map(|c| u64::from(c.len)).sum();
+                *s.column_bytes_by_name.entry(c.name.clone()).or_default() += n;
+                cols += n;
+            }
             let index = r.footer().index.map_or(0, |i| i.len);
             s.column_bytes += cols;
             s.index_bytes += index;

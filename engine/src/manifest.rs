@@ -129,7 +129,7 @@ impl Manifest {
                 source,
             }
         };
-        let text = serde_json::to_vec_pretty(self).map_err(|e| ManifestError::Corrupt {
+        let text = serde_json::to_vec(self).map_err(|e| ManifestError::Corrupt {
             path: path.clone(),
             what: e.to_string(),
         })?;

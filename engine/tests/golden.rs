@@ -1,10 +1,10 @@
-//! Golden file: a segment written by format version 1, committed, read back by every
+//! Golden file: a segment written by format version 2, committed, read back by every
 //! later build. If this test fails after a format change, the change broke reading old
 //! data: keep the old layout readable (bump `FORMAT_VERSION`, keep
 //! `OLDEST_SUPPORTED_VERSION`) instead of regenerating the file.
 //!
 //! The file was produced by `cargo test -p heimdall-engine --test golden -- --ignored
-//! write_golden_v1` from the records below.
+//! write_golden_v2` from the records below.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ use engine::segment::{
 };
 
 fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v1.seg")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v2.seg")
 }
 
 fn golden_records() -> Vec<Record> {
@@ -51,7 +51,7 @@ fn golden_records() -> Vec<Record> {
 
 #[test]
 #[ignore = "writes the golden file; run only to create a new format version's file"]
-fn write_golden_v1() {
+fn write_golden_v2() {
     write_segment(
         &golden_path(),
         &Tenant::new("golden").unwrap(),
@@ -65,10 +65,10 @@ fn write_golden_v1() {
 }
 
 #[test]
-fn golden_v1_reads_back() {
+fn golden_v2_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     // Read a copy: tests never touch committed files.
-    let copy = dir.path().join("segment-v1.seg");
+    let copy = dir.path().join("segment-v2.seg");
     std::fs::copy(golden_path(), &copy).unwrap();
     let r = SegmentReader::open(&copy).unwrap();
     r.verify().unwrap();
@@ -104,4 +104,23 @@ fn golden_v1_reads_back() {
         vec![0, 1, 2, 3, 4]
     );
     assert!(r.column(ColumnKind::F64, "ratio").is_some());
+}
+
+/// Version 1 (`_msg` as zstd string blocks) was written only before the first release
+/// and is not readable: opening it must be a clear typed error, not garbage.
+#[test]
+fn version_1_is_refused_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("segment-v1.seg");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v1.seg"),
+        &copy,
+    )
+    .unwrap();
+    let err = SegmentReader::open(&copy).unwrap_err();
+    assert!(
+        matches!(&err, engine::segment::SegmentError::Corrupt { offset: 8, what, .. }
+            if what.contains("format version 1 not supported")),
+        "{err}"
+    );
 }

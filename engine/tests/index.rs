@@ -27,6 +27,14 @@ fn message() -> impl Strategy<Value = String> {
         Just("42"),
         Just("4242"),
         Just("user=bob"),
+        Just("R02-M1"),
+        Just("r02"),
+        Just("0x1F"),
+        Just("007"),
+        Just("ERR42"),
+        Just("18446744073709551615"),
+        Just("9999999999999999999"),
+        Just("\u{11}\u{13}"),
     ];
     proptest::collection::vec(
         (
@@ -77,6 +85,18 @@ fn queries() -> Vec<String> {
         "missing",
         "blk",
         "user=bob",
+        "R02",
+        "r0",
+        "m1",
+        "0x1f",
+        "0X",
+        "007",
+        "00",
+        "err42",
+        "4",
+        "9999999999999999999",
+        "18446744073709551615",
+        "1844674407370955161",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -97,6 +117,11 @@ proptest! {
         for b in 0..r.footer().blocks.len() {
             blocks.push(r.records(b).unwrap());
         }
+        // The stored messages are the input's, in time order (stable sort).
+        let mut want_msgs: Vec<&Record> = records.iter().collect();
+        want_msgs.sort_by_key(|r| r.time_ns);
+        let got_msgs: Vec<&str> = blocks.iter().flatten().map(|r| r.msg.as_str()).collect();
+        prop_assert_eq!(got_msgs, want_msgs.iter().map(|r| r.msg.as_str()).collect::<Vec<_>>());
         for q in queries() {
             // Words: only single tokens are index keys; anything else matches nothing.
             let single = token::tokens(&q).count() == 1 && token::tokens(&q).next() == Some(q.as_str());
@@ -168,11 +193,18 @@ proptest! {
 
 #[test]
 fn many_terms_span_many_term_blocks() {
-    // Enough distinct tokens for several term blocks, so lookups cross block edges.
-    let records: Vec<Record> = (0..3000)
+    // Enough distinct string and integer variables for many term and integer blocks,
+    // so lookups cross block edges; every id also appears upper-cased.
+    let n = 12_000u64;
+    let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            time_ns: i,
-            msg: format!("id{i:05} common"),
+            time_ns: i as i64,
+            msg: format!(
+                "{}{i:05} common {} x{}",
+                if i % 2 == 0 { "id" } else { "ID" },
+                1_000_000 + i * 7,
+                i % 3
+            ),
             stream: Default::default(),
             level: None,
             fields: vec![],
@@ -191,19 +223,43 @@ fn many_terms_span_many_term_blocks() {
     )
     .unwrap();
     let r = SegmentReader::open(&path).unwrap();
-    assert!(r.index_term_blocks() > 10, "{}", r.index_term_blocks());
-    for i in (0..3000).step_by(97) {
+    r.verify().unwrap();
+    assert!(r.index_term_blocks() > 20, "{}", r.index_term_blocks());
+    for i in (0..n).step_by(97) {
+        for q in [format!("ID{i:05}"), format!("id{i:05}")] {
+            let got: Vec<u32> = r.lookup(&msg_term(&q)).unwrap().iter().collect();
+            assert_eq!(got, vec![(i / 100) as u32], "{q}");
+        }
         let got: Vec<u32> = r
-            .lookup(&msg_term(&format!("ID{i:05}")))
+            .lookup(&msg_term(&(1_000_000 + i * 7).to_string()))
             .unwrap()
             .iter()
             .collect();
-        assert_eq!(got, vec![(i / 100) as u32], "id{i:05}");
+        assert_eq!(got, vec![(i / 100) as u32], "{}", 1_000_000 + i * 7);
     }
-    assert_eq!(r.lookup(&msg_term("common")).unwrap().len(), 30);
-    assert_eq!(r.lookup_prefix(&msg_term("id012")).unwrap().len(), 1);
-    assert_eq!(r.lookup_prefix(&msg_term("id01")).unwrap().len(), 10);
+    for b in (0..r.footer().blocks.len()).step_by(13) {
+        let rows = r.records(b).unwrap();
+        for (k, rec) in rows.iter().enumerate() {
+            assert_eq!(rec.msg, records[b * 100 + k].msg);
+        }
+    }
+    assert_eq!(r.lookup(&msg_term("common")).unwrap().len(), 120);
+    assert_eq!(r.lookup(&msg_term("x1")).unwrap().len(), 120);
+    assert_eq!(r.lookup_prefix(&msg_term("id0012")).unwrap().len(), 1);
+    assert_eq!(r.lookup_prefix(&msg_term("ID00")).unwrap().len(), 10);
+    // Integers 1000000..1083993: "10839" starts 1083900..1083993 only (block 119);
+    // "100" starts 1000000..1009999 (blocks 0..=14).
+    assert_eq!(
+        r.lookup_prefix(&msg_term("10839"))
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![119]
+    );
+    assert_eq!(r.lookup_prefix(&msg_term("100")).unwrap().len(), 15);
     assert!(r.lookup(&msg_term("id99999")).unwrap().is_empty());
+    assert!(r.lookup(&msg_term("1000001")).unwrap().is_empty());
+    assert!(r.lookup(&msg_term("01000000")).unwrap().is_empty());
     assert!(r.lookup(&msg_term("")).unwrap().is_empty());
 }
 

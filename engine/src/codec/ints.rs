@@ -6,6 +6,13 @@
 //! | 1 | frame of reference + bit packing | `i64` min, `u8` width, packed `v - min` |
 //! | 2 | delta + frame of reference + bit packing | `i64` first, `i64` min delta, `u8` width, packed `d - min delta` for the n-1 deltas |
 //! | 3 | zstd | zstd frame of the values as `i64` LE |
+//! | 4 | scaled delta | `i64` first, `u64` scale `g` (> 1), `u64` min, `u8` width, packed `d / g - min` for the n-1 deltas |
+//! | 5 | scaled delta + zstd | `i64` first, `u64` scale `g` (>= 1), zstd frame of the n-1 values `d / g` as varints |
+//!
+//! Scaled delta applies when every delta is non-negative and a multiple of some
+//! `g > 1` (their greatest common divisor): timestamps with second or millisecond
+//! precision stored in nanoseconds. Its zstd form wins when most deltas are small
+//! but a few are large (bursts of lines, then a pause).
 //!
 //! Deltas and offsets are computed with wrapping arithmetic in `u64`, so any `i64`
 //! input round-trips.
@@ -16,6 +23,61 @@ const CONST: u8 = 0;
 const FOR: u8 = 1;
 const DELTA: u8 = 2;
 const ZSTD: u8 = 3;
+const SCALED: u8 = 4;
+const SCALED_ZSTD: u8 = 5;
+
+/// Non-negative deltas of `values` and their greatest common divisor (at least 1).
+fn sorted_deltas(values: &[i64]) -> Option<(Vec<u64>, u64)> {
+    let mut deltas = Vec::with_capacity(values.len());
+    for w in values.windows(2) {
+        let d = w[1].checked_sub(w[0]).filter(|d| *d >= 0)?;
+        deltas.push(d as u64);
+    }
+    let g = deltas.iter().fold(0, |g, d| gcd(g, *d)).max(1);
+    Some((deltas, g))
+}
+
+fn encode_scaled_zstd(values: &[i64], level: i32) -> Option<Vec<u8>> {
+    let first = *values.first()?;
+    let (deltas, g) = sorted_deltas(values)?;
+    let mut raw = Vec::with_capacity(deltas.len());
+    for d in deltas {
+        crate::wire::put_varint(&mut raw, d / g);
+    }
+    let mut out = vec![SCALED_ZSTD];
+    out.extend_from_slice(&first.to_le_bytes());
+    out.extend_from_slice(&g.to_le_bytes());
+    zstd_frame(&mut out, &raw, level);
+    Some(out)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn encode_scaled(values: &[i64]) -> Option<Vec<u8>> {
+    let first = *values.first()?;
+    let (deltas, g) = sorted_deltas(values)?;
+    if g <= 1 {
+        return None;
+    }
+    let min = deltas.iter().map(|d| d / g).min().unwrap_or(0);
+    let width = deltas
+        .iter()
+        .map(|d| bits::width_of(d / g - min))
+        .max()
+        .unwrap_or(0);
+    let mut out = vec![SCALED];
+    out.extend_from_slice(&first.to_le_bytes());
+    out.extend_from_slice(&g.to_le_bytes());
+    out.extend_from_slice(&min.to_le_bytes());
+    out.push(width);
+    bits::pack(&mut out, deltas.iter().map(|d| d / g - min), width);
+    Some(out)
+}
 
 fn encode_const(values: &[i64]) -> Option<Vec<u8>> {
     let first = *values.first()?;
@@ -75,12 +137,15 @@ pub fn encode(values: &[i64], zstd_level: i32) -> Vec<u8> {
         return c;
     }
     let candidates = [
-        encode_for(values),
-        encode_delta(values),
-        encode_zstd(values, zstd_level),
+        Some(encode_for(values)),
+        Some(encode_delta(values)),
+        encode_scaled(values),
+        encode_scaled_zstd(values, zstd_level),
+        Some(encode_zstd(values, zstd_level)),
     ];
     candidates
         .into_iter()
+        .flatten()
         .min_by_key(Vec::len)
         .unwrap_or_default()
 }
@@ -92,6 +157,8 @@ pub fn codec_name(block: &[u8]) -> &'static str {
         Some(&FOR) => "for-bitpack",
         Some(&DELTA) => "delta-bitpack",
         Some(&ZSTD) => "zstd",
+        Some(&SCALED) => "scaled-delta",
+        Some(&SCALED_ZSTD) => "scaled-delta-zstd",
         _ => "unknown",
     }
 }
@@ -122,6 +189,59 @@ pub fn decode(mut b: &[u8], n: usize) -> Result<Vec<i64>, CodecError> {
             for d in deltas {
                 cur = cur.wrapping_add(d.wrapping_add(min as u64));
                 out.push(cur as i64);
+            }
+            out
+        }
+        SCALED => {
+            let first = take_i64(b, "scaled first")?;
+            let g = take_i64(b, "scale")? as u64;
+            let min = take_i64(b, "scaled min")? as u64;
+            let width = take_u8(b, "scaled width")?;
+            if g <= 1 {
+                return Err(CodecError::new(format!("scale {g} is not above 1")));
+            }
+            let deltas = bits::unpack(b, n.saturating_sub(1), width)?;
+            let mut out = Vec::with_capacity(n);
+            if n > 0 {
+                out.push(first);
+            }
+            let mut cur = first;
+            for d in deltas {
+                let step = d
+                    .checked_add(min)
+                    .and_then(|x| x.checked_mul(g))
+                    .and_then(|x| i64::try_from(x).ok())
+                    .and_then(|x| cur.checked_add(x))
+                    .ok_or_else(|| CodecError::new("scaled delta overflows i64"))?;
+                cur = step;
+                out.push(cur);
+            }
+            out
+        }
+        SCALED_ZSTD => {
+            let first = take_i64(b, "scaled first")?;
+            let g = take_i64(b, "scale")? as u64;
+            if g == 0 {
+                return Err(CodecError::new("scale 0"));
+            }
+            let raw = unzstd_frame(b)?;
+            let mut r = crate::wire::Reader::new(&raw);
+            let mut out = Vec::with_capacity(n.min(raw.len() + 1));
+            if n > 0 {
+                out.push(first);
+            }
+            let mut cur = first;
+            for _ in 1..n {
+                let d = r.varint().map_err(|e| CodecError::new(e.to_string()))?;
+                cur = d
+                    .checked_mul(g)
+                    .and_then(|x| i64::try_from(x).ok())
+                    .and_then(|x| cur.checked_add(x))
+                    .ok_or_else(|| CodecError::new("scaled delta overflows i64"))?;
+                out.push(cur);
+            }
+            if !r.done() {
+                return Err(CodecError::new("bytes after the last delta"));
             }
             out
         }
@@ -210,5 +330,38 @@ mod tests {
         );
         assert_eq!(decode(&b, 1000).unwrap(), jittery);
         assert_eq!(codec_name(&encode(&[5, 5, 5], 3)), "const");
+    }
+
+    #[test]
+    fn second_precision_timestamps_use_scaled_deltas() {
+        let mut x = 3u64;
+        let mut t = 1_700_000_000_000_000_000i64;
+        let ts: Vec<i64> = (0..1000)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                t += ((x >> 60) as i64) * 1_000_000_000;
+                t
+            })
+            .collect();
+        let b = encode(&ts, 3);
+        assert_eq!(codec_name(&b), "scaled-delta");
+        assert!(b.len() <= 26 + 1000 * 4 / 8, "{} bytes", b.len());
+        assert_eq!(decode(&b, 1000).unwrap(), ts);
+    }
+
+    proptest! {
+        #[test]
+        fn scaled_round_trips(first in any::<i64>(), g in 2u64..1_000_000, steps in proptest::collection::vec(0u64..50, 1..100)) {
+            let mut values = vec![first];
+            for s in steps {
+                let Some(next) = values.last().unwrap().checked_add((s * g) as i64) else { break };
+                values.push(next);
+            }
+            if let Some(b) = encode_scaled(&values) {
+                prop_assert_eq!(&decode(&b, values.len()).unwrap(), &values);
+            }
+            let b = encode_scaled_zstd(&values, 3).unwrap();
+            prop_assert_eq!(decode(&b, values.len()).unwrap(), values);
+        }
     }
 }

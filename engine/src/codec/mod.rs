@@ -56,25 +56,47 @@ pub(crate) fn take_i64(b: &mut &[u8], what: &str) -> Result<i64, CodecError> {
     Ok(i64::from_le_bytes(a))
 }
 
-/// zstd-compresses `raw` at `level`, prefixed by its length (u32) so the decoder can
-/// bound its allocation.
+/// zstd-compresses `raw` at `level` as a *frame*: varint raw length (so the decoder
+/// can bound its allocation), varint stored length, the stored bytes. When zstd
+/// does not make the bytes smaller they are stored as they are, and the two lengths
+/// are equal.
 pub(crate) fn zstd_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) {
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     // Compressing an in-memory buffer only fails on allocation failure.
     let z = zstd::bulk::compress(raw, level).unwrap_or_default();
-    out.extend_from_slice(&(z.len() as u32).to_le_bytes());
-    out.extend_from_slice(&z);
+    crate::wire::put_varint(out, raw.len() as u64);
+    if z.is_empty() || z.len() >= raw.len() {
+        crate::wire::put_varint(out, raw.len() as u64);
+        out.extend_from_slice(raw);
+    } else {
+        crate::wire::put_varint(out, z.len() as u64);
+        out.extend_from_slice(&z);
+    }
+}
+
+fn take_varint(b: &mut &[u8], what: &str) -> Result<usize, CodecError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = take_u8(b, what)?;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return usize::try_from(v).map_err(|_| CodecError::new(format!("{what} too large")));
+        }
+    }
+    Err(CodecError::new(format!("{what}: varint too long")))
 }
 
 pub(crate) fn unzstd_frame(b: &mut &[u8]) -> Result<Vec<u8>, CodecError> {
-    let raw_len = take_u32(b, "zstd raw length")? as usize;
+    let raw_len = take_varint(b, "frame raw length")?;
     if raw_len > BLOCK_DECOMPRESSED_BYTES_MAX {
         return Err(CodecError::new(format!(
-            "zstd frame claims {raw_len} bytes, over the {BLOCK_DECOMPRESSED_BYTES_MAX} limit"
+            "frame claims {raw_len} bytes, over the {BLOCK_DECOMPRESSED_BYTES_MAX} limit"
         )));
     }
-    let z_len = take_u32(b, "zstd frame length")? as usize;
-    let z = take(b, z_len, "zstd frame")?;
+    let z_len = take_varint(b, "frame stored length")?;
+    let z = take(b, z_len, "frame bytes")?;
+    if z_len == raw_len {
+        return Ok(z.to_vec());
+    }
     let raw =
         zstd::bulk::decompress(z, raw_len).map_err(|e| CodecError::new(format!("zstd: {e}")))?;
     if raw.len() != raw_len {

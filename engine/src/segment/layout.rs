@@ -12,9 +12,9 @@ use crate::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
 /// First and last eight bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"HMDLSEG\0";
 /// Format version this build writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Oldest format version this build reads.
-pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
+pub const OLDEST_SUPPORTED_VERSION: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 16;
 pub(crate) const TAIL_LEN: usize = 16;
 /// Most blocks and columns a footer may list (a bound for decoders).

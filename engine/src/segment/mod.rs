@@ -4,13 +4,14 @@
 //! ranges) and the column directory. Readers map the file and decode only the column
 //! chunks a query asks for, verifying each chunk's CRC first.
 //!
-//! An inverted index section maps every `_msg` token and `field=value` pair to the
-//! blocks holding it. Byte layout: `docs/format/segment.md`. The CLP-style `_msg`
-//! codec (see `docs/decisions/0002-segment-size-measurements.md`) comes as a further
-//! codec.
+//! `_msg` is stored as template ids and variable ordinals ([`message`]); the index
+//! section maps every `_msg` token and `field=value` pair to the blocks holding it
+//! and is at the same time the dictionary those ordinals point into. Byte layout:
+//! `docs/format/segment.md`.
 
 mod index;
 mod layout;
+mod message;
 mod reader;
 mod writer;
 
@@ -21,7 +22,7 @@ pub use layout::{
     BlockMeta, ColumnKind, ColumnMeta, Footer, IndexRef, FORMAT_VERSION, MAGIC,
     OLDEST_SUPPORTED_VERSION,
 };
-pub use reader::{ColumnBlock, SegmentReader, Values};
+pub use reader::{ColumnBlock, IndexSizes, SegmentReader, Values};
 pub use writer::{write_segment, SegmentOptions};
 
 /// Errors reading or writing a segment.

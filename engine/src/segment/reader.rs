@@ -3,14 +3,19 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use roaring::RoaringBitmap;
 
-use super::index::{decode_directory, decode_term_block, TermBlockRef};
+use super::index::{
+    decode_directory, decode_int_block, decode_templates, decode_term_block, var_text, Directory,
+    FrameRef, NS_MSG,
+};
 use super::layout::{
     ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, HEADER_LEN, MAGIC, OLDEST_SUPPORTED_VERSION,
     TAIL_LEN,
 };
+use super::message::{self, Template};
 use super::SegmentError;
 use crate::codec::{bits, ints, strs};
 use crate::mmap::{self, Mmap};
@@ -40,8 +45,83 @@ pub struct SegmentReader {
     path: PathBuf,
     map: Mmap,
     footer: Footer,
-    /// The index directory: first term of each term block and where it is.
-    terms: Vec<TermBlockRef>,
+    /// The index directory: where each term and integer block is.
+    dir: Directory,
+    /// The message dictionaries, decoded when a `_msg` chunk is first read.
+    dicts: OnceLock<Dicts>,
+}
+
+/// Bytes of a segment's index section by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexSizes {
+    /// The directory frame.
+    pub directory: u64,
+    /// Term blocks (words, string variables, field pairs, with postings).
+    pub terms: u64,
+    /// Integer blocks (integer variables, with postings).
+    pub integers: u64,
+    /// The templates frame.
+    pub templates: u64,
+    /// Number of templates.
+    pub template_count: u64,
+}
+
+/// A segment's `_msg` dictionaries, decoded.
+#[derive(Debug)]
+struct Dicts {
+    templates: Vec<Template>,
+    /// Text of every term ordinal that is a `_msg` token (`None` for field pairs).
+    strs: Vec<Option<Box<str>>>,
+    /// Every integer ordinal's value.
+    ints: Vec<u64>,
+}
+
+/// The smallest key above every key that starts with `prefix` (`None`: no bound).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut hi = prefix.to_vec();
+    while let Some(last) = hi.pop() {
+        if last < u8::MAX {
+            hi.push(last + 1);
+            return Some(hi);
+        }
+    }
+    None
+}
+
+/// The value ranges of canonical integers whose decimal text starts with `tok`.
+fn int_prefix_ranges(tok: &[u8]) -> Vec<(u64, u64)> {
+    if tok.is_empty() {
+        return vec![(0, u64::MAX)];
+    }
+    if !tok.iter().all(u8::is_ascii_digit) || tok.len() > 19 {
+        return Vec::new();
+    }
+    if tok.first() == Some(&b'0') {
+        return if tok.len() == 1 {
+            vec![(0, 0)]
+        } else {
+            Vec::new()
+        };
+    }
+    let Some(p) = std::str::from_utf8(tok)
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut scale = 1u64;
+    for _ in tok.len()..=19 {
+        let (Some(lo), Some(next)) = (p.checked_mul(scale), (p + 1).checked_mul(scale)) else {
+            break;
+        };
+        out.push((lo, next - 1));
+        let Some(s) = scale.checked_mul(10) else {
+            break;
+        };
+        scale = s;
+    }
+    out
 }
 
 impl SegmentReader {
@@ -113,8 +193,8 @@ impl SegmentReader {
         }
         let footer = Footer::decode(fbytes, footer_start as u64)
             .map_err(|e| corrupt(footer_start + e.offset, e.what))?;
-        let terms = match &footer.index {
-            None => Vec::new(),
+        let dir = match &footer.index {
+            None => Directory::default(),
             Some(ix) => {
                 let start = ix.offset as usize;
                 let dir = &b[start..start + ix.dir_len as usize];
@@ -136,15 +216,17 @@ impl SegmentReader {
             path,
             map,
             footer,
-            terms,
+            dir,
+            dicts: OnceLock::new(),
         })
     }
 
-    fn term_block(&self, i: usize) -> Result<Vec<(Vec<u8>, RoaringBitmap)>, SegmentError> {
-        let (Some(ix), Some(tb)) = (&self.footer.index, self.terms.get(i)) else {
-            return Ok(Vec::new());
+    /// The bytes of a frame of the index section, CRC-checked.
+    fn frame(&self, fr: &FrameRef, what: &str) -> Result<&[u8], SegmentError> {
+        let Some(ix) = &self.footer.index else {
+            return Err(SegmentError::NotFound("the segment has no index".into()));
         };
-        let start = ix.offset as usize + ix.dir_len as usize + tb.offset;
+        let start = ix.offset as usize + ix.dir_len as usize + fr.offset;
         let corrupt = |what: String| SegmentError::Corrupt {
             path: self.path.clone(),
             offset: start as u64,
@@ -152,50 +234,79 @@ impl SegmentReader {
         };
         let bytes = self
             .map
-            .get(start..start + tb.len)
-            .ok_or_else(|| corrupt("term block outside the file".into()))?;
+            .get(start..start + fr.len)
+            .ok_or_else(|| corrupt(format!("{what} outside the file")))?;
         let crc = crc32fast::hash(bytes);
-        if crc != tb.crc {
+        if crc != fr.crc {
             return Err(corrupt(format!(
-                "index term block {i}: checksum {crc:#010x}, expected {:#010x}",
-                tb.crc
+                "{what}: checksum {crc:#010x}, expected {:#010x}",
+                fr.crc
             )));
         }
-        decode_term_block(bytes).map_err(|e| corrupt(format!("index term block {i}: {e}")))
+        Ok(bytes)
     }
 
-    /// Blocks that contain `term` (an index key from [`super::msg_term`] or
-    /// [`super::field_term`]); empty when none does.
-    pub fn lookup(&self, term: &[u8]) -> Result<RoaringBitmap, SegmentError> {
-        let i = self.terms.partition_point(|t| t.first.as_slice() <= term);
-        let Some(i) = i.checked_sub(1) else {
-            return Ok(RoaringBitmap::new());
+    fn corrupt_at(&self, fr: &FrameRef, what: String) -> SegmentError {
+        let base = self
+            .footer
+            .index
+            .map_or(0, |ix| ix.offset as usize + ix.dir_len as usize);
+        SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: (base + fr.offset) as u64,
+            what,
+        }
+    }
+
+    /// Whether the segment has one block (its index then stores no postings).
+    fn single(&self) -> bool {
+        self.footer.blocks.len() <= 1
+    }
+
+    /// Entries block `i` of a dictionary with `blocks` blocks must hold.
+    fn expected(&self, i: usize, blocks: usize) -> std::ops::RangeInclusive<usize> {
+        if i + 1 == blocks {
+            1..=self.dir.per_block
+        } else {
+            self.dir.per_block..=self.dir.per_block
+        }
+    }
+
+    fn term_block(&self, i: usize) -> Result<Vec<(Vec<u8>, RoaringBitmap)>, SegmentError> {
+        let Some((_, fr)) = self.dir.terms.get(i) else {
+            return Ok(Vec::new());
         };
-        Ok(self
-            .term_block(i)?
-            .into_iter()
-            .find(|(t, _)| t == term)
-            .map(|(_, bm)| bm)
-            .unwrap_or_default())
+        let what = format!("index term block {i}");
+        let bytes = self.frame(fr, &what)?;
+        decode_term_block(bytes, self.expected(i, self.dir.terms.len()), self.single())
+            .map_err(|e| self.corrupt_at(fr, format!("{what}: {e}")))
     }
 
-    /// Blocks that contain any term starting with `prefix`.
-    pub fn lookup_prefix(&self, prefix: &[u8]) -> Result<RoaringBitmap, SegmentError> {
+    fn int_block(&self, i: usize) -> Result<Vec<(u64, RoaringBitmap)>, SegmentError> {
+        let Some((_, fr)) = self.dir.ints.get(i) else {
+            return Ok(Vec::new());
+        };
+        let what = format!("index integer block {i}");
+        let bytes = self.frame(fr, &what)?;
+        decode_int_block(bytes, self.expected(i, self.dir.ints.len()), self.single())
+            .map_err(|e| self.corrupt_at(fr, format!("{what}: {e}")))
+    }
+
+    /// Union of the postings of every term key in `[lo, hi)` (`hi = None`: no bound).
+    fn term_range(&self, lo: &[u8], hi: Option<&[u8]>) -> Result<RoaringBitmap, SegmentError> {
         let mut out = RoaringBitmap::new();
+        let below = |k: &[u8]| hi.is_none_or(|h| k < h);
         let first = self
+            .dir
             .terms
-            .partition_point(|t| t.first.as_slice() < prefix)
+            .partition_point(|t| t.0.as_slice() <= lo)
             .saturating_sub(1);
-        for i in first..self.terms.len() {
-            if self
-                .terms
-                .get(i)
-                .is_some_and(|t| t.first.as_slice() > prefix && !t.first.starts_with(prefix))
-            {
+        for i in first..self.dir.terms.len() {
+            if self.dir.terms.get(i).is_some_and(|t| !below(&t.0)) {
                 break;
             }
-            for (t, bm) in self.term_block(i)? {
-                if t.starts_with(prefix) {
+            for (k, bm) in self.term_block(i)? {
+                if k.as_slice() >= lo && below(&k) {
                     out |= bm;
                 }
             }
@@ -203,9 +314,110 @@ impl SegmentReader {
         Ok(out)
     }
 
+    /// Union of the postings of every integer variable in `[lo, hi]`.
+    fn int_range(&self, lo: u64, hi: u64) -> Result<RoaringBitmap, SegmentError> {
+        let mut out = RoaringBitmap::new();
+        let first = self
+            .dir
+            .ints
+            .partition_point(|t| t.0 <= lo)
+            .saturating_sub(1);
+        for i in first..self.dir.ints.len() {
+            if self.dir.ints.get(i).is_some_and(|t| t.0 > hi) {
+                break;
+            }
+            for (v, bm) in self.int_block(i)? {
+                if (lo..=hi).contains(&v) {
+                    out |= bm;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Blocks that contain `term` (an index key from [`super::msg_term`] or
+    /// [`super::field_term`]); empty when none does.
+    pub fn lookup(&self, term: &[u8]) -> Result<RoaringBitmap, SegmentError> {
+        if let Some(tok) = term.strip_prefix(&[NS_MSG]) {
+            if tok.is_empty() {
+                return Ok(RoaringBitmap::new());
+            }
+            if let Some(v) = std::str::from_utf8(tok)
+                .ok()
+                .and_then(message::canonical_int)
+            {
+                return self.int_range(v, v);
+            }
+            // The word and its other spellings (`key 0x00 case-mask`).
+            let mut hi = term.to_vec();
+            hi.push(1);
+            return self.term_range(term, Some(&hi));
+        }
+        let mut hi = term.to_vec();
+        hi.push(0);
+        self.term_range(term, Some(&hi))
+    }
+
+    /// Blocks that contain any term starting with `prefix`.
+    pub fn lookup_prefix(&self, prefix: &[u8]) -> Result<RoaringBitmap, SegmentError> {
+        let hi = successor(prefix);
+        let mut out = self.term_range(prefix, hi.as_deref())?;
+        if let Some(tok) = prefix.strip_prefix(&[NS_MSG]) {
+            for (lo, hi) in int_prefix_ranges(tok) {
+                out |= self.int_range(lo, hi)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The segment's message dictionaries, decoded on first use.
+    fn dicts(&self) -> Result<&Dicts, SegmentError> {
+        if let Some(d) = self.dicts.get() {
+            return Ok(d);
+        }
+        let mut strs = Vec::new();
+        for i in 0..self.dir.terms.len() {
+            for (k, _) in self.term_block(i)? {
+                strs.push(var_text(&k).map(String::into_boxed_str));
+            }
+        }
+        let mut ints = Vec::new();
+        for i in 0..self.dir.ints.len() {
+            ints.extend(self.int_block(i)?.into_iter().map(|(v, _)| v));
+        }
+        let templates = match &self.dir.templates {
+            None => Vec::new(),
+            Some(fr) => {
+                let bytes = self.frame(fr, "templates")?;
+                decode_templates(bytes, self.dir.template_count)
+                    .map_err(|e| self.corrupt_at(fr, format!("templates: {e}")))?
+            }
+        };
+        let _ = self.dicts.set(Dicts {
+            templates,
+            strs,
+            ints,
+        });
+        self.dicts
+            .get()
+            .ok_or_else(|| SegmentError::NotFound("message dictionaries".into()))
+    }
+
+    /// Bytes of the index section by part (for statistics).
+    pub fn index_sizes(&self) -> IndexSizes {
+        let sum = |v: &[FrameRef]| v.iter().map(|f| f.len as u64).sum::<u64>();
+        IndexSizes {
+            directory: self.footer.index.map_or(0, |ix| ix.dir_len),
+            terms: sum(&self.dir.terms.iter().map(|t| t.1).collect::<Vec<_>>()),
+            integers: sum(&self.dir.ints.iter().map(|t| t.1).collect::<Vec<_>>()),
+            templates: self.dir.templates.map_or(0, |f| f.len as u64),
+            template_count: self.dir.template_count as u64,
+        }
+    }
+
     /// Number of term blocks in the index directory (for statistics).
     pub fn index_term_blocks(&self) -> usize {
-        self.terms.len()
+        self.dir.terms.len()
     }
 
     /// Rows (as `(block, row in block)`) whose `_msg` contains every one of `words` as
@@ -251,9 +463,13 @@ impl SegmentReader {
                 self.read(col, block)?;
             }
         }
-        for i in 0..self.terms.len() {
+        for i in 0..self.dir.terms.len() {
             self.term_block(i)?;
         }
+        for i in 0..self.dir.ints.len() {
+            self.int_block(i)?;
+        }
+        self.dicts()?;
         Ok(())
     }
 
@@ -325,7 +541,8 @@ impl SegmentReader {
             .as_ref()
             .map_or(rows, |p| p.iter().filter(|x| **x).count());
         let values = match meta.kind {
-            ColumnKind::Msg | ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str => {
+            ColumnKind::Msg => Values::Str(self.messages(rest, n).map_err(|e| corrupt(e.what))?),
+            ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str => {
                 Values::Str(strs::decode(rest, n).map_err(|e| corrupt(e.what))?)
             }
             ColumnKind::Time | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
@@ -333,6 +550,38 @@ impl SegmentReader {
             }
         };
         Ok(Some(ColumnBlock { present, values }))
+    }
+
+    /// Decodes a template-coded `_msg` chunk of `n` rows into the messages.
+    fn messages(&self, bytes: &[u8], n: usize) -> Result<Vec<String>, crate::codec::CodecError> {
+        let d = self
+            .dicts()
+            .map_err(|e| crate::codec::CodecError::new(e.to_string()))?;
+        let chunk = message::decode_chunk(bytes, n, &d.templates)?;
+        let mut out = Vec::with_capacity(n);
+        for (row, t) in chunk.templates.iter().enumerate() {
+            let tpl = d.templates.get(*t as usize);
+            let start = chunk.starts.get(row).copied().unwrap_or(0);
+            let slots = tpl.map_or(0, |t| t.slots.len());
+            let ords = chunk.ordinals.get(start..start + slots).unwrap_or(&[]);
+            let mut m = String::new();
+            if let Some(tpl) = tpl {
+                message::render(
+                    &mut m,
+                    tpl,
+                    ords,
+                    |o| d.ints.get(o as usize).copied(),
+                    |o| {
+                        d.strs
+                            .get(o as usize)
+                            .and_then(|s| s.as_deref())
+                            .map(str::to_string)
+                    },
+                )?;
+            }
+            out.push(m);
+        }
+        Ok(out)
     }
 
     /// Rebuilds every record of `block` (all columns decoded). Fields come back in

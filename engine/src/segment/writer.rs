@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::index::IndexBuilder;
 use super::layout::{self, BlockMeta, Chunk, ColumnKind, ColumnMeta, Footer, IndexRef, MAGIC};
+use super::message;
 use super::SegmentError;
 use crate::codec::{bits, ints, strs};
 use crate::model::{Record, Tenant, Value};
@@ -33,6 +34,8 @@ impl Default for SegmentOptions {
 
 /// A column being built: one optional value per row.
 enum Builder<'a> {
+    /// `_msg`: encoded from the index builder's templates and ordinals.
+    Msg,
     Str(Vec<Option<&'a str>>),
     I64(Vec<Option<i64>>),
 }
@@ -60,6 +63,7 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
         }
     };
     match b {
+        Builder::Msg => return None,
         Builder::Str(rows) => {
             let rows = rows.get(range)?;
             let (bitmap, present) = presence_and(rows);
@@ -123,17 +127,15 @@ pub fn write_segment(
     let mut columns: BTreeMap<(ColumnKind, String), Builder<'_>> = BTreeMap::new();
     let n = order.len();
     let mut time = Vec::with_capacity(n);
-    let mut msg = Vec::with_capacity(n);
     let mut stream = Vec::with_capacity(n);
     let mut level = Vec::with_capacity(n);
     for (r, sid) in order.iter().zip(&stream_of) {
         time.push(Some(r.time_ns));
-        msg.push(Some(r.msg.as_str()));
         stream.push(stream_texts.get(*sid).map(String::as_str));
         level.push(r.level.as_deref());
     }
     columns.insert((ColumnKind::Time, "_time".into()), Builder::I64(time));
-    columns.insert((ColumnKind::Msg, "_msg".into()), Builder::Str(msg));
+    columns.insert((ColumnKind::Msg, "_msg".into()), Builder::Msg);
     columns.insert((ColumnKind::Stream, "_stream".into()), Builder::Str(stream));
     if level.iter().any(Option::is_some) {
         columns.insert((ColumnKind::Level, "level".into()), Builder::Str(level));
@@ -168,16 +170,17 @@ pub fn write_segment(
             chunks: Vec::new(),
         })
         .collect();
+    // First pass: split messages into templates and variables and collect every
+    // term, block by block; the dictionaries' order (and so every ordinal) is only
+    // known once all rows are seen.
     let mut index = IndexBuilder::default();
     let mut start = 0;
+    let mut block_id = 0u32;
     while start < n {
         let end = (start + block_rows).min(n);
-        let ts = &order[start..end];
-        let block_id = blocks.len() as u32;
-        for r in ts {
-            for t in crate::token::tokens(&r.msg) {
-                index.msg_token(t);
-            }
+        index.start_block(block_id);
+        for r in &order[start..end] {
+            index.message(&r.msg);
             if let Some(l) = &r.level {
                 index.field("level", l);
             }
@@ -188,14 +191,45 @@ pub fn write_segment(
                 index.field(name, &value.to_text());
             }
         }
-        index.end_block(block_id);
+        block_id += 1;
+        start = end;
+    }
+    let row_templates = std::mem::take(&mut index.row_templates);
+    let finished = index.finish(opts.zstd_level);
+    let slots_of = |t: u32| {
+        finished
+            .template_slots
+            .get(t as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut var_at = 0usize;
+    let mut start = 0;
+    while start < n {
+        let end = (start + block_rows).min(n);
+        let ts = &order[start..end];
         blocks.push(BlockMeta {
             rows: (end - start) as u32,
             min_time: ts.iter().map(|r| r.time_ns).min().unwrap_or(0),
             max_time: ts.iter().map(|r| r.time_ns).max().unwrap_or(0),
         });
         for (meta, builder) in metas.iter_mut().zip(columns.values()) {
-            let chunk = match encode_chunk(builder, start..end, opts.zstd_level) {
+            let encoded = match builder {
+                Builder::Msg => {
+                    let templates = row_templates.get(start..end).unwrap_or(&[]);
+                    let vars: usize = templates.iter().map(|t| slots_of(*t)).sum();
+                    let ordinals = finished
+                        .row_ordinals
+                        .get(var_at..var_at + vars)
+                        .unwrap_or(&[]);
+                    var_at += vars;
+                    let mut out = vec![0u8];
+                    message::encode_chunk(&mut out, templates, ordinals, slots_of, opts.zstd_level);
+                    Some(out)
+                }
+                _ => encode_chunk(builder, start..end, opts.zstd_level),
+            };
+            let chunk = match encoded {
                 Some(bytes) => {
                     let c = Chunk {
                         offset: data.len() as u64,
@@ -215,7 +249,7 @@ pub fn write_segment(
         }
         start = end;
     }
-    let (section, dir_len) = index.encode(opts.zstd_level);
+    let (section, dir_len) = (finished.section, finished.dir_len);
     let index = Some(IndexRef {
         offset: data.len() as u64,
         len: section.len() as u64,

@@ -286,6 +286,7 @@ pub(super) fn stats(data_dir: &Path, json: bool) -> Result<()> {
                 "raw_bytes": s.raw_bytes,
                 "bytes_on_disk": on_disk,
                 "column_bytes": s.column_bytes,
+                "column_bytes_by_name": s.column_bytes_by_name,
                 "index_bytes": s.index_bytes,
                 "metadata_bytes": s.metadata_bytes,
                 "wal_bytes": s.wal_bytes,
@@ -297,6 +298,9 @@ pub(super) fn stats(data_dir: &Path, json: bool) -> Result<()> {
         println!("raw bytes        {}", s.raw_bytes);
         println!("bytes on disk    {on_disk}");
         println!("  column data    {}", s.column_bytes);
+        for (name, bytes) in &s.column_bytes_by_name {
+            println!("    {name:<12} {bytes}");
+        }
         println!("  index          {}", s.index_bytes);
         println!("  metadata       {}", s.metadata_bytes);
         println!("  WAL            {}", s.wal_bytes);

@@ -1,0 +1,422 @@
+//! The template codec of `_msg` (CLP-style; measured in
+//! `docs/decisions/0003-template-message-codec.md`).
+//!
+//! A message is split at its tokens ([`crate::token`]) into
+//! - a *template* ("logtype"): the separators and the tokens without a digit, with a
+//!   placeholder byte for each token with a digit (a *variable*);
+//! - its variables: canonical decimal integers (`0`, or 1-19 ASCII digits without a
+//!   leading zero) by value, every other variable as a string.
+//!
+//! Templates are stored once per segment; integer variables are ordinals into the
+//! segment's sorted integer dictionary and string variables ordinals into its sorted
+//! term dictionary, which are also the inverted index: a value is stored once and is
+//! its own index entry. A block's `_msg` chunk holds only template ids and ordinals.
+//!
+//! Template bytes: [`PH_INT`] and [`PH_STR`] stand for a variable; a separator byte
+//! equal to one of the three reserved bytes is written as [`ESC`] + the byte.
+
+use rustc_hash::FxHashMap;
+
+use crate::codec::{unzstd_frame, zstd_frame, CodecError};
+use crate::token;
+use crate::wire::{put_varint, unzigzag, zigzag, Reader};
+
+/// Placeholder of an integer variable in a template.
+pub(crate) const PH_INT: u8 = 0x11;
+/// Placeholder of a string variable in a template.
+pub(crate) const PH_STR: u8 = 0x12;
+/// Escapes a literal 0x11, 0x12 or 0x13 byte of a separator.
+pub(crate) const ESC: u8 = 0x13;
+/// Codec tag of a template-coded `_msg` chunk (after the presence byte).
+pub(crate) const TAG_TEMPLATE: u8 = 2;
+
+/// A token of a message that is stored outside its template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Var<'a> {
+    /// A canonical decimal integer.
+    Int(u64),
+    /// Any other token with a digit, exactly as written.
+    Str(&'a str),
+}
+
+/// The value of `tok` if it is a canonical decimal integer: `0`, or 1 to 19 ASCII
+/// digits without a leading zero (so it fits a `u64` and prints back identically).
+pub(crate) fn canonical_int(tok: &str) -> Option<u64> {
+    let b = tok.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 19
+        && b.iter().all(u8::is_ascii_digit)
+        && (b.len() == 1 || b.first() != Some(&b'0'));
+    if ok {
+        tok.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Whether a token is a variable (stored outside the template): it has a digit.
+pub(crate) fn is_variable(tok: &str) -> bool {
+    if tok.is_ascii() {
+        tok.bytes().any(|b| b.is_ascii_digit())
+    } else {
+        tok.chars().any(char::is_numeric)
+    }
+}
+
+fn push_separator(out: &mut Vec<u8>, sep: &[u8]) {
+    for &b in sep {
+        if matches!(b, PH_INT | PH_STR | ESC) {
+            out.push(ESC);
+        }
+        out.push(b);
+    }
+}
+
+/// Splits `msg` into its template (appended to `template`) and its variables (pushed
+/// to `vars`, in order).
+pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>) {
+    let base = msg.as_ptr() as usize;
+    let mut at = 0;
+    for tok in token::tokens(msg) {
+        let start = tok.as_ptr() as usize - base;
+        push_separator(template, msg.as_bytes().get(at..start).unwrap_or(&[]));
+        if is_variable(tok) {
+            match canonical_int(tok) {
+                Some(v) => {
+                    template.push(PH_INT);
+                    vars.push(Var::Int(v));
+                }
+                None => {
+                    template.push(PH_STR);
+                    vars.push(Var::Str(tok));
+                }
+            }
+        } else {
+            template.extend_from_slice(tok.as_bytes());
+        }
+        at = start + tok.len();
+    }
+    push_separator(template, msg.as_bytes().get(at..).unwrap_or(&[]));
+}
+
+/// A segment's templates, decoded: text pieces and placeholders.
+#[derive(Debug, Default)]
+pub(crate) struct Template {
+    /// Literal text between placeholders: `pieces.len() == slots.len() + 1`.
+    pub(crate) pieces: Vec<String>,
+    /// Per placeholder, whether it is an integer (else a string variable).
+    pub(crate) slots: Vec<bool>,
+}
+
+impl Template {
+    /// Parses template bytes; errors on a dangling escape or invalid UTF-8.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Template, String> {
+        let mut t = Template::default();
+        let mut piece = Vec::new();
+        let mut it = bytes.iter();
+        while let Some(&b) = it.next() {
+            match b {
+                PH_INT | PH_STR => {
+                    t.pieces.push(utf8(std::mem::take(&mut piece))?);
+                    t.slots.push(b == PH_INT);
+                }
+                ESC => piece.push(*it.next().ok_or("template ends inside an escape")?),
+                _ => piece.push(b),
+            }
+        }
+        t.pieces.push(utf8(piece)?);
+        Ok(t)
+    }
+
+    /// The digit-free tokens of the template (the words it is indexed under).
+    pub(crate) fn words(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().flat_map(|p| token::tokens(p))
+    }
+}
+
+fn utf8(b: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(b).map_err(|_| "template is not UTF-8".to_string())
+}
+
+/// Encodes one block's messages: `templates[i]` is row i's template id; `ordinals`
+/// holds every row's variable ordinals back to back; `slots_of(t)` is the number of
+/// placeholders of template `t`.
+pub(crate) fn encode_chunk(
+    out: &mut Vec<u8>,
+    templates: &[u32],
+    ordinals: &[u32],
+    slots_of: impl Fn(u32) -> usize,
+    level: i32,
+) {
+    let mut raw = Vec::with_capacity(templates.len() * 3);
+    for t in templates {
+        put_varint(&mut raw, u64::from(*t));
+    }
+    // Variables as columns: per template (in order of first appearance in the block),
+    // per placeholder, the ordinals of that template's rows, delta + zigzag coded.
+    // Values of one placeholder of one template are alike (and often increasing).
+    let mut order: Vec<u32> = Vec::new();
+    let mut rows_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    let mut at = 0;
+    for t in templates {
+        let n = slots_of(*t);
+        rows_of
+            .entry(*t)
+            .or_insert_with(|| {
+                order.push(*t);
+                Vec::new()
+            })
+            .push(at);
+        at += n;
+    }
+    for t in &order {
+        let starts = rows_of.get(t).map(Vec::as_slice).unwrap_or(&[]);
+        for slot in 0..slots_of(*t) {
+            let mut prev = 0i64;
+            for s in starts {
+                let v = i64::from(ordinals.get(s + slot).copied().unwrap_or(0));
+                put_varint(&mut raw, zigzag(v - prev));
+                prev = v;
+            }
+        }
+    }
+    out.push(TAG_TEMPLATE);
+    zstd_frame(out, &raw, level);
+}
+
+/// A decoded chunk: per row its template id and the range of its ordinals.
+#[derive(Debug, Default)]
+pub(crate) struct DecodedChunk {
+    /// Template id per row.
+    pub(crate) templates: Vec<u32>,
+    /// Per row, where its ordinals start in `ordinals`.
+    pub(crate) starts: Vec<usize>,
+    /// Every row's variable ordinals, back to back.
+    pub(crate) ordinals: Vec<u32>,
+}
+
+/// Decodes a chunk of `n` rows given the segment's templates.
+pub(crate) fn decode_chunk(
+    mut b: &[u8],
+    n: usize,
+    templates: &[Template],
+) -> Result<DecodedChunk, CodecError> {
+    let b = &mut b;
+    match crate::codec::take_u8(b, "message codec tag")? {
+        TAG_TEMPLATE => {}
+        other => return Err(CodecError::new(format!("unknown message codec {other}"))),
+    }
+    let raw = unzstd_frame(b)?;
+    if !b.is_empty() {
+        return Err(CodecError::new("bytes after the message frame"));
+    }
+    let mut r = Reader::new(&raw);
+    let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
+    let mut out = DecodedChunk::default();
+    let mut order: Vec<u32> = Vec::new();
+    let mut rows_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    let mut total = 0usize;
+    for row in 0..n {
+        let t = u32::try_from(r.varint().map_err(err)?).unwrap_or(u32::MAX);
+        let tpl = templates.get(t as usize).ok_or_else(|| {
+            CodecError::new(format!(
+                "template {t} outside a dictionary of {}",
+                templates.len()
+            ))
+        })?;
+        out.templates.push(t);
+        out.starts.push(total);
+        total += tpl.slots.len();
+        rows_of
+            .entry(t)
+            .or_insert_with(|| {
+                order.push(t);
+                Vec::new()
+            })
+            .push(row);
+    }
+    // Bound the allocation by what the frame can hold (one byte per ordinal at least).
+    if total > raw.len() {
+        return Err(CodecError::new(format!(
+            "{total} variables cannot fit {} bytes",
+            raw.len()
+        )));
+    }
+    out.ordinals = vec![0; total];
+    for t in &order {
+        let rows = rows_of.get(t).map(Vec::as_slice).unwrap_or(&[]);
+        let slots = templates.get(*t as usize).map_or(0, |x| x.slots.len());
+        for slot in 0..slots {
+            let mut prev = 0i64;
+            for row in rows {
+                let v = prev.wrapping_add(unzigzag(r.varint().map_err(err)?));
+                let v = u32::try_from(v)
+                    .map_err(|_| CodecError::new(format!("ordinal {v} out of range")))?;
+                let at = out.starts.get(*row).copied().unwrap_or(0) + slot;
+                if let Some(o) = out.ordinals.get_mut(at) {
+                    *o = v;
+                }
+                prev = i64::from(v);
+            }
+        }
+    }
+    if !r.done() {
+        return Err(CodecError::new("bytes after the last ordinal"));
+    }
+    Ok(out)
+}
+
+/// Rebuilds a message from its template and variables; `int(o)` / `string(o)` look
+/// up ordinals and fail on ones outside the dictionaries.
+pub(crate) fn render(
+    out: &mut String,
+    tpl: &Template,
+    ordinals: &[u32],
+    int: impl Fn(u32) -> Option<u64>,
+    string: impl Fn(u32) -> Option<String>,
+) -> Result<(), CodecError> {
+    let mut pieces = tpl.pieces.iter();
+    if let Some(p) = pieces.next() {
+        out.push_str(p);
+    }
+    for ((is_int, o), p) in tpl.slots.iter().zip(ordinals).zip(pieces) {
+        if *is_int {
+            let v = int(*o).ok_or_else(|| {
+                CodecError::new(format!("integer ordinal {o} outside the dictionary"))
+            })?;
+            out.push_str(&v.to_string());
+        } else {
+            let s = string(*o)
+                .ok_or_else(|| CodecError::new(format!("string ordinal {o} is not a variable")))?;
+            out.push_str(&s);
+        }
+        out.push_str(p);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rebuild(msg: &str) -> String {
+        let mut tb = Vec::new();
+        let mut vars = Vec::new();
+        split(msg, &mut tb, &mut vars);
+        let tpl = Template::parse(&tb).unwrap();
+        assert_eq!(tpl.slots.len(), vars.len());
+        let strs: Vec<String> = vars
+            .iter()
+            .filter_map(|v| match v {
+                Var::Str(s) => Some(s.to_string()),
+                Var::Int(_) => None,
+            })
+            .collect();
+        let ints: Vec<u64> = vars
+            .iter()
+            .filter_map(|v| match v {
+                Var::Int(i) => Some(*i),
+                Var::Str(_) => None,
+            })
+            .collect();
+        let (mut si, mut ii) = (0u32, 0u32);
+        let ords: Vec<u32> = vars
+            .iter()
+            .map(|v| match v {
+                Var::Int(_) => {
+                    ii += 1;
+                    ii - 1
+                }
+                Var::Str(_) => {
+                    si += 1;
+                    si - 1
+                }
+            })
+            .collect();
+        let mut out = String::new();
+        render(
+            &mut out,
+            &tpl,
+            &ords,
+            |o| ints.get(o as usize).copied(),
+            |o| strs.get(o as usize).cloned(),
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_words_variables_and_integers() {
+        let mut tb = Vec::new();
+        let mut vars = Vec::new();
+        split(
+            "081109 203615 148 INFO dfs.DataNode: blk_-1608999687919862906 from /10.250.19.102:54106",
+            &mut tb,
+            &mut vars,
+        );
+        assert_eq!(
+            tb,
+            b"\x12 \x11 \x11 INFO dfs.DataNode: blk_-\x11 from /\x11.\x11.\x11.\x11:\x11".to_vec()
+        );
+        assert_eq!(vars[0], Var::Str("081109"));
+        assert_eq!(vars[1], Var::Int(203615));
+        assert_eq!(vars[3], Var::Int(1608999687919862906));
+        assert_eq!(canonical_int("0"), Some(0));
+        assert_eq!(canonical_int("007"), None);
+        assert_eq!(canonical_int("99999999999999999999"), None);
+        assert_eq!(
+            canonical_int("9999999999999999999"),
+            Some(9999999999999999999)
+        );
+        assert!(is_variable("R02") && !is_variable("INFO"));
+    }
+
+    #[test]
+    fn reserved_bytes_round_trip() {
+        for m in [
+            "a\u{11}b 1",
+            "\u{13}\u{12}\u{11}",
+            "x\u{13}",
+            "",
+            "12",
+            "é 3 ü",
+        ] {
+            assert_eq!(rebuild(m), m);
+        }
+    }
+
+    #[test]
+    fn bad_templates_are_errors() {
+        assert!(Template::parse(b"abc\x13").is_err());
+        assert!(Template::parse(&[0xff, 0x11]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_message_round_trips(msg in "\\PC{0,40}|[a-z0-9 ._\u{11}\u{12}\u{13}-]{0,40}") {
+            prop_assert_eq!(rebuild(&msg), msg);
+        }
+
+        #[test]
+        fn chunks_round_trip(rows in proptest::collection::vec((0u32..4, proptest::collection::vec(0u32..1000, 3)), 0..200)) {
+            // Template t has t placeholders.
+            let templates: Vec<Template> = (0..4)
+                .map(|t| Template { pieces: vec![String::new(); t + 1], slots: vec![true; t] })
+                .collect();
+            let ids: Vec<u32> = rows.iter().map(|(t, _)| *t).collect();
+            let ords: Vec<u32> = rows.iter().flat_map(|(t, o)| o[..*t as usize].to_vec()).collect();
+            let mut b = Vec::new();
+            encode_chunk(&mut b, &ids, &ords, |t| t as usize, 3);
+            let d = decode_chunk(&b, ids.len(), &templates).unwrap();
+            prop_assert_eq!(d.templates, ids);
+            prop_assert_eq!(d.ordinals, ords);
+        }
+
+        #[test]
+        fn garbage_chunks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), n in 0usize..50) {
+            let templates = vec![Template { pieces: vec![String::new(); 2], slots: vec![false] }];
+            let _ = decode_chunk(&bytes, n, &templates);
+        }
+    }
+}
