@@ -309,8 +309,7 @@ impl Engine {
                 by_block.entry(b).or_default().push(row);
             }
             for (b, rows) in by_block.into_iter().rev() {
-                let records = reader.records(b)?;
-                out.extend(rows.into_iter().filter_map(|r| records.get(r).cloned()));
+                out.extend(reader.records_at(b, &rows)?);
             }
             out.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
             out.truncate(limit);

@@ -35,6 +35,8 @@ fn message() -> impl Strategy<Value = String> {
         Just("18446744073709551615"),
         Just("9999999999999999999"),
         Just("\u{11}\u{13}"),
+        Just("Ab\u{663}"),
+        Just("ab\u{663}"),
     ];
     proptest::collection::vec(
         (
@@ -97,6 +99,8 @@ fn queries() -> Vec<String> {
         "9999999999999999999",
         "18446744073709551615",
         "1844674407370955161",
+        "AB\u{663}",
+        "ab\u{663}",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -155,25 +155,18 @@ pub(crate) fn encode_chunk(
     // Variables as columns: per template (in order of first appearance in the block),
     // per placeholder, the ordinals of that template's rows, delta + zigzag coded.
     // Values of one placeholder of one template are alike (and often increasing).
-    let mut order: Vec<u32> = Vec::new();
-    let mut rows_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    let mut starts = Vec::with_capacity(templates.len());
     let mut at = 0;
     for t in templates {
-        let n = slots_of(*t);
-        rows_of
-            .entry(*t)
-            .or_insert_with(|| {
-                order.push(*t);
-                Vec::new()
-            })
-            .push(at);
-        at += n;
+        starts.push(at);
+        at += slots_of(*t);
     }
-    for t in &order {
-        let starts = rows_of.get(t).map(Vec::as_slice).unwrap_or(&[]);
-        for slot in 0..slots_of(*t) {
+    let groups = Groups::new(templates, |t| Some(t as usize));
+    for (t, rows) in groups.iter() {
+        for slot in 0..slots_of(t) {
             let mut prev = 0i64;
-            for s in starts {
+            for row in rows {
+                let s = starts.get(*row as usize).copied().unwrap_or(0);
                 let v = i64::from(ordinals.get(s + slot).copied().unwrap_or(0));
                 put_varint(&mut raw, zigzag(v - prev));
                 prev = v;
@@ -182,6 +175,89 @@ pub(crate) fn encode_chunk(
     }
     out.push(TAG_TEMPLATE);
     zstd_frame(out, &raw, level);
+}
+
+/// Largest template dictionary grouped through a dense table (else a hash map).
+const GROUPS_DENSE_MAX: usize = 1 << 20;
+
+/// Rows of a block grouped by template, groups in order of first appearance: a
+/// counting sort, one allocation for all the groups' rows.
+struct Groups {
+    /// (template, end of its rows in `rows`), in order of first appearance.
+    groups: Vec<(u32, usize)>,
+    rows: Vec<u32>,
+}
+
+impl Groups {
+    /// `dense(t)` gives `t`'s slot in a dense table, or `None` to use a hash map.
+    fn new(templates: &[u32], dense: impl Fn(u32) -> Option<usize>) -> Groups {
+        let mut table: Vec<u32> = Vec::new();
+        let mut map: FxHashMap<u32, u32> = FxHashMap::default();
+        let mut first: Vec<u32> = Vec::new();
+        let mut group_of = Vec::with_capacity(templates.len());
+        for t in templates {
+            let g = match dense(*t) {
+                Some(i) => {
+                    if table.len() <= i {
+                        table.resize(i + 1, u32::MAX);
+                    }
+                    let slot = table.get_mut(i);
+                    match slot {
+                        Some(g) if *g != u32::MAX => *g,
+                        Some(g) => {
+                            *g = first.len() as u32;
+                            first.push(*t);
+                            *g
+                        }
+                        None => 0,
+                    }
+                }
+                None => *map.entry(*t).or_insert_with(|| {
+                    first.push(*t);
+                    first.len() as u32 - 1
+                }),
+            };
+            group_of.push(g);
+        }
+        let mut ends = vec![0usize; first.len()];
+        for g in &group_of {
+            if let Some(c) = ends.get_mut(*g as usize) {
+                *c += 1;
+            }
+        }
+        let mut acc = 0;
+        for c in ends.iter_mut() {
+            acc += *c;
+            *c = acc;
+        }
+        let mut fill: Vec<usize> = std::iter::once(0)
+            .chain(ends.iter().copied())
+            .take(first.len())
+            .collect();
+        let mut rows = vec![0u32; templates.len()];
+        for (row, g) in group_of.iter().enumerate() {
+            if let Some(f) = fill.get_mut(*g as usize) {
+                if let Some(slot) = rows.get_mut(*f) {
+                    *slot = row as u32;
+                }
+                *f += 1;
+            }
+        }
+        Groups {
+            groups: first.into_iter().zip(ends).collect(),
+            rows,
+        }
+    }
+
+    /// (template, its rows in order).
+    fn iter(&self) -> impl Iterator<Item = (u32, &[u32])> {
+        let mut start = 0;
+        self.groups.iter().map(move |(t, end)| {
+            let rows = self.rows.get(start..*end).unwrap_or(&[]);
+            start = *end;
+            (*t, rows)
+        })
+    }
 }
 
 /// A decoded chunk: per row its template id and the range of its ordinals.
@@ -213,10 +289,10 @@ pub(crate) fn decode_chunk(
     let mut r = Reader::new(&raw);
     let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
     let mut out = DecodedChunk::default();
-    let mut order: Vec<u32> = Vec::new();
-    let mut rows_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    out.templates.reserve(n.min(raw.len()));
+    out.starts.reserve(n.min(raw.len()));
     let mut total = 0usize;
-    for row in 0..n {
+    for _ in 0..n {
         let t = u32::try_from(r.varint().map_err(err)?).unwrap_or(u32::MAX);
         let tpl = templates.get(t as usize).ok_or_else(|| {
             CodecError::new(format!(
@@ -227,13 +303,6 @@ pub(crate) fn decode_chunk(
         out.templates.push(t);
         out.starts.push(total);
         total += tpl.slots.len();
-        rows_of
-            .entry(t)
-            .or_insert_with(|| {
-                order.push(t);
-                Vec::new()
-            })
-            .push(row);
     }
     // Bound the allocation by what the frame can hold (one byte per ordinal at least).
     if total > raw.len() {
@@ -243,16 +312,18 @@ pub(crate) fn decode_chunk(
         )));
     }
     out.ordinals = vec![0; total];
-    for t in &order {
-        let rows = rows_of.get(t).map(Vec::as_slice).unwrap_or(&[]);
-        let slots = templates.get(*t as usize).map_or(0, |x| x.slots.len());
+    let groups = Groups::new(&out.templates, |t| {
+        (templates.len() <= GROUPS_DENSE_MAX).then_some(t as usize)
+    });
+    for (t, rows) in groups.iter() {
+        let slots = templates.get(t as usize).map_or(0, |x| x.slots.len());
         for slot in 0..slots {
             let mut prev = 0i64;
             for row in rows {
                 let v = prev.wrapping_add(unzigzag(r.varint().map_err(err)?));
                 let v = u32::try_from(v)
                     .map_err(|_| CodecError::new(format!("ordinal {v} out of range")))?;
-                let at = out.starts.get(*row).copied().unwrap_or(0) + slot;
+                let at = out.starts.get(*row as usize).copied().unwrap_or(0) + slot;
                 if let Some(o) = out.ordinals.get_mut(at) {
                     *o = v;
                 }
@@ -268,12 +339,12 @@ pub(crate) fn decode_chunk(
 
 /// Rebuilds a message from its template and variables; `int(o)` / `string(o)` look
 /// up ordinals and fail on ones outside the dictionaries.
-pub(crate) fn render(
+pub(crate) fn render<'d>(
     out: &mut String,
     tpl: &Template,
     ordinals: &[u32],
-    int: impl Fn(u32) -> Option<u64>,
-    string: impl Fn(u32) -> Option<String>,
+    int: impl Fn(u32) -> Result<u64, CodecError>,
+    string: impl Fn(u32) -> Result<&'d str, CodecError>,
 ) -> Result<(), CodecError> {
     let mut pieces = tpl.pieces.iter();
     if let Some(p) = pieces.next() {
@@ -281,18 +352,32 @@ pub(crate) fn render(
     }
     for ((is_int, o), p) in tpl.slots.iter().zip(ordinals).zip(pieces) {
         if *is_int {
-            let v = int(*o).ok_or_else(|| {
-                CodecError::new(format!("integer ordinal {o} outside the dictionary"))
-            })?;
-            out.push_str(&v.to_string());
+            let v = int(*o)?;
+            push_u64(out, v);
         } else {
-            let s = string(*o)
-                .ok_or_else(|| CodecError::new(format!("string ordinal {o} is not a variable")))?;
-            out.push_str(&s);
+            let s = string(*o)?;
+            out.push_str(s);
         }
         out.push_str(p);
     }
     Ok(())
+}
+
+/// Appends the decimal text of `v` without allocating.
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(&[])).unwrap_or(""));
 }
 
 #[cfg(test)]
@@ -339,8 +424,12 @@ mod tests {
             &mut out,
             &tpl,
             &ords,
-            |o| ints.get(o as usize).copied(),
-            |o| strs.get(o as usize).cloned(),
+            |o| ints.get(o as usize).copied().ok_or(CodecError::new("int")),
+            |o| {
+                strs.get(o as usize)
+                    .map(String::as_str)
+                    .ok_or(CodecError::new("str"))
+            },
         )
         .unwrap();
         out

@@ -47,8 +47,34 @@ pub struct SegmentReader {
     footer: Footer,
     /// The index directory: where each term and integer block is.
     dir: Directory,
-    /// The message dictionaries, decoded when a `_msg` chunk is first read.
-    dicts: OnceLock<Dicts>,
+    /// The templates, decoded when a `_msg` chunk is first read.
+    templates: OnceLock<Vec<Template>>,
+    /// Per term block, the text of each entry that is a `_msg` token, decoded when
+    /// a message needs one of them.
+    term_texts: Vec<OnceLock<Vec<Option<Box<str>>>>>,
+    /// Per integer block, its values, decoded on demand.
+    int_values: Vec<OnceLock<Vec<u64>>>,
+}
+
+/// A column chunk's CRC-checked bytes, split from its presence bitmap.
+struct RawChunk<'a> {
+    kind: ColumnKind,
+    offset: u64,
+    present: Option<Vec<bool>>,
+    bytes: &'a [u8],
+    n: usize,
+}
+
+/// How one query word is checked against a row's template id and ordinals.
+enum Matcher {
+    /// The word is not in the segment.
+    Never,
+    /// A digit-free word: the templates containing it.
+    Templates(Vec<bool>),
+    /// A canonical integer: its ordinal.
+    Int(u32),
+    /// Another variable: the ordinals of its spellings.
+    Str(std::ops::Range<u32>),
 }
 
 /// Bytes of a segment's index section by part.
@@ -64,16 +90,6 @@ pub struct IndexSizes {
     pub templates: u64,
     /// Number of templates.
     pub template_count: u64,
-}
-
-/// A segment's `_msg` dictionaries, decoded.
-#[derive(Debug)]
-struct Dicts {
-    templates: Vec<Template>,
-    /// Text of every term ordinal that is a `_msg` token (`None` for field pairs).
-    strs: Vec<Option<Box<str>>>,
-    /// Every integer ordinal's value.
-    ints: Vec<u64>,
 }
 
 /// The smallest key above every key that starts with `prefix` (`None`: no bound).
@@ -212,12 +228,16 @@ impl SegmentReader {
                     .map_err(|e| corrupt(start, e))?
             }
         };
+        let term_texts = (0..dir.terms.len()).map(|_| OnceLock::new()).collect();
+        let int_values = (0..dir.ints.len()).map(|_| OnceLock::new()).collect();
         Ok(SegmentReader {
             path,
             map,
             footer,
             dir,
-            dicts: OnceLock::new(),
+            templates: OnceLock::new(),
+            term_texts,
+            int_values,
         })
     }
 
@@ -370,20 +390,10 @@ impl SegmentReader {
         Ok(out)
     }
 
-    /// The segment's message dictionaries, decoded on first use.
-    fn dicts(&self) -> Result<&Dicts, SegmentError> {
-        if let Some(d) = self.dicts.get() {
-            return Ok(d);
-        }
-        let mut strs = Vec::new();
-        for i in 0..self.dir.terms.len() {
-            for (k, _) in self.term_block(i)? {
-                strs.push(var_text(&k).map(String::into_boxed_str));
-            }
-        }
-        let mut ints = Vec::new();
-        for i in 0..self.dir.ints.len() {
-            ints.extend(self.int_block(i)?.into_iter().map(|(v, _)| v));
+    /// The segment's templates, decoded on first use.
+    fn templates(&self) -> Result<&[Template], SegmentError> {
+        if let Some(t) = self.templates.get() {
+            return Ok(t);
         }
         let templates = match &self.dir.templates {
             None => Vec::new(),
@@ -393,14 +403,133 @@ impl SegmentReader {
                     .map_err(|e| self.corrupt_at(fr, format!("templates: {e}")))?
             }
         };
-        let _ = self.dicts.set(Dicts {
-            templates,
-            strs,
-            ints,
-        });
-        self.dicts
-            .get()
-            .ok_or_else(|| SegmentError::NotFound("message dictionaries".into()))
+        Ok(self.templates.get_or_init(|| templates))
+    }
+
+    /// The `_msg` texts of term block `i` (`None` for field pairs).
+    fn term_texts(&self, i: usize) -> Result<&[Option<Box<str>>], SegmentError> {
+        let cell = self
+            .term_texts
+            .get(i)
+            .ok_or_else(|| SegmentError::NotFound(format!("term block {i}")))?;
+        if let Some(t) = cell.get() {
+            return Ok(t);
+        }
+        let texts = self
+            .term_block(i)?
+            .into_iter()
+            .map(|(k, _)| var_text(&k).map(String::into_boxed_str))
+            .collect();
+        Ok(cell.get_or_init(|| texts))
+    }
+
+    /// The values of integer block `i`.
+    fn int_values(&self, i: usize) -> Result<&[u64], SegmentError> {
+        let cell = self
+            .int_values
+            .get(i)
+            .ok_or_else(|| SegmentError::NotFound(format!("integer block {i}")))?;
+        if let Some(v) = cell.get() {
+            return Ok(v);
+        }
+        let values = self.int_block(i)?.into_iter().map(|(v, _)| v).collect();
+        Ok(cell.get_or_init(|| values))
+    }
+
+    /// The text of string variable ordinal `o`.
+    fn term_text(&self, o: u32) -> Result<&str, SegmentError> {
+        let per = self.dir.per_block;
+        self.term_texts(o as usize / per)?
+            .get(o as usize % per)
+            .and_then(|t| t.as_deref())
+            .ok_or_else(|| SegmentError::Corrupt {
+                path: self.path.clone(),
+                offset: 0,
+                what: format!("string ordinal {o} is not a message token"),
+            })
+    }
+
+    /// The value of integer ordinal `o`.
+    fn int_value(&self, o: u32) -> Result<u64, SegmentError> {
+        let per = self.dir.per_block;
+        self.int_values(o as usize / per)?
+            .get(o as usize % per)
+            .copied()
+            .ok_or_else(|| SegmentError::Corrupt {
+                path: self.path.clone(),
+                offset: 0,
+                what: format!("integer ordinal {o} outside the dictionary"),
+            })
+    }
+
+    /// How `word` is recognised in this segment's rows: the same split into
+    /// template words and variables the writer makes ([`message::split`]).
+    fn matcher(&self, word: &str) -> Result<Matcher, SegmentError> {
+        let mut toks = crate::token::tokens(word);
+        if toks.next() != Some(word) || toks.next().is_some() {
+            return Ok(Matcher::Never);
+        }
+        let norm = crate::token::normalize(word);
+        if !message::is_variable(word) {
+            let set: Vec<bool> = self
+                .templates()?
+                .iter()
+                .map(|t| t.words().any(|w| crate::token::normalize(w) == norm))
+                .collect();
+            return Ok(if set.contains(&true) {
+                Matcher::Templates(set)
+            } else {
+                Matcher::Never
+            });
+        }
+        let per = self.dir.per_block;
+        if let Some(v) = message::canonical_int(word) {
+            let b = self
+                .dir
+                .ints
+                .partition_point(|t| t.0 <= v)
+                .saturating_sub(1);
+            if self.dir.ints.is_empty() {
+                return Ok(Matcher::Never);
+            }
+            return Ok(match self.int_values(b)?.binary_search(&v) {
+                Ok(i) => Matcher::Int((b * per + i) as u32),
+                Err(_) => Matcher::Never,
+            });
+        }
+        // The word's spellings are the consecutive keys in [key, key 0x01).
+        let key = super::msg_term(word);
+        let mut hi_key = key.clone();
+        hi_key.push(1);
+        let first = self
+            .dir
+            .terms
+            .partition_point(|t| t.0.as_slice() <= key.as_slice())
+            .saturating_sub(1);
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        for b in first..self.dir.terms.len() {
+            if self
+                .dir
+                .terms
+                .get(b)
+                .is_some_and(|t| t.0.as_slice() >= hi_key.as_slice())
+            {
+                break;
+            }
+            for (i, t) in self.term_texts(b)?.iter().enumerate() {
+                let Some(t) = t.as_deref() else { continue };
+                if crate::token::normalize(t) == norm {
+                    let o = (b * per + i) as u32;
+                    lo = lo.min(o);
+                    hi = hi.max(o + 1);
+                }
+            }
+        }
+        Ok(if lo < hi {
+            Matcher::Str(lo..hi)
+        } else {
+            Matcher::Never
+        })
     }
 
     /// Bytes of the index section by part (for statistics).
@@ -421,8 +550,10 @@ impl SegmentReader {
     }
 
     /// Rows (as `(block, row in block)`) whose `_msg` contains every one of `words` as
-    /// a token: an index intersection picks candidate blocks, then each candidate
-    /// row is verified with the same tokenizer. Newest blocks first.
+    /// a token (ASCII case ignored; a "word" that is not a single token matches
+    /// nothing). An index intersection picks candidate blocks; each candidate row is
+    /// then checked on its template id and variable ordinals, without rebuilding the
+    /// text. Newest blocks first, newest rows first within a block.
     pub fn search_words(&self, words: &[&str]) -> Result<Vec<(usize, usize)>, SegmentError> {
         let mut candidates: Option<RoaringBitmap> = None;
         for w in words {
@@ -432,23 +563,64 @@ impl SegmentReader {
                 Some(c) => c & bm,
             });
         }
-        let Some(candidates) = candidates else {
+        let Some(candidates) = candidates.filter(|c| !c.is_empty()) else {
             return Ok(Vec::new());
         };
         let Some(msg_col) = self.column(ColumnKind::Msg, "_msg") else {
             return Ok(Vec::new());
         };
+        let templates = self.templates()?;
+        let mut matchers = Vec::with_capacity(words.len());
+        for w in words {
+            match self.matcher(w)? {
+                Matcher::Never => return Ok(Vec::new()),
+                m => matchers.push(m),
+            }
+        }
         let mut out = Vec::new();
         for block in candidates.iter().rev() {
-            let Some(cb) = self.read(msg_col, block as usize)? else {
+            let Some(c) = self.chunk(msg_col, block as usize)? else {
                 continue;
             };
-            let Values::Str(msgs) = cb.values else {
-                continue;
+            let chunk = message::decode_chunk(c.bytes, c.n, templates).map_err(|e| {
+                SegmentError::Corrupt {
+                    path: self.path.clone(),
+                    offset: c.offset,
+                    what: e.what,
+                }
+            })?;
+            let rows: Vec<usize> = match &c.present {
+                None => (0..c.n).collect(),
+                Some(p) => p
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| **x)
+                    .map(|(i, _)| i)
+                    .collect(),
             };
-            for (row, m) in msgs.iter().enumerate().rev() {
-                if words.iter().all(|w| crate::token::contains_token(m, w)) {
-                    out.push((block as usize, row));
+            for (i, t) in chunk.templates.iter().enumerate().rev() {
+                let Some(tpl) = templates.get(*t as usize) else {
+                    continue;
+                };
+                let start = chunk.starts.get(i).copied().unwrap_or(0);
+                let ords = chunk
+                    .ordinals
+                    .get(start..start + tpl.slots.len())
+                    .unwrap_or(&[]);
+                let hit = matchers.iter().all(|m| match m {
+                    Matcher::Never => false,
+                    Matcher::Templates(set) => set.get(*t as usize).copied().unwrap_or(false),
+                    Matcher::Int(o) => tpl.slots.iter().zip(ords).any(|(int, x)| *int && x == o),
+                    Matcher::Str(r) => tpl
+                        .slots
+                        .iter()
+                        .zip(ords)
+                        .any(|(int, x)| !*int && r.contains(x)),
+                });
+                if hit {
+                    if let Some(row) = rows.get(i) {
+                        out.push((block as usize, *row));
+                    }
                 }
             }
         }
@@ -469,7 +641,7 @@ impl SegmentReader {
         for i in 0..self.dir.ints.len() {
             self.int_block(i)?;
         }
-        self.dicts()?;
+        self.templates()?;
         Ok(())
     }
 
@@ -494,6 +666,12 @@ impl SegmentReader {
     /// Decodes column `col` of block `block`; `None` when no row of the block has a
     /// value.
     pub fn read(&self, col: usize, block: usize) -> Result<Option<ColumnBlock>, SegmentError> {
+        self.read_rows(col, block, None)
+    }
+
+    /// The CRC-checked bytes of column `col` of block `block` after its presence
+    /// bitmap: (presence, codec bytes, values present); `None` when no row has one.
+    fn chunk(&self, col: usize, block: usize) -> Result<Option<RawChunk<'_>>, SegmentError> {
         let meta: &ColumnMeta = self.footer.columns.get(col).ok_or_else(|| {
             SegmentError::NotFound(format!("column {col} of {}", self.footer.columns.len()))
         })?;
@@ -540,44 +718,103 @@ impl SegmentReader {
         let n = present
             .as_ref()
             .map_or(rows, |p| p.iter().filter(|x| **x).count());
-        let values = match meta.kind {
-            ColumnKind::Msg => Values::Str(self.messages(rest, n).map_err(|e| corrupt(e.what))?),
-            ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str => {
-                Values::Str(strs::decode(rest, n).map_err(|e| corrupt(e.what))?)
-            }
-            ColumnKind::Time | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
-                Values::I64(ints::decode(rest, n).map_err(|e| corrupt(e.what))?)
-            }
-        };
-        Ok(Some(ColumnBlock { present, values }))
+        Ok(Some(RawChunk {
+            kind: meta.kind,
+            offset: chunk.offset,
+            present,
+            bytes: rest,
+            n,
+        }))
     }
 
-    /// Decodes a template-coded `_msg` chunk of `n` rows into the messages.
-    fn messages(&self, bytes: &[u8], n: usize) -> Result<Vec<String>, crate::codec::CodecError> {
-        let d = self
-            .dicts()
+    /// Like [`Self::read`]; with `only = Some(rows)` (sorted row numbers of the
+    /// block) messages are rebuilt only for those rows (others come back empty).
+    fn read_rows(
+        &self,
+        col: usize,
+        block: usize,
+        only: Option<&[usize]>,
+    ) -> Result<Option<ColumnBlock>, SegmentError> {
+        let Some(c) = self.chunk(col, block)? else {
+            return Ok(None);
+        };
+        let corrupt = |what: String| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: c.offset,
+            what,
+        };
+        let values = match c.kind {
+            ColumnKind::Msg => {
+                // Rows given are block rows; map them to positions among present values.
+                let wanted: Option<Vec<bool>> = only.map(|rows| {
+                    let mut w = vec![false; c.n];
+                    let pos: Vec<usize> = match &c.present {
+                        None => (0..c.n).collect(),
+                        Some(p) => p
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, x)| **x)
+                            .map(|(i, _)| i)
+                            .collect(),
+                    };
+                    for r in rows {
+                        if let Ok(i) = pos.binary_search(r) {
+                            if let Some(x) = w.get_mut(i) {
+                                *x = true;
+                            }
+                        }
+                    }
+                    w
+                });
+                Values::Str(
+                    self.messages(c.bytes, c.n, wanted.as_deref())
+                        .map_err(|e| corrupt(e.what))?,
+                )
+            }
+            ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str => {
+                Values::Str(strs::decode(c.bytes, c.n).map_err(|e| corrupt(e.what))?)
+            }
+            ColumnKind::Time | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
+                Values::I64(ints::decode(c.bytes, c.n).map_err(|e| corrupt(e.what))?)
+            }
+        };
+        Ok(Some(ColumnBlock {
+            present: c.present,
+            values,
+        }))
+    }
+
+    /// Decodes a template-coded `_msg` chunk of `n` rows into the messages; with
+    /// `wanted`, only the rows marked are rebuilt (the others are empty strings).
+    fn messages(
+        &self,
+        bytes: &[u8],
+        n: usize,
+        wanted: Option<&[bool]>,
+    ) -> Result<Vec<String>, crate::codec::CodecError> {
+        let templates = self
+            .templates()
             .map_err(|e| crate::codec::CodecError::new(e.to_string()))?;
-        let chunk = message::decode_chunk(bytes, n, &d.templates)?;
+        let chunk = message::decode_chunk(bytes, n, templates)?;
+        let err = |e: SegmentError| crate::codec::CodecError::new(e.to_string());
         let mut out = Vec::with_capacity(n);
         for (row, t) in chunk.templates.iter().enumerate() {
-            let tpl = d.templates.get(*t as usize);
-            let start = chunk.starts.get(row).copied().unwrap_or(0);
-            let slots = tpl.map_or(0, |t| t.slots.len());
-            let ords = chunk.ordinals.get(start..start + slots).unwrap_or(&[]);
             let mut m = String::new();
-            if let Some(tpl) = tpl {
-                message::render(
-                    &mut m,
-                    tpl,
-                    ords,
-                    |o| d.ints.get(o as usize).copied(),
-                    |o| {
-                        d.strs
-                            .get(o as usize)
-                            .and_then(|s| s.as_deref())
-                            .map(str::to_string)
-                    },
-                )?;
+            if wanted.is_none_or(|w| w.get(row).copied().unwrap_or(false)) {
+                if let Some(tpl) = templates.get(*t as usize) {
+                    let start = chunk.starts.get(row).copied().unwrap_or(0);
+                    let ords = chunk
+                        .ordinals
+                        .get(start..start + tpl.slots.len())
+                        .unwrap_or(&[]);
+                    message::render(
+                        &mut m,
+                        tpl,
+                        ords,
+                        |o| self.int_value(o).map_err(err),
+                        |o| self.term_text(o).map_err(err),
+                    )?;
+                }
             }
             out.push(m);
         }
@@ -587,13 +824,50 @@ impl SegmentReader {
     /// Rebuilds every record of `block` (all columns decoded). Fields come back in
     /// column order (by kind, then name), not in their ingest order.
     pub fn records(&self, block: usize) -> Result<Vec<Record>, SegmentError> {
+        self.records_impl(block, None)
+    }
+
+    /// The records of the given rows of `block` (sorted, as from
+    /// [`Self::search_words`]), decoding each column once and rebuilding only those
+    /// rows' messages.
+    pub fn records_at(&self, block: usize, rows: &[usize]) -> Result<Vec<Record>, SegmentError> {
+        let mut sorted = rows.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let found = self.records_impl(block, Some(&sorted))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                sorted
+                    .binary_search(r)
+                    .ok()
+                    .and_then(|i| found.get(i).cloned())
+            })
+            .collect())
+    }
+
+    /// The records of `block`; with `only` (sorted rows), just those rows, in order.
+    fn records_impl(
+        &self,
+        block: usize,
+        only: Option<&[usize]>,
+    ) -> Result<Vec<Record>, SegmentError> {
         let rows = self
             .footer
             .blocks
             .get(block)
             .ok_or_else(|| SegmentError::NotFound(format!("block {block}")))?
             .rows as usize;
-        let mut out: Vec<Record> = (0..rows)
+        // Position in `out` of each block row that is returned.
+        let mut slot: Vec<Option<usize>> = vec![None; rows];
+        let mut n_out = 0;
+        for r in only.map_or_else(|| (0..rows).collect::<Vec<_>>(), <[usize]>::to_vec) {
+            if let Some(s) = slot.get_mut(r).filter(|s| s.is_none()) {
+                *s = Some(n_out);
+                n_out += 1;
+            }
+        }
+        let mut out: Vec<Record> = (0..n_out)
             .map(|_| Record {
                 time_ns: 0,
                 msg: String::new(),
@@ -602,8 +876,13 @@ impl SegmentReader {
                 fields: Vec::new(),
             })
             .collect();
+        let bad = |what: &str| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: 0,
+            what: what.to_string(),
+        };
         for (col, meta) in self.footer.columns.iter().enumerate() {
-            let Some(cb) = self.read(col, block)? else {
+            let Some(cb) = self.read_rows(col, block, only)? else {
                 continue;
             };
             let rows_with: Vec<usize> = match &cb.present {
@@ -615,48 +894,42 @@ impl SegmentReader {
                     .map(|(i, _)| i)
                     .collect(),
             };
-            let bad = |what: &str| SegmentError::Corrupt {
-                path: self.path.clone(),
-                offset: 0,
-                what: what.to_string(),
-            };
-            match (meta.kind, cb.values) {
-                (ColumnKind::Time, Values::I64(v)) => rows_with
-                    .iter()
-                    .zip(v)
-                    .for_each(|(i, t)| out[*i].time_ns = t),
-                (ColumnKind::Msg, Values::Str(v)) => {
-                    rows_with.iter().zip(v).for_each(|(i, s)| out[*i].msg = s)
-                }
-                (ColumnKind::Stream, Values::Str(v)) => {
-                    for (i, s) in rows_with.iter().zip(v) {
-                        out[*i].stream =
-                            serde_json::from_str(&s).map_err(|_| bad("bad _stream labels"))?;
+            let targets = rows_with.iter().map(|r| slot.get(*r).copied().flatten());
+            match cb.values {
+                Values::I64(v) => {
+                    for (t, x) in targets.zip(v) {
+                        let Some(rec) = t.and_then(|t| out.get_mut(t)) else {
+                            continue;
+                        };
+                        let name = || meta.name.clone();
+                        match meta.kind {
+                            ColumnKind::Time => rec.time_ns = x,
+                            ColumnKind::I64 => rec.fields.push((name(), Value::I64(x))),
+                            ColumnKind::F64 => rec
+                                .fields
+                                .push((name(), Value::F64(f64::from_bits(x as u64)))),
+                            ColumnKind::Bool => rec.fields.push((name(), Value::Bool(x != 0))),
+                            _ => return Err(bad("column values do not match the column kind")),
+                        }
                     }
                 }
-                (ColumnKind::Level, Values::Str(v)) => rows_with
-                    .iter()
-                    .zip(v)
-                    .for_each(|(i, s)| out[*i].level = Some(s)),
-                (ColumnKind::Str, Values::Str(v)) => rows_with
-                    .iter()
-                    .zip(v)
-                    .for_each(|(i, s)| out[*i].fields.push((meta.name.clone(), Value::Str(s)))),
-                (ColumnKind::I64, Values::I64(v)) => rows_with
-                    .iter()
-                    .zip(v)
-                    .for_each(|(i, x)| out[*i].fields.push((meta.name.clone(), Value::I64(x)))),
-                (ColumnKind::F64, Values::I64(v)) => rows_with.iter().zip(v).for_each(|(i, x)| {
-                    out[*i]
-                        .fields
-                        .push((meta.name.clone(), Value::F64(f64::from_bits(x as u64))))
-                }),
-                (ColumnKind::Bool, Values::I64(v)) => rows_with.iter().zip(v).for_each(|(i, x)| {
-                    out[*i]
-                        .fields
-                        .push((meta.name.clone(), Value::Bool(x != 0)))
-                }),
-                _ => return Err(bad("column values do not match the column kind")),
+                Values::Str(v) => {
+                    for (t, x) in targets.zip(v) {
+                        let Some(rec) = t.and_then(|t| out.get_mut(t)) else {
+                            continue;
+                        };
+                        match meta.kind {
+                            ColumnKind::Msg => rec.msg = x,
+                            ColumnKind::Stream => {
+                                rec.stream = serde_json::from_str(&x)
+                                    .map_err(|_| bad("bad _stream labels"))?
+                            }
+                            ColumnKind::Level => rec.level = Some(x),
+                            ColumnKind::Str => rec.fields.push((meta.name.clone(), Value::Str(x))),
+                            _ => return Err(bad("column values do not match the column kind")),
+                        }
+                    }
+                }
             }
         }
         Ok(out)
