@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub segment: SegmentOptions,
     /// Flush once the memtable holds about this many bytes.
     pub memtable_bytes_max: usize,
+    /// Segments of one flush written at once (one per tenant and partition).
+    pub flush_threads: usize,
 }
 
 impl EngineConfig {
@@ -41,6 +43,7 @@ impl EngineConfig {
             wal: WalConfig::default(),
             segment: SegmentOptions::default(),
             memtable_bytes_max: 256 << 20,
+            flush_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -244,14 +247,48 @@ impl Engine {
             st.frozen.push(Arc::clone(&m));
             (m, self.wal.written_lsn(), st.manifest.next_segment)
         };
-        let mut entries = Vec::new();
+        // One segment per (tenant, partition), written in parallel: they share
+        // nothing until the manifest is published.
+        let parts: Vec<(u64, &(Tenant, String), &Vec<Record>)> = frozen
+            .parts()
+            .map(|(key, records)| {
+                seq += 1;
+                (seq - 1, key, records)
+            })
+            .collect();
+        let threads = self.cfg.flush_threads.clamp(1, parts.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let written: Vec<Result<Vec<(usize, SegmentEntry)>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((seq, (tenant, part), records)) = parts.get(i) else {
+                                return Ok(mine);
+                            };
+                            mine.push((i, self.write_segment_file(tenant, part, *seq, records)?));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                // A writer that panicked is a bug: carry the panic on.
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut entries: Vec<(usize, SegmentEntry)> = Vec::new();
+        for w in written {
+            entries.extend(w?);
+        }
+        entries.sort_by_key(|(i, _)| *i);
+        let entries: Vec<SegmentEntry> = entries.into_iter().map(|(_, e)| e).collect();
         let mut stats = FlushStats::default();
-        for ((tenant, part), records) in frozen.parts() {
-            let entry = self.write_segment_file(tenant, part, seq, records)?;
-            seq += 1;
+        for e in &entries {
             stats.segments += 1;
-            stats.rows += entry.rows;
-            entries.push(entry);
+            stats.rows += e.rows;
         }
         {
             let mut st = self.state();

@@ -64,6 +64,10 @@ pub(crate) fn is_variable(tok: &str) -> bool {
 }
 
 fn push_separator(out: &mut Vec<u8>, sep: &[u8]) {
+    if !sep.iter().any(|b| matches!(*b, PH_INT | PH_STR | ESC)) {
+        out.extend_from_slice(sep);
+        return;
+    }
     for &b in sep {
         if matches!(b, PH_INT | PH_STR | ESC) {
             out.push(ESC);
@@ -72,15 +76,54 @@ fn push_separator(out: &mut Vec<u8>, sep: &[u8]) {
     }
 }
 
+/// ASCII bytes that belong inside a token (letters, digits, `_`), as
+/// [`token::is_token_char`] defines it.
+const ASCII_TOKEN: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c == b'_';
+        i += 1;
+    }
+    t
+};
+
+/// Whether the character at byte `i` of `s` (a char boundary) is a token character,
+/// whether it is numeric, and its length.
+#[inline]
+fn class(s: &str, i: usize) -> Option<(bool, bool, usize)> {
+    let b = *s.as_bytes().get(i)?;
+    if b < 0x80 {
+        let tok = ASCII_TOKEN.get(b as usize).copied().unwrap_or(false);
+        return Some((tok, b.is_ascii_digit(), 1));
+    }
+    let c = s.get(i..)?.chars().next()?;
+    Some((token::is_token_char(c), c.is_numeric(), c.len_utf8()))
+}
+
 /// Splits `msg` into its template (appended to `template`) and its variables (pushed
-/// to `vars`, in order).
+/// to `vars`, in order). One pass over the bytes: the tokens are exactly those of
+/// [`token::tokens`], a token is a variable exactly when [`is_variable`] says so
+/// (both tested).
 pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>) {
-    let base = msg.as_ptr() as usize;
-    let mut at = 0;
-    for tok in token::tokens(msg) {
-        let start = tok.as_ptr() as usize - base;
-        push_separator(template, msg.as_bytes().get(at..start).unwrap_or(&[]));
-        if is_variable(tok) {
+    let bytes = msg.as_bytes();
+    let mut i = 0;
+    let mut sep_start = 0;
+    while let Some((is_tok, _, len)) = class(msg, i) {
+        if !is_tok {
+            i += len;
+            continue;
+        }
+        push_separator(template, bytes.get(sep_start..i).unwrap_or(&[]));
+        let start = i;
+        let mut numeric = false;
+        while let Some((true, num, len)) = class(msg, i) {
+            numeric |= num;
+            i += len;
+        }
+        let tok = msg.get(start..i).unwrap_or("");
+        if numeric {
             match canonical_int(tok) {
                 Some(v) => {
                     template.push(PH_INT);
@@ -94,9 +137,9 @@ pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var
         } else {
             template.extend_from_slice(tok.as_bytes());
         }
-        at = start + tok.len();
+        sep_start = i;
     }
-    push_separator(template, msg.as_bytes().get(at..).unwrap_or(&[]));
+    push_separator(template, bytes.get(sep_start..).unwrap_or(&[]));
 }
 
 /// A segment's templates, decoded: text pieces and placeholders.
@@ -482,6 +525,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn split_agrees_with_the_tokenizer(msg in "\\PC{0,40}|[a-zA-Z0-9 ._\u{663}\u{e9}\u{11}-]{0,40}") {
+            let mut tb = Vec::new();
+            let mut vars = Vec::new();
+            split(&msg, &mut tb, &mut vars);
+            let tpl = Template::parse(&tb).unwrap();
+            let words: Vec<&str> = tpl.words().collect();
+            let want_words: Vec<&str> = token::tokens(&msg).filter(|t| !is_variable(t)).collect();
+            prop_assert_eq!(words, want_words);
+            let want_vars: Vec<Var<'_>> = token::tokens(&msg)
+                .filter(|t| is_variable(t))
+                .map(|t| canonical_int(t).map_or(Var::Str(t), Var::Int))
+                .collect();
+            prop_assert_eq!(vars, want_vars);
+        }
+
         #[test]
         fn any_message_round_trips(msg in "\\PC{0,40}|[a-z0-9 ._\u{11}\u{12}\u{13}-]{0,40}") {
             prop_assert_eq!(rebuild(&msg), msg);
