@@ -7,6 +7,12 @@
 //! (tenant, day), publish the manifest with the new checkpoint, then let the WAL drop
 //! files below it. A crash anywhere in between replays from the old checkpoint; a
 //! segment written but not yet listed is an orphan and is never read.
+//!
+//! Up to [`EngineConfig::flushes_in_flight`] flushes write segments at once (one
+//! memtable each), but they publish strictly in the order their memtables were
+//! frozen, so a checkpoint never passes a memtable that is not yet in segments. A
+//! flush that fails stops every later one from publishing (and the engine from
+//! accepting writes): the data stays in the WAL and comes back at the next open.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +39,9 @@ pub struct EngineConfig {
     pub memtable_bytes_max: usize,
     /// Segments of one flush written at once (one per tenant and partition).
     pub flush_threads: usize,
+    /// Flushes (frozen memtables being written) at once; each holds a memtable in
+    /// memory until it publishes.
+    pub flushes_in_flight: usize,
 }
 
 impl EngineConfig {
@@ -44,6 +53,7 @@ impl EngineConfig {
             segment: SegmentOptions::default(),
             memtable_bytes_max: 256 << 20,
             flush_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            flushes_in_flight: 2,
         }
     }
 }
@@ -70,6 +80,10 @@ pub enum EngineError {
         #[source]
         source: walrec::DecodeError,
     },
+    /// An earlier flush failed: nothing more is flushed or ingested until the data
+    /// directory is opened again (which replays the WAL).
+    #[error("a flush failed, the engine no longer accepts writes (reopen to recover): {0}")]
+    FlushFailed(String),
     /// Other I/O.
     #[error("{op} failed on {}: {source}", path.display())]
     Io {
@@ -92,6 +106,12 @@ struct State {
     /// Memtables being flushed: still searchable until their segments are listed.
     frozen: Vec<Arc<Memtable>>,
     manifest: Manifest,
+    /// Next segment number not yet handed to a flush or compaction.
+    next_seq: u64,
+    /// Flushes frozen so far (the next one's turn to publish).
+    flush_tickets: u64,
+    /// Why a flush failed; once set, nothing more is flushed or ingested.
+    failed: Option<String>,
 }
 
 /// What a flush wrote.
@@ -142,7 +162,11 @@ pub struct Engine {
     /// Ingests hold it shared across append + memtable insert; a flush takes it
     /// exclusively to swap the memtable.
     gate: tokio::sync::RwLock<()>,
-    flushing: tokio::sync::Mutex<()>,
+    /// Bounds the flushes in flight.
+    flush_slots: tokio::sync::Semaphore,
+    /// Flushes published (or abandoned after a failure), in ticket order.
+    published: tokio::sync::watch::Sender<u64>,
+    compacting: tokio::sync::Mutex<()>,
     state: Mutex<State>,
 }
 
@@ -189,16 +213,22 @@ impl Engine {
                 "replayed the WAL into the memtable"
             );
         }
+        let flushes_in_flight = cfg.flushes_in_flight.max(1);
         Ok(Engine {
             dir,
             cfg,
             wal,
             gate: tokio::sync::RwLock::new(()),
-            flushing: tokio::sync::Mutex::new(()),
+            flush_slots: tokio::sync::Semaphore::new(flushes_in_flight),
+            published: tokio::sync::watch::Sender::new(0),
+            compacting: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 memtable,
                 frozen: Vec::new(),
+                next_seq: manifest.next_segment,
                 manifest,
+                flush_tickets: 0,
+                failed: None,
             }),
         })
     }
@@ -222,6 +252,9 @@ impl Engine {
                 last: next.saturating_sub(1),
             });
         }
+        if let Some(why) = &self.state().failed {
+            return Err(EngineError::FlushFailed(why.clone()));
+        }
         let payload = Bytes::from(walrec::encode(tenant, &records));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -236,55 +269,81 @@ impl Engine {
 
     /// Writes the memtable to segments and publishes them; see the module docs.
     pub async fn flush(&self) -> Result<FlushStats> {
-        let _one_at_a_time = self.flushing.lock().await;
-        let (frozen, checkpoint, mut seq) = {
+        let _slot = self
+            .flush_slots
+            .acquire()
+            .await
+            .map_err(|_| EngineError::FlushFailed("engine closed".into()))?;
+        let started = std::time::Instant::now();
+        let (frozen, checkpoint, ticket, first_seq) = {
             let _exclusive = self.gate.write().await;
             let mut st = self.state();
-            if st.memtable.rows() == 0 {
-                return Ok(FlushStats::default());
+            if let Some(why) = &st.failed {
+                return Err(EngineError::FlushFailed(why.clone()));
             }
-            let m = Arc::new(std::mem::take(&mut st.memtable));
-            st.frozen.push(Arc::clone(&m));
-            (m, self.wal.written_lsn(), st.manifest.next_segment)
+            if st.memtable.rows() == 0 {
+                (None, 0, st.flush_tickets, 0)
+            } else {
+                let m = Arc::new(std::mem::take(&mut st.memtable));
+                st.frozen.push(Arc::clone(&m));
+                let ticket = st.flush_tickets;
+                st.flush_tickets += 1;
+                let first_seq = st.next_seq;
+                st.next_seq += m.parts().count() as u64;
+                (Some(m), self.wal.written_lsn(), ticket, first_seq)
+            }
         };
-        // One segment per (tenant, partition), written in parallel: they share
-        // nothing until the manifest is published.
-        let parts: Vec<(u64, &(Tenant, String), &Vec<Record>)> = frozen
-            .parts()
-            .map(|(key, records)| {
-                seq += 1;
-                (seq - 1, key, records)
-            })
-            .collect();
-        let threads = self.cfg.flush_threads.clamp(1, parts.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let written: Vec<Result<Vec<(usize, SegmentEntry)>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((seq, (tenant, part), records)) = parts.get(i) else {
-                                return Ok(mine);
-                            };
-                            mine.push((i, self.write_segment_file(tenant, part, *seq, records)?));
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                // A writer that panicked is a bug: carry the panic on.
-                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut entries: Vec<(usize, SegmentEntry)> = Vec::new();
-        for w in written {
-            entries.extend(w?);
+        let Some(frozen) = frozen else {
+            // Nothing to write, but an earlier flush may still be publishing:
+            // "flushed" means everything frozen before is in segments.
+            self.wait_turn(ticket).await?;
+            return Ok(FlushStats::default());
+        };
+        let written = self.write_parts(&frozen, first_seq);
+        // Publish in freeze order: wait for every earlier flush.
+        self.wait_turn(ticket).await?;
+        let outcome = match written {
+            Ok(entries) => self.publish_flush(&frozen, entries, checkpoint).await,
+            Err(e) => Err(e),
+        };
+        let stats = match outcome {
+            Ok(stats) => stats,
+            Err(e) => {
+                self.state().failed = Some(e.to_string());
+                self.published.send_replace(ticket + 1);
+                return Err(e);
+            }
+        };
+        self.published.send_replace(ticket + 1);
+        tracing::debug!(
+            rows = stats.rows,
+            segments = stats.segments,
+            seconds = started.elapsed().as_secs_f64(),
+            "flushed"
+        );
+        Ok(stats)
+    }
+
+    /// Waits until `tickets` flushes have published, then fails if one failed.
+    async fn wait_turn(&self, tickets: u64) -> Result<()> {
+        let mut rx = self.published.subscribe();
+        rx.wait_for(|p| *p >= tickets)
+            .await
+            .map_err(|_| EngineError::FlushFailed("engine closed".into()))?;
+        match &self.state().failed {
+            Some(why) => Err(EngineError::FlushFailed(why.clone())),
+            None => Ok(()),
         }
-        entries.sort_by_key(|(i, _)| *i);
-        let entries: Vec<SegmentEntry> = entries.into_iter().map(|(_, e)| e).collect();
+    }
+
+    /// Lists a flush's segments in the manifest with its checkpoint, then lets the
+    /// WAL drop what the checkpoint covers.
+    async fn publish_flush(
+        &self,
+        frozen: &Arc<Memtable>,
+        entries: Vec<SegmentEntry>,
+        checkpoint: u64,
+    ) -> Result<FlushStats> {
         let mut stats = FlushStats::default();
         for e in &entries {
             stats.segments += 1;
@@ -294,15 +353,58 @@ impl Engine {
             let mut st = self.state();
             let mut next = st.manifest.clone();
             next.segments.extend(entries);
-            next.next_segment = seq;
+            next.next_segment = next.next_segment.max(st.next_seq);
             next.checkpoint_lsn = checkpoint;
             next.raw_bytes += frozen.raw_bytes();
             next.publish(&self.dir)?;
             st.manifest = next;
-            st.frozen.retain(|m| !Arc::ptr_eq(m, &frozen));
+            st.frozen.retain(|m| !Arc::ptr_eq(m, frozen));
         }
         self.wal.checkpoint(checkpoint).await?;
         Ok(stats)
+    }
+
+    /// Writes one segment per (tenant, partition) of `frozen`, numbered from
+    /// `first_seq`, in parallel: they share nothing until the manifest lists them.
+    fn write_parts(&self, frozen: &Memtable, first_seq: u64) -> Result<Vec<SegmentEntry>> {
+        let parts: Vec<(u64, &(Tenant, String), &Vec<Record>)> = frozen
+            .parts()
+            .enumerate()
+            .map(|(i, (key, records))| (first_seq + i as u64, key, records))
+            .collect();
+        let threads = self.cfg.flush_threads.clamp(1, parts.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let written = std::thread::scope(|scope| -> Result<Vec<Result<Vec<_>>>> {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let worker = || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((seq, (tenant, part), records)) = parts.get(i) else {
+                                return Ok(mine);
+                            };
+                            mine.push((i, self.write_segment_file(tenant, part, *seq, records)?));
+                        }
+                    };
+                    std::thread::Builder::new()
+                        .name("heimdall-flush".into())
+                        .spawn_scoped(scope, worker)
+                })
+                .collect::<std::io::Result<_>>()
+                .map_err(io_err("start a flush thread", &self.dir))?;
+            Ok(workers
+                .into_iter()
+                // A writer that panicked is a bug: carry the panic on.
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect())
+        })?;
+        let mut entries: Vec<(usize, SegmentEntry)> = Vec::new();
+        for w in written {
+            entries.extend(w?);
+        }
+        entries.sort_by_key(|(i, _)| *i);
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
     }
 
     /// Flushes, then closes the WAL.
@@ -401,7 +503,7 @@ impl Engine {
     /// manifest in one atomic step; the old files are deleted after it (a crash in
     /// between leaves orphans, removed at the next open).
     pub async fn compact(&self) -> Result<CompactStats> {
-        let _one_at_a_time = self.flushing.lock().await;
+        let _one_at_a_time = self.compacting.lock().await;
         let manifest = self.state().manifest.clone();
         let mut groups: std::collections::BTreeMap<(String, String), Vec<SegmentEntry>> =
             Default::default();
@@ -412,7 +514,6 @@ impl Engine {
                 .push(s.clone());
         }
         let mut stats = CompactStats::default();
-        let mut seq = manifest.next_segment;
         for ((tenant, part), olds) in groups {
             if olds.len() < 2 {
                 continue;
@@ -429,15 +530,19 @@ impl Engine {
                     "manifest tenant {tenant:?}: {e}"
                 )))
             })?;
+            let seq = {
+                let mut st = self.state();
+                st.next_seq += 1;
+                st.next_seq - 1
+            };
             let merged = self.write_segment_file(&tenant_id, &part, seq, &records)?;
-            seq += 1;
             {
                 let mut st = self.state();
                 let mut next = st.manifest.clone();
                 next.segments
                     .retain(|s| !olds.iter().any(|o| o.file == s.file));
                 next.segments.push(merged);
-                next.next_segment = seq;
+                next.next_segment = next.next_segment.max(st.next_seq);
                 next.publish(&self.dir)?;
                 st.manifest = next;
             }

@@ -47,11 +47,14 @@ pub(crate) fn canonical_int(tok: &str) -> Option<u64> {
         && b.len() <= 19
         && b.iter().all(u8::is_ascii_digit)
         && (b.len() == 1 || b.first() != Some(&b'0'));
-    if ok {
-        tok.parse().ok()
-    } else {
-        None
+    if !ok {
+        return None;
     }
+    // At most 19 digits: no overflow.
+    Some(
+        b.iter()
+            .fold(0u64, |v, d| v * 10 + u64::from(d.wrapping_sub(b'0'))),
+    )
 }
 
 /// Whether a token is a variable (stored outside the template): it has a digit.
@@ -107,6 +110,9 @@ fn class(s: &str, i: usize) -> Option<(bool, bool, usize)> {
 /// [`token::tokens`], a token is a variable exactly when [`is_variable`] says so
 /// (both tested).
 pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>) {
+    if msg.is_ascii() {
+        return split_ascii(msg, template, vars);
+    }
     let bytes = msg.as_bytes();
     let mut i = 0;
     let mut sep_start = 0;
@@ -122,6 +128,70 @@ pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var
             numeric |= num;
             i += len;
         }
+        let tok = msg.get(start..i).unwrap_or("");
+        if numeric {
+            match canonical_int(tok) {
+                Some(v) => {
+                    template.push(PH_INT);
+                    vars.push(Var::Int(v));
+                }
+                None => {
+                    template.push(PH_STR);
+                    vars.push(Var::Str(tok));
+                }
+            }
+        } else {
+            template.extend_from_slice(tok.as_bytes());
+        }
+        sep_start = i;
+    }
+    push_separator(template, bytes.get(sep_start..).unwrap_or(&[]));
+}
+
+/// Byte classes of ASCII text: separator, letter or `_`, digit.
+const SEP: u8 = 0;
+const LETTER: u8 = 1;
+const DIGIT: u8 = 2;
+const ASCII_CLASS: [u8; 128] = {
+    let mut t = [SEP; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_digit() {
+            DIGIT
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            LETTER
+        } else {
+            SEP
+        };
+        i += 1;
+    }
+    t
+};
+
+/// [`split`] for ASCII text (most log lines): one byte is one character.
+fn split_ascii<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>) {
+    let bytes = msg.as_bytes();
+    let class = |i: usize| {
+        bytes
+            .get(i)
+            .and_then(|b| ASCII_CLASS.get(*b as usize))
+            .copied()
+    };
+    let mut i = 0;
+    let mut sep_start = 0;
+    while let Some(c) = class(i) {
+        if c == SEP {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut numeric = false;
+        while let Some(c) = class(i).filter(|c| *c != SEP) {
+            numeric |= c == DIGIT;
+            i += 1;
+        }
+        push_separator(template, bytes.get(sep_start..start).unwrap_or(&[]));
         let tok = msg.get(start..i).unwrap_or("");
         if numeric {
             match canonical_int(tok) {

@@ -91,9 +91,10 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         now_ns: now_ns(),
     };
     let mut cfg = config(a.data_dir);
-    // Two memtables can be alive at once (one filling, one being written out on the
-    // other core), so each gets half of the memory a single one would.
+    // Up to three memtables are alive at once (one filling, two being written out),
+    // so each is smaller than the server's default.
     cfg.memtable_bytes_max = 128 << 20;
+    let in_flight = cfg.flushes_in_flight.max(1);
     let engine = Arc::new(
         Engine::open(cfg)
             .with_context(|| format!("opening the data directory {}", a.data_dir.display()))?,
@@ -102,9 +103,12 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut flushing: Option<
+    // Flushes in flight, oldest first; at most `cfg.flushes_in_flight`.
+    let mut flushing: std::collections::VecDeque<
         tokio::task::JoinHandle<engine::engine::Result<engine::engine::FlushStats>>,
-    > = None;
+    > = Default::default();
+    // A flush was started and has not swapped the memtable out yet.
+    let mut swap_pending = false;
     let mut p = Progress {
         started: Instant::now(),
         last: Instant::now(),
@@ -113,6 +117,8 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         skipped: 0,
     };
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
+    // Time the reader spent waiting for a flush to finish (flushing is the limit).
+    let mut waited = std::time::Duration::ZERO;
     let (mut batch_bytes, mut batch_raw) = (0usize, 0u64);
     let outcome = (|| -> Result<()> {
         for path in a.files {
@@ -165,14 +171,21 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
                     p.records += batch.len() as u64;
                     rt.block_on(engine.ingest(&tenant, std::mem::take(&mut batch), batch_raw))?;
                     (batch_bytes, batch_raw) = (0, 0);
-                    if engine.wants_flush() {
+                    let wants = engine.wants_flush();
+                    swap_pending &= wants;
+                    if wants && !swap_pending {
                         // Write segments on the other core while this one keeps
-                        // parsing; wait only if the previous flush is still running.
-                        if let Some(h) = flushing.take() {
-                            rt.block_on(h)??;
+                        // parsing; wait only when the most flushes are in flight.
+                        while flushing.len() >= in_flight {
+                            if let Some(h) = flushing.pop_front() {
+                                let waiting = Instant::now();
+                                rt.block_on(h)??;
+                                waited += waiting.elapsed();
+                            }
                         }
                         let e = Arc::clone(&engine);
-                        flushing = Some(rt.spawn(async move { e.flush().await }));
+                        flushing.push_back(rt.spawn(async move { e.flush().await }));
+                        swap_pending = true;
                     }
                     p.tick();
                 }
@@ -185,13 +198,17 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         p.records += batch.len() as u64;
         rt.block_on(engine.ingest(&tenant, batch, batch_raw))?;
     }
-    if let Some(h) = flushing.take() {
+    for h in flushing {
         rt.block_on(h)??;
     }
     let engine =
         Arc::try_unwrap(engine).map_err(|_| anyhow::anyhow!("engine still shared at close"))?;
     rt.block_on(engine.close())?;
     let secs = p.started.elapsed().as_secs_f64();
+    tracing::debug!(
+        waited_for_flush_seconds = waited.as_secs_f64(),
+        "ingest finished"
+    );
     println!(
         "ingested {} records ({:.1} MB) in {secs:.2} s, {:.1} MB/s{}",
         p.records,
