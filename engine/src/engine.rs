@@ -22,8 +22,9 @@ use wal::{LsnRange, Wal, WalConfig, WalError};
 
 use crate::manifest::{Manifest, ManifestError, SegmentEntry};
 use crate::memtable::Memtable;
+use crate::memtable::SegmentGroup;
 use crate::model::{Record, Tenant};
-use crate::segment::{write_segment, SegmentError, SegmentOptions, SegmentReader};
+use crate::segment::{write_segment_refs, SegmentError, SegmentOptions, SegmentReader};
 use crate::walrec;
 
 /// Engine settings.
@@ -42,6 +43,9 @@ pub struct EngineConfig {
     /// Flushes (frozen memtables being written) at once; each holds a memtable in
     /// memory until it publishes.
     pub flushes_in_flight: usize,
+    /// Consecutive days of a tenant share one segment while together they hold
+    /// less than this many (memtable) bytes; a bigger day gets its own segment.
+    pub pack_bytes: usize,
 }
 
 impl EngineConfig {
@@ -54,6 +58,7 @@ impl EngineConfig {
             memtable_bytes_max: 256 << 20,
             flush_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             flushes_in_flight: 2,
+            pack_bytes: 8 << 20,
         }
     }
 }
@@ -289,7 +294,7 @@ impl Engine {
                 let ticket = st.flush_tickets;
                 st.flush_tickets += 1;
                 let first_seq = st.next_seq;
-                st.next_seq += m.parts().count() as u64;
+                st.next_seq += m.segments(self.cfg.pack_bytes).len() as u64;
                 (Some(m), self.wal.written_lsn(), ticket, first_seq)
             }
         };
@@ -367,10 +372,11 @@ impl Engine {
     /// Writes one segment per (tenant, partition) of `frozen`, numbered from
     /// `first_seq`, in parallel: they share nothing until the manifest lists them.
     fn write_parts(&self, frozen: &Memtable, first_seq: u64) -> Result<Vec<SegmentEntry>> {
-        let parts: Vec<(u64, &(Tenant, String), &Vec<Record>)> = frozen
-            .parts()
+        let parts: Vec<(u64, SegmentGroup<'_>)> = frozen
+            .segments(self.cfg.pack_bytes)
+            .into_iter()
             .enumerate()
-            .map(|(i, (key, records))| (first_seq + i as u64, key, records))
+            .map(|(i, g)| (first_seq + i as u64, g))
             .collect();
         let threads = self.cfg.flush_threads.clamp(1, parts.len().max(1));
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -381,10 +387,13 @@ impl Engine {
                         let mut mine = Vec::new();
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((seq, (tenant, part), records)) = parts.get(i) else {
+                            let Some((seq, g)) = parts.get(i) else {
                                 return Ok(mine);
                             };
-                            mine.push((i, self.write_segment_file(tenant, part, *seq, records)?));
+                            let records = g.records.iter().flat_map(|r| r.iter()).collect();
+                            let entry =
+                                self.write_segment_file(g.tenant, &g.partition, *seq, records)?;
+                            mine.push((i, entry));
                         }
                     };
                     std::thread::Builder::new()
@@ -535,7 +544,8 @@ impl Engine {
                 st.next_seq += 1;
                 st.next_seq - 1
             };
-            let merged = self.write_segment_file(&tenant_id, &part, seq, &records)?;
+            let merged =
+                self.write_segment_file(&tenant_id, &part, seq, records.iter().collect())?;
             {
                 let mut st = self.state();
                 let mut next = st.manifest.clone();
@@ -563,14 +573,14 @@ impl Engine {
         tenant: &Tenant,
         partition: &str,
         seq: u64,
-        records: &[Record],
+        records: Vec<&Record>,
     ) -> Result<SegmentEntry> {
         let rel = format!("segments/{}/{partition}/{seq:010}.seg", tenant.as_str());
         let path = self.dir.join(&rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
         }
-        let footer = write_segment(&path, tenant, records, &self.cfg.segment)?;
+        let footer = write_segment_refs(&path, tenant, records, &self.cfg.segment)?;
         let bytes = std::fs::metadata(&path)
             .map_err(io_err("stat", &path))?
             .len();

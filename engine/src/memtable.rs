@@ -9,7 +9,11 @@ const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// The UTC day of a timestamp as `YYYYMMDD`.
 pub fn partition_of(time_ns: i64) -> String {
-    let (y, m, d) = crate::ingest::time::civil_from_days(time_ns.div_euclid(NANOS_PER_DAY));
+    day_name(time_ns.div_euclid(NANOS_PER_DAY))
+}
+
+fn day_name(day: i64) -> String {
+    let (y, m, d) = crate::ingest::time::civil_from_days(day);
     format!("{y:04}{m:02}{d:02}")
 }
 
@@ -27,26 +31,53 @@ pub fn record_bytes(r: &Record) -> usize {
             .sum::<usize>()
 }
 
-/// Records by (tenant, partition).
+/// One (tenant, day) of the memtable.
+#[derive(Debug, Default)]
+struct Part {
+    records: Vec<Record>,
+    bytes: usize,
+}
+
+/// Records by (tenant, UTC day number).
 #[derive(Debug, Default)]
 pub struct Memtable {
-    parts: BTreeMap<(Tenant, String), Vec<Record>>,
+    parts: BTreeMap<(Tenant, i64), Part>,
     bytes: usize,
     rows: u64,
     raw_bytes: u64,
+}
+
+/// Records of one tenant to be written as one segment: one day, or a run of
+/// consecutive small days (see [`Memtable::segments`]).
+#[derive(Debug)]
+pub struct SegmentGroup<'a> {
+    /// The tenant.
+    pub tenant: &'a Tenant,
+    /// The partition: the first day, `YYYYMMDD`.
+    pub partition: String,
+    /// The records, one slice per day.
+    pub records: Vec<&'a [Record]>,
 }
 
 impl Memtable {
     /// Adds records of `tenant`; `raw_bytes` is their input size.
     pub fn insert(&mut self, tenant: &Tenant, records: Vec<Record>, raw_bytes: u64) {
         self.raw_bytes += raw_bytes;
+        // Consecutive records of a batch are mostly of one day: look the part up
+        // once per run of a day, not once per record.
+        let mut current: Option<(i64, &mut Part)> = None;
         for r in records {
-            self.bytes += record_bytes(&r);
+            let day = r.time_ns.div_euclid(NANOS_PER_DAY);
+            let part = match current.take() {
+                Some((d, p)) if d == day => p,
+                _ => self.parts.entry((tenant.clone(), day)).or_default(),
+            };
+            let b = record_bytes(&r);
+            part.bytes += b;
+            part.records.push(r);
+            self.bytes += b;
             self.rows += 1;
-            self.parts
-                .entry((tenant.clone(), partition_of(r.time_ns)))
-                .or_default()
-                .push(r);
+            current = Some((day, part));
         }
     }
 
@@ -65,9 +96,32 @@ impl Memtable {
         self.raw_bytes
     }
 
-    /// The (tenant, partition) groups.
-    pub fn parts(&self) -> impl Iterator<Item = (&(Tenant, String), &Vec<Record>)> {
-        self.parts.iter()
+    /// The segments a flush writes: per tenant, each day on its own, except that
+    /// consecutive days are packed into one segment while together they hold less
+    /// than `pack_bytes` (sparse logs would otherwise make one tiny segment per day,
+    /// each paying for its own dictionaries, footer and manifest entry).
+    pub fn segments(&self, pack_bytes: usize) -> Vec<SegmentGroup<'_>> {
+        let mut out: Vec<SegmentGroup<'_>> = Vec::new();
+        let mut open: Option<(usize, &Tenant)> = None;
+        for ((tenant, day), part) in &self.parts {
+            let fits =
+                open.is_some_and(|(bytes, t)| t == tenant && bytes + part.bytes < pack_bytes);
+            match out.last_mut() {
+                Some(g) if fits => {
+                    g.records.push(&part.records);
+                    open = open.map(|(b, t)| (b + part.bytes, t));
+                }
+                _ => {
+                    out.push(SegmentGroup {
+                        tenant,
+                        partition: day_name(*day),
+                        records: vec![&part.records],
+                    });
+                    open = Some((part.bytes, tenant));
+                }
+            }
+        }
+        out
     }
 
     /// Records of `tenant` whose `_msg` contains all `words` as tokens.
@@ -79,11 +133,61 @@ impl Memtable {
         self.parts
             .iter()
             .filter(move |((t, _), _)| t == tenant)
-            .flat_map(|(_, rs)| rs.iter())
+            .flat_map(|(_, p)| p.records.iter())
             .filter(move |r| {
                 words
                     .iter()
                     .all(|w| crate::token::contains_token(&r.msg, w))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(day: i64, len: usize) -> Record {
+        Record {
+            time_ns: day * NANOS_PER_DAY + 1,
+            msg: "x".repeat(len),
+            stream: Default::default(),
+            level: None,
+            fields: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn small_consecutive_days_share_a_segment_big_ones_do_not() {
+        let a = Tenant::default();
+        let b = Tenant::new("b").unwrap();
+        let mut m = Memtable::default();
+        // Days 0-2 small, day 3 big, days 4-5 small; tenant b small.
+        let mut recs: Vec<Record> = (0..3).map(|d| rec(d, 100)).collect();
+        recs.push(rec(3, 10_000));
+        recs.extend((4..6).map(|d| rec(d, 100)));
+        m.insert(&a, recs, 0);
+        m.insert(&b, vec![rec(0, 100), rec(1, 100)], 0);
+        let groups: Vec<(String, String, usize)> = m
+            .segments(5_000)
+            .iter()
+            .map(|g| {
+                (
+                    g.tenant.as_str().to_string(),
+                    g.partition.clone(),
+                    g.records.iter().map(|r| r.len()).sum(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                ("b".into(), "19700101".into(), 2),
+                ("default".into(), "19700101".into(), 3),
+                ("default".into(), "19700104".into(), 1),
+                ("default".into(), "19700105".into(), 2),
+            ]
+        );
+        // No packing: one segment per (tenant, day).
+        assert_eq!(m.segments(0).len(), 8);
     }
 }

@@ -23,7 +23,7 @@ pub use layout::{
     OLDEST_SUPPORTED_VERSION,
 };
 pub use reader::{ColumnBlock, IndexSizes, SegmentReader, Values};
-pub use writer::{write_segment, SegmentOptions};
+pub use writer::{write_segment, write_segment_refs, SegmentOptions};
 
 /// Errors reading or writing a segment.
 #[derive(Debug, thiserror::Error)]

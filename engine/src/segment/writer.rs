@@ -103,6 +103,16 @@ pub fn write_segment(
     records: &[Record],
     opts: &SegmentOptions,
 ) -> Result<Footer, SegmentError> {
+    write_segment_refs(path, tenant, records.iter().collect(), opts)
+}
+
+/// [`write_segment`] for records gathered from several places (any order).
+pub fn write_segment_refs(
+    path: &Path,
+    tenant: &Tenant,
+    mut order: Vec<&Record>,
+    opts: &SegmentOptions,
+) -> Result<Footer, SegmentError> {
     let io = |op: &'static str| {
         move |source| SegmentError::Io {
             op,
@@ -110,7 +120,6 @@ pub fn write_segment(
             source,
         }
     };
-    let mut order: Vec<&Record> = records.iter().collect();
     order.sort_by_key(|r| r.time_ns);
 
     // The stream labels' text, once per distinct label set (most rows share a few).
