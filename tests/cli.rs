@@ -177,7 +177,10 @@ fn stdin_jsonl_stream_labels_and_stats() {
     assert_eq!(v["_stream"]["service"], "api");
     let stats = stats_json(&data);
     assert_eq!(stats["records"], 2);
-    assert_eq!(stats["segments"], 2, "two days, two segments");
+    assert_eq!(
+        stats["segments"], 1,
+        "two small days packed into one segment"
+    );
     assert!(stats["index_bytes"].as_u64().unwrap() > 0);
 }
 
@@ -353,4 +356,43 @@ fn stats_json(data: &Path) -> serde_json::Value {
         "--json",
     ])))
     .unwrap()
+}
+
+/// Issue 3's size bar, kept from regressing: the data directory holding the whole
+/// Loghub corpus (every file in it, index included) is smaller than `zstd -3` of the
+/// raw text. Sizes are deterministic, so this is a test, not a benchmark.
+#[test]
+fn loghub_data_dir_is_smaller_than_zstd_3_of_the_raw_text() {
+    let files = loghub_files();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut args = vec!["ingest", "--data-dir", data.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    ok(&heimdall(&args));
+    let mut raw = Vec::new();
+    for f in &files {
+        raw.extend(std::fs::read(f).unwrap());
+    }
+    let zstd3 = zstd::bulk::compress(&raw, 3).unwrap().len() as u64;
+    fn files_bytes(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    files_bytes(&e.path())
+                } else {
+                    m.len()
+                }
+            })
+            .sum()
+    }
+    let on_disk = files_bytes(&data);
+    assert!(
+        on_disk < zstd3,
+        "data dir {on_disk} bytes, zstd -3 of the raw text {zstd3} bytes"
+    );
+    // Every record is there.
+    assert_eq!(stats_json(&data)["records"], 20_000);
 }

@@ -194,6 +194,27 @@ fn rfc3339(c: &mut Cur<'_>) -> Option<i64> {
     to_ns(y, m, d, t, frac, off)
 }
 
+/// Parses a whole RFC 3339 timestamp (`2026-11-26T12:00:00Z`, `...+01:00`, fractions,
+/// a space instead of `T`, no zone = UTC) or a date alone (`2026-11-26`, midnight
+/// UTC), as nanoseconds since the epoch. Anything else (trailing bytes included) is
+/// `None`.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let mut c = Cur {
+        b: s.as_bytes(),
+        i: 0,
+    };
+    if s.len() == 10 {
+        let y = i64::from(c.digits(4)?);
+        c.eat(b'-')?;
+        let m = c.digits(2)?;
+        c.eat(b'-')?;
+        let d = c.digits(2)?;
+        return to_ns(y, m, d, (0, 0, 0), 0, 0);
+    }
+    let ns = rfc3339(&mut c)?;
+    (c.i == s.len()).then_some(ns)
+}
+
 fn syslog(c: &mut Cur<'_>, now_ns: i64) -> Option<i64> {
     let m = c.month_name()?;
     c.eat(b' ')?;
@@ -294,6 +315,31 @@ pub fn leading_timestamp(line: &str, now_ns: i64) -> Option<i64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+
+    #[test]
+    fn whole_timestamps_and_dates_parse_garbage_does_not() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(NANOS));
+        assert_eq!(
+            parse_rfc3339("1970-01-01 00:00:01.5"),
+            Some(NANOS + NANOS / 2)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-02"), Some(86_400 * NANOS));
+        for bad in [
+            "",
+            "1970-01-01T00:00:01Zx",
+            "1970-13-01",
+            "yesterday",
+            "1970-01-01T25:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]
