@@ -465,6 +465,36 @@ impl Engine {
         Ok(out)
     }
 
+    /// What a query reads, from one instant: calls `memtable` with every record of
+    /// `tenant` still in memory (not yet in a published segment) and returns the
+    /// tenant's published segments.
+    pub fn snapshot(
+        &self,
+        tenant: &Tenant,
+        mut memtable: impl FnMut(&Record),
+    ) -> Vec<SegmentEntry> {
+        let st = self.state();
+        for r in st.memtable.records_of(tenant) {
+            memtable(r);
+        }
+        for m in &st.frozen {
+            for r in m.records_of(tenant) {
+                memtable(r);
+            }
+        }
+        st.manifest
+            .segments
+            .iter()
+            .filter(|s| s.tenant == tenant.as_str())
+            .cloned()
+            .collect()
+    }
+
+    /// Opens a segment listed by [`Self::snapshot`].
+    pub fn open_segment(&self, entry: &SegmentEntry) -> Result<SegmentReader> {
+        Ok(SegmentReader::open(self.dir.join(&entry.file))?)
+    }
+
     /// Counts and sizes of the data directory.
     pub fn stats(&self) -> Result<EngineStats> {
         let (manifest, mem_rows, mem_raw) = {

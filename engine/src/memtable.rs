@@ -124,6 +124,14 @@ impl Memtable {
         out
     }
 
+    /// Every record of `tenant`.
+    pub fn records_of<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Record> + 'a {
+        self.parts
+            .iter()
+            .filter(move |((t, _), _)| t == tenant)
+            .flat_map(|(_, p)| p.records.iter())
+    }
+
     /// Records of `tenant` whose `_msg` contains all `words` as tokens.
     pub fn search<'a>(
         &'a self,

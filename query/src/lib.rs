@@ -1,4 +1,13 @@
-//! Heimdall's query language: parser, planner and executor over an engine snapshot
-//! (see `ARCHITECTURE.md`). It reads storage only through `engine`, never files.
+//! Heimdall's query language: parser ([`parse`]), reference semantics ([`eval`]) and
+//! the executor over an engine snapshot ([`exec`]). It reads storage only through
+//! `engine`, never files. The language: `docs/query-language.md`.
+
+pub mod ast;
+pub mod eval;
+pub mod exec;
+pub mod parse;
 
 pub use engine;
+pub use eval::{Cell, Table};
+pub use exec::{query, run, Limits, QueryError};
+pub use parse::{parse, ParseError};

@@ -1,0 +1,155 @@
+//! The parsed form of a query: a filter, then pipes. Grammar and meaning:
+//! `docs/query-language.md`.
+
+/// A whole query: `filter | pipe | pipe ...`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Which records.
+    pub filter: Filter,
+    /// What to do with them, in order.
+    pub pipes: Vec<Pipe>,
+}
+
+/// Which records a query selects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// `*`: every record.
+    All,
+    /// Both.
+    And(Box<Filter>, Box<Filter>),
+    /// Either.
+    Or(Box<Filter>, Box<Filter>),
+    /// Not.
+    Not(Box<Filter>),
+    /// A condition on one field (`_msg` when none is named).
+    Field {
+        /// The field (`_msg`, `_time`, `level`, a stream label or a field name).
+        field: String,
+        /// The condition.
+        cond: Cond,
+    },
+    /// `_time:[start, end)` or `_time:15m` (resolved against "now" at parse time):
+    /// `start <= _time < end`, nanoseconds.
+    Time {
+        /// Inclusive start.
+        start: i64,
+        /// Exclusive end.
+        end: i64,
+    },
+    /// `{label="value", other!="x"}`: every matcher holds on the stream labels.
+    Stream(Vec<LabelMatch>),
+}
+
+/// A condition on a field's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// On `_msg`: contains the token (ASCII case ignored); on other fields: the value's
+    /// text equals it exactly.
+    Word(String),
+    /// The tokens appear consecutively (separators ignored, ASCII case ignored).
+    Phrase(Vec<String>),
+    /// On `_msg`: a token starts with it (ASCII case ignored); on other fields: the
+    /// value's text starts with it.
+    Prefix(String),
+    /// The field has a value (`field:*`).
+    Exists,
+    /// Numeric comparison of the value.
+    Range {
+        /// Lower bound and whether it is included.
+        lo: Option<(f64, bool)>,
+        /// Upper bound and whether it is included.
+        hi: Option<(f64, bool)>,
+    },
+    /// A regular expression anywhere in the value's text (unanchored).
+    Regex(String),
+}
+
+/// One stream label matcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMatch {
+    /// Label name.
+    pub name: String,
+    /// Value compared with.
+    pub value: String,
+    /// `!=` instead of `=`.
+    pub negated: bool,
+}
+
+/// A step after the filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pipe {
+    /// `| fields a, b`: keep these fields.
+    Fields(Vec<String>),
+    /// `| sort by (a, b desc) [desc]`.
+    Sort(Vec<SortKey>),
+    /// `| limit N`.
+    Limit(u64),
+    /// `| stats f(), ... by (...)`.
+    Stats {
+        /// The aggregates, in output order.
+        funcs: Vec<Agg>,
+        /// Group keys.
+        by: Vec<GroupKey>,
+    },
+    /// `| top N by (f, ...)`: the N most frequent value combinations with counts.
+    Top {
+        /// How many.
+        n: u64,
+        /// Fields.
+        by: Vec<String>,
+    },
+    /// `| uniq by (f, ...)`: distinct value combinations.
+    Uniq(Vec<String>),
+}
+
+/// A sort key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    /// Field.
+    pub field: String,
+    /// Descending.
+    pub desc: bool,
+}
+
+/// A group key of `stats ... by (...)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupKey {
+    /// A field's value.
+    Field(String),
+    /// `_time:1m`: the record's time rounded down to a multiple of this step (ns).
+    TimeBucket(i64),
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Agg {
+    /// `count()`.
+    Count,
+    /// `count_uniq(f)`.
+    CountUniq(String),
+    /// `sum(f)`.
+    Sum(String),
+    /// `avg(f)`.
+    Avg(String),
+    /// `min(f)`.
+    Min(String),
+    /// `max(f)`.
+    Max(String),
+    /// `quantile(q, f)`.
+    Quantile(f64, String),
+}
+
+impl Agg {
+    /// The output column name, as written in the query (`count()`, `sum(bytes)`).
+    pub fn name(&self) -> String {
+        match self {
+            Agg::Count => "count()".into(),
+            Agg::CountUniq(f) => format!("count_uniq({f})"),
+            Agg::Sum(f) => format!("sum({f})"),
+            Agg::Avg(f) => format!("avg({f})"),
+            Agg::Min(f) => format!("min({f})"),
+            Agg::Max(f) => format!("max({f})"),
+            Agg::Quantile(q, f) => format!("quantile({q}, {f})"),
+        }
+    }
+}

@@ -1,0 +1,686 @@
+//! The meaning of a query, record by record: what a filter matches and what the pipes
+//! make of the matching records. The executor uses [`matches`] to verify candidate
+//! rows; the differential test runs whole queries through [`run_naive`] over every
+//! record and requires the executor's exact result.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use engine::model::{Record, Value};
+use engine::token;
+use regex::Regex;
+
+use crate::ast::{Agg, Cond, Filter, GroupKey, Pipe, Query};
+
+/// Largest compiled regex (bytes of the regex crate's program).
+pub const REGEX_SIZE_MAX: usize = 1 << 20;
+
+/// Compiles a query regex with the size limits.
+pub fn compile_regex(re: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_MAX)
+        .dfa_size_limit(REGEX_SIZE_MAX)
+        .build()
+}
+
+/// A filter with its regexes compiled.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    filter: Filter,
+    regexes: BTreeMap<String, Regex>,
+}
+
+impl Compiled {
+    /// Compiles every regex of `filter`.
+    pub fn new(filter: &Filter) -> Result<Compiled, regex::Error> {
+        let mut regexes = BTreeMap::new();
+        collect_regexes(filter, &mut regexes)?;
+        Ok(Compiled {
+            filter: filter.clone(),
+            regexes,
+        })
+    }
+
+    /// Whether `rec` matches.
+    pub fn matches(&self, rec: &Record) -> bool {
+        matches(&self.filter, rec, &self.regexes)
+    }
+}
+
+fn collect_regexes(f: &Filter, out: &mut BTreeMap<String, Regex>) -> Result<(), regex::Error> {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            collect_regexes(a, out)?;
+            collect_regexes(b, out)
+        }
+        Filter::Not(a) => collect_regexes(a, out),
+        Filter::Field {
+            cond: Cond::Regex(re),
+            ..
+        } => {
+            if !out.contains_key(re) {
+                out.insert(re.clone(), compile_regex(re)?);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A field's value as text: `_msg`, `_time` (RFC 3339), `_stream` (labels as JSON),
+/// `level`, a field, else a stream label.
+pub fn field_text<'r>(rec: &'r Record, name: &str) -> Option<Cow<'r, str>> {
+    match name {
+        "_msg" => Some(Cow::Borrowed(&rec.msg)),
+        "_time" => Some(Cow::Owned(engine::ingest::time::format_rfc3339(
+            rec.time_ns,
+        ))),
+        "_stream" => Some(Cow::Owned(
+            serde_json::to_string(&rec.stream).unwrap_or_default(),
+        )),
+        "level" if rec.level.is_some() => rec.level.as_deref().map(Cow::Borrowed),
+        _ => rec
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| match v {
+                Value::Str(s) => Cow::Borrowed(s.as_str()),
+                other => Cow::Owned(other.to_text()),
+            })
+            .or_else(|| rec.stream.get(name).map(|s| Cow::Borrowed(s.as_str()))),
+    }
+}
+
+/// A field's value as a number, when it is one (numbers stored as text count).
+pub fn field_number(rec: &Record, name: &str) -> Option<f64> {
+    if name == "_time" {
+        return Some(rec.time_ns as f64);
+    }
+    if let Some((_, v)) = rec.fields.iter().find(|(k, _)| k == name) {
+        return match v {
+            Value::I64(x) => Some(*x as f64),
+            Value::F64(x) => Some(*x),
+            Value::Bool(_) => None,
+            Value::Str(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        };
+    }
+    field_text(rec, name)?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+}
+
+/// Whether `tokens` contains `phrase` as consecutive tokens (ASCII case ignored).
+pub fn contains_phrase(text: &str, phrase: &[String]) -> bool {
+    if phrase.is_empty() {
+        return false;
+    }
+    let toks: Vec<&str> = token::tokens(text).collect();
+    toks.windows(phrase.len())
+        .any(|w| w.iter().zip(phrase).all(|(a, b)| a.eq_ignore_ascii_case(b)))
+}
+
+fn has_prefix_token(text: &str, prefix: &str) -> bool {
+    let p = token::normalize(prefix);
+    token::tokens(text).any(|t| token::normalize(t).starts_with(p.as_ref()))
+}
+
+fn in_range(x: f64, lo: &Option<(f64, bool)>, hi: &Option<(f64, bool)>) -> bool {
+    let above = match lo {
+        None => true,
+        Some((l, true)) => x >= *l,
+        Some((l, false)) => x > *l,
+    };
+    let below = match hi {
+        None => true,
+        Some((h, true)) => x <= *h,
+        Some((h, false)) => x < *h,
+    };
+    above && below
+}
+
+fn matches(f: &Filter, rec: &Record, regexes: &BTreeMap<String, Regex>) -> bool {
+    match f {
+        Filter::All => true,
+        Filter::And(a, b) => matches(a, rec, regexes) && matches(b, rec, regexes),
+        Filter::Or(a, b) => matches(a, rec, regexes) || matches(b, rec, regexes),
+        Filter::Not(a) => !matches(a, rec, regexes),
+        Filter::Time { start, end } => *start <= rec.time_ns && rec.time_ns < *end,
+        Filter::Stream(ms) => ms.iter().all(|m| {
+            let eq = rec.stream.get(&m.name).is_some_and(|v| *v == m.value);
+            eq != m.negated
+        }),
+        Filter::Field { field, cond } => {
+            let msg = field == "_msg";
+            match cond {
+                Cond::Exists => field_text(rec, field).is_some(),
+                Cond::Range { lo, hi } => {
+                    field_number(rec, field).is_some_and(|x| in_range(x, lo, hi))
+                }
+                _ => {
+                    let Some(text) = field_text(rec, field) else {
+                        return false;
+                    };
+                    match cond {
+                        Cond::Word(w) if msg => token::contains_token(&text, w),
+                        Cond::Word(w) => text == w.as_str(),
+                        Cond::Prefix(p) if msg => has_prefix_token(&text, p),
+                        Cond::Prefix(p) => text.starts_with(p.as_str()),
+                        Cond::Phrase(ph) => contains_phrase(&text, ph),
+                        Cond::Regex(re) => regexes.get(re).is_some_and(|r| r.is_match(&text)),
+                        Cond::Exists | Cond::Range { .. } => false,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One value of a result cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// No value.
+    Null,
+    /// Text.
+    Str(String),
+    /// Integer.
+    I64(i64),
+    /// Float.
+    F64(f64),
+    /// Boolean.
+    Bool(bool),
+}
+
+impl Cell {
+    fn number(&self) -> Option<f64> {
+        match self {
+            Cell::I64(x) => Some(*x as f64),
+            Cell::F64(x) => Some(*x),
+            Cell::Str(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+            Cell::Null | Cell::Bool(_) => None,
+        }
+    }
+
+    /// The value as text (`None` for null).
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Cell::Null => None,
+            Cell::Str(s) => Some(s.clone()),
+            Cell::I64(x) => Some(x.to_string()),
+            Cell::F64(x) => Some(Value::F64(*x).to_text()),
+            Cell::Bool(b) => Some(b.to_string()),
+        }
+    }
+
+    /// Total order for sorting: nulls last, numbers numerically, then text.
+    pub fn cmp_for_sort(&self, other: &Cell) -> Ordering {
+        match (self, other) {
+            (Cell::Null, Cell::Null) => Ordering::Equal,
+            (Cell::Null, _) => Ordering::Greater,
+            (_, Cell::Null) => Ordering::Less,
+            (a, b) => match (a.number(), b.number()) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => a.text().cmp(&b.text()),
+            },
+        }
+    }
+}
+
+impl From<&Value> for Cell {
+    fn from(v: &Value) -> Cell {
+        match v {
+            Value::Str(s) => Cell::Str(s.clone()),
+            Value::I64(x) => Cell::I64(*x),
+            Value::F64(x) => Cell::F64(*x),
+            Value::Bool(b) => Cell::Bool(*b),
+        }
+    }
+}
+
+/// A query result: named columns, rows of cells.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, each with one cell per column.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Records (already filtered and in output order: newest first) as a table:
+/// `_time`, `_stream`, `_msg`, `level` when any has one, then every field in order
+/// of first appearance.
+pub fn records_table(records: &[Record]) -> Table {
+    let mut columns: Vec<String> = vec!["_time".into(), "_stream".into(), "_msg".into()];
+    if records.iter().any(|r| r.level.is_some()) {
+        columns.push("level".into());
+    }
+    let mut seen: BTreeSet<String> = columns.iter().cloned().collect();
+    for r in records {
+        for (k, _) in &r.fields {
+            if seen.insert(k.clone()) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    let rows = records
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| match c.as_str() {
+                    "_time" => Cell::Str(engine::ingest::time::format_rfc3339(r.time_ns)),
+                    "_stream" => Cell::Str(serde_json::to_string(&r.stream).unwrap_or_default()),
+                    "_msg" => Cell::Str(r.msg.clone()),
+                    "level" => r.level.clone().map_or(Cell::Null, Cell::Str),
+                    name => r
+                        .fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map_or(Cell::Null, |(_, v)| Cell::from(v)),
+                })
+                .collect()
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+/// Runs `query` over `records` by scanning every one: the reference the executor
+/// must agree with. Records come out newest first (ties in input order).
+pub fn run_naive(query: &Query, records: &[Record]) -> Result<Table, regex::Error> {
+    let c = Compiled::new(&query.filter)?;
+    let mut hits: Vec<Record> = records.iter().filter(|r| c.matches(r)).cloned().collect();
+    hits.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
+    Ok(apply_pipes(&query.pipes, &hits))
+}
+
+/// Applies the pipes to matching records (newest first).
+pub fn apply_pipes(pipes: &[Pipe], hits: &[Record]) -> Table {
+    // A grouping pipe first reads the records themselves (it may group on any field,
+    // `_time` buckets included); every later pipe works on the table.
+    let (first, rest) = match pipes.split_first() {
+        Some((p, rest)) => match Grouper::new(p) {
+            Some(mut g) => {
+                for r in hits {
+                    g.add(r);
+                }
+                (g.finish(), rest)
+            }
+            None => (records_table(hits), pipes),
+        },
+        None => (records_table(hits), pipes),
+    };
+    apply_table_pipes(rest, first)
+}
+
+/// Applies pipes to a table.
+pub fn apply_table_pipes(pipes: &[Pipe], mut table: Table) -> Table {
+    for p in pipes {
+        table = table_pipe(p, table);
+    }
+    table
+}
+
+fn col(t: &Table, name: &str) -> Option<usize> {
+    t.columns.iter().position(|c| c == name)
+}
+
+/// A pipe over an already-built table.
+fn table_pipe(p: &Pipe, mut t: Table) -> Table {
+    match p {
+        Pipe::Fields(names) => {
+            let idx: Vec<Option<usize>> = names.iter().map(|n| col(&t, n)).collect();
+            Table {
+                columns: names.clone(),
+                rows: t
+                    .rows
+                    .into_iter()
+                    .map(|r| {
+                        idx.iter()
+                            .map(|i| i.and_then(|i| r.get(i).cloned()).unwrap_or(Cell::Null))
+                            .collect()
+                    })
+                    .collect(),
+            }
+        }
+        Pipe::Sort(keys) => {
+            let idx: Vec<(Option<usize>, bool)> =
+                keys.iter().map(|k| (col(&t, &k.field), k.desc)).collect();
+            t.rows.sort_by(|a, b| {
+                for (i, desc) in &idx {
+                    let (x, y) = match i {
+                        Some(i) => (a.get(*i), b.get(*i)),
+                        None => (None, None),
+                    };
+                    let o = x
+                        .unwrap_or(&Cell::Null)
+                        .cmp_for_sort(y.unwrap_or(&Cell::Null));
+                    let o = if *desc { o.reverse() } else { o };
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                Ordering::Equal
+            });
+            t
+        }
+        Pipe::Limit(n) => {
+            t.rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX));
+            t
+        }
+        // After another pipe, group over the table's own columns.
+        Pipe::Stats { .. } | Pipe::Top { .. } | Pipe::Uniq(_) => {
+            let recs: Vec<Record> = t
+                .rows
+                .iter()
+                .map(|r| Record {
+                    time_ns: col(&t, "_time")
+                        .and_then(|i| r.get(i))
+                        .and_then(Cell::text)
+                        .and_then(|s| engine::ingest::time::parse_rfc3339(&s))
+                        .unwrap_or(0),
+                    msg: col(&t, "_msg")
+                        .and_then(|i| r.get(i))
+                        .and_then(Cell::text)
+                        .unwrap_or_default(),
+                    stream: Default::default(),
+                    level: None,
+                    fields: t
+                        .columns
+                        .iter()
+                        .zip(r)
+                        .filter(|(c, _)| !matches!(c.as_str(), "_time" | "_msg"))
+                        .filter_map(|(c, v)| Some((c.clone(), cell_value(v)?)))
+                        .collect(),
+                })
+                .collect();
+            apply_pipes(std::slice::from_ref(p), &recs)
+        }
+    }
+}
+
+fn cell_value(c: &Cell) -> Option<Value> {
+    Some(match c {
+        Cell::Null => return None,
+        Cell::Str(s) => Value::Str(s.clone()),
+        Cell::I64(x) => Value::I64(*x),
+        Cell::F64(x) => Value::F64(*x),
+        Cell::Bool(b) => Value::Bool(*b),
+    })
+}
+
+/// The group key of a record: each key's value as text (`None`: no value).
+fn group_of(rec: &Record, by: &[GroupKey]) -> Vec<Option<String>> {
+    by.iter()
+        .map(|k| match k {
+            GroupKey::Field(f) => field_text(rec, f).map(Cow::into_owned),
+            GroupKey::TimeBucket(step) => Some(engine::ingest::time::format_rfc3339(
+                rec.time_ns - rec.time_ns.rem_euclid(*step),
+            )),
+        })
+        .collect()
+}
+
+fn key_name(k: &GroupKey) -> String {
+    match k {
+        GroupKey::Field(f) => f.clone(),
+        GroupKey::TimeBucket(_) => "_time".into(),
+    }
+}
+
+/// Partial state of one aggregate: mergeable, so per-segment states combine.
+#[derive(Debug, Clone)]
+pub enum AggState {
+    /// count().
+    Count(u64),
+    /// count_uniq(f): the distinct values.
+    Uniq(BTreeSet<String>),
+    /// sum / avg: sum and count of numeric values.
+    Sum(f64, u64),
+    /// min.
+    Min(Option<f64>),
+    /// max.
+    Max(Option<f64>),
+    /// quantile: the numeric values.
+    Values(Vec<f64>),
+}
+
+impl AggState {
+    /// An empty state for `agg`.
+    pub fn new(agg: &Agg) -> AggState {
+        match agg {
+            Agg::Count => AggState::Count(0),
+            Agg::CountUniq(_) => AggState::Uniq(BTreeSet::new()),
+            Agg::Sum(_) | Agg::Avg(_) => AggState::Sum(0.0, 0),
+            Agg::Min(_) => AggState::Min(None),
+            Agg::Max(_) => AggState::Max(None),
+            Agg::Quantile(..) => AggState::Values(Vec::new()),
+        }
+    }
+
+    /// Adds one record.
+    pub fn add(&mut self, agg: &Agg, rec: &Record) {
+        match (self, agg) {
+            (AggState::Count(n), _) => *n += 1,
+            (AggState::Uniq(s), Agg::CountUniq(f)) => {
+                if let Some(v) = field_text(rec, f) {
+                    s.insert(v.into_owned());
+                }
+            }
+            (AggState::Sum(s, n), Agg::Sum(f) | Agg::Avg(f)) => {
+                if let Some(x) = field_number(rec, f) {
+                    *s += x;
+                    *n += 1;
+                }
+            }
+            (AggState::Min(m), Agg::Min(f)) => {
+                if let Some(x) = field_number(rec, f) {
+                    *m = Some(m.map_or(x, |m| m.min(x)));
+                }
+            }
+            (AggState::Max(m), Agg::Max(f)) => {
+                if let Some(x) = field_number(rec, f) {
+                    *m = Some(m.map_or(x, |m| m.max(x)));
+                }
+            }
+            (AggState::Values(v), Agg::Quantile(_, f)) => {
+                if let Some(x) = field_number(rec, f) {
+                    v.push(x);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Folds another partial state of the same aggregate into this one.
+    pub fn merge(&mut self, other: AggState) {
+        match (self, other) {
+            (AggState::Count(a), AggState::Count(b)) => *a += b,
+            (AggState::Uniq(a), AggState::Uniq(b)) => a.extend(b),
+            (AggState::Sum(s, n), AggState::Sum(s2, n2)) => {
+                *s += s2;
+                *n += n2;
+            }
+            (AggState::Min(a), AggState::Min(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                }
+            }
+            (AggState::Max(a), AggState::Max(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    (x, y) => x.or(y),
+                }
+            }
+            (AggState::Values(a), AggState::Values(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+
+    /// The final value.
+    pub fn finish(self, agg: &Agg) -> Cell {
+        match (self, agg) {
+            (AggState::Count(n), _) => Cell::I64(n as i64),
+            (AggState::Uniq(s), _) => Cell::I64(s.len() as i64),
+            (AggState::Sum(s, _), Agg::Sum(_)) => Cell::F64(s),
+            (AggState::Sum(s, n), _) => {
+                if n == 0 {
+                    Cell::Null
+                } else {
+                    Cell::F64(s / n as f64)
+                }
+            }
+            (AggState::Min(m) | AggState::Max(m), _) => m.map_or(Cell::Null, Cell::F64),
+            (AggState::Values(mut v), Agg::Quantile(q, _)) => {
+                if v.is_empty() {
+                    return Cell::Null;
+                }
+                v.sort_by(f64::total_cmp);
+                // Nearest rank: the smallest value with at least q of them at or below.
+                let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+                v.get(rank - 1).copied().map_or(Cell::Null, Cell::F64)
+            }
+            (AggState::Values(_), _) => Cell::Null,
+        }
+    }
+}
+
+/// What a grouping pipe (`stats`, `top`, `uniq`) keeps while records stream by:
+/// per group key, the partial aggregate states. Two groupers of the same pipe merge,
+/// so segments can be aggregated apart (in parallel, or on other nodes) and combined.
+#[derive(Debug, Clone)]
+pub struct Grouper {
+    pipe: Pipe,
+    keys: Vec<GroupKey>,
+    groups: BTreeMap<Vec<Option<String>>, Vec<AggState>>,
+}
+
+impl Grouper {
+    /// A grouper for `pipe`, or `None` when it is not a grouping pipe.
+    pub fn new(pipe: &Pipe) -> Option<Grouper> {
+        let keys = match pipe {
+            Pipe::Stats { by, .. } => by.clone(),
+            Pipe::Top { by, .. } | Pipe::Uniq(by) => {
+                by.iter().cloned().map(GroupKey::Field).collect()
+            }
+            _ => return None,
+        };
+        Some(Grouper {
+            pipe: pipe.clone(),
+            keys,
+            groups: BTreeMap::new(),
+        })
+    }
+
+    fn funcs(&self) -> &[Agg] {
+        match &self.pipe {
+            Pipe::Stats { funcs, .. } => funcs,
+            _ => &[Agg::Count],
+        }
+    }
+
+    /// Number of groups so far.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Adds a matching record.
+    pub fn add(&mut self, rec: &Record) {
+        let key = group_of(rec, &self.keys);
+        let funcs: Vec<Agg> = self.funcs().to_vec();
+        let states = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
+        for (s, f) in states.iter_mut().zip(&funcs) {
+            s.add(f, rec);
+        }
+    }
+
+    /// Folds in another grouper of the same pipe.
+    pub fn merge(&mut self, other: Grouper) {
+        for (k, states) in other.groups {
+            match self.groups.get_mut(&k) {
+                Some(mine) => {
+                    for (m, s) in mine.iter_mut().zip(states) {
+                        m.merge(s);
+                    }
+                }
+                None => {
+                    self.groups.insert(k, states);
+                }
+            }
+        }
+    }
+
+    /// The result table: `stats` one row per group in ascending key order (one row
+    /// of zero counts when nothing matched and there is no `by`); `top` the N largest
+    /// counts, ties in ascending key order; `uniq` the distinct keys in order.
+    pub fn finish(self) -> Table {
+        let Grouper {
+            pipe,
+            keys,
+            mut groups,
+        } = self;
+        let cells = |k: Vec<Option<String>>| k.into_iter().map(|v| v.map_or(Cell::Null, Cell::Str));
+        match pipe {
+            Pipe::Stats { funcs, by } => {
+                if by.is_empty() && groups.is_empty() {
+                    groups.insert(Vec::new(), funcs.iter().map(AggState::new).collect());
+                }
+                let mut columns: Vec<String> = keys.iter().map(key_name).collect();
+                columns.extend(funcs.iter().map(Agg::name));
+                let rows = groups
+                    .into_iter()
+                    .map(|(k, states)| {
+                        cells(k)
+                            .chain(states.into_iter().zip(&funcs).map(|(s, f)| s.finish(f)))
+                            .collect()
+                    })
+                    .collect();
+                Table { columns, rows }
+            }
+            Pipe::Top { n, by } => {
+                let mut rows: Vec<(Vec<Option<String>>, u64)> = groups
+                    .into_iter()
+                    .map(|(k, s)| {
+                        let c = match s.into_iter().next() {
+                            Some(AggState::Count(c)) => c,
+                            _ => 0,
+                        };
+                        (k, c)
+                    })
+                    .collect();
+                rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+                let mut columns = by;
+                columns.push("count()".into());
+                Table {
+                    columns,
+                    rows: rows
+                        .into_iter()
+                        .map(|(k, c)| {
+                            cells(k)
+                                .chain(std::iter::once(Cell::I64(c as i64)))
+                                .collect()
+                        })
+                        .collect(),
+                }
+            }
+            Pipe::Uniq(by) => Table {
+                columns: by,
+                rows: groups.into_keys().map(|k| cells(k).collect()).collect(),
+            },
+            _ => Table::default(),
+        }
+    }
+}
