@@ -251,21 +251,19 @@ pub struct Table {
 }
 
 /// Records (already filtered and in output order: newest first) as a table:
-/// `_time`, `_stream`, `_msg`, `level` when any has one, then every field in order
-/// of first appearance.
+/// `_time`, `_stream`, `_msg`, `level` when any has one, then every field by name.
 pub fn records_table(records: &[Record]) -> Table {
     let mut columns: Vec<String> = vec!["_time".into(), "_stream".into(), "_msg".into()];
     if records.iter().any(|r| r.level.is_some()) {
         columns.push("level".into());
     }
-    let mut seen: BTreeSet<String> = columns.iter().cloned().collect();
-    for r in records {
-        for (k, _) in &r.fields {
-            if seen.insert(k.clone()) {
-                columns.push(k.clone());
-            }
-        }
-    }
+    let fixed: BTreeSet<String> = columns.iter().cloned().collect();
+    let fields: BTreeSet<&String> = records
+        .iter()
+        .flat_map(|r| r.fields.iter().map(|(k, _)| k))
+        .filter(|k| !fixed.contains(*k))
+        .collect();
+    columns.extend(fields.into_iter().cloned());
     let rows = records
         .iter()
         .map(|r| {
@@ -309,17 +307,45 @@ pub fn apply_pipes(pipes: &[Pipe], hits: &[Record]) -> Table {
                 }
                 (g.finish(), rest)
             }
-            None => (records_table(hits), pipes),
+            None => return record_pipes(pipes, records_table(hits)),
         },
-        None => (records_table(hits), pipes),
+        None => return record_pipes(pipes, records_table(hits)),
     };
     apply_table_pipes(rest, first)
 }
 
-/// Applies pipes to a table.
+/// Applies pipes to a table (a grouping pipe's result).
 pub fn apply_table_pipes(pipes: &[Pipe], mut table: Table) -> Table {
     for p in pipes {
         table = table_pipe(p, table);
+    }
+    table
+}
+
+/// Applies pipes to a table of records. Unless a pipe names the columns (`fields`,
+/// `stats`, `top`, `uniq`), only the field columns some returned row has a value in
+/// are kept, so `| limit 2` shows the fields of those two records.
+fn record_pipes(pipes: &[Pipe], table: Table) -> Table {
+    let named = pipes
+        .iter()
+        .any(|p| !matches!(p, Pipe::Sort(_) | Pipe::Limit(_)));
+    let mut table = apply_table_pipes(pipes, table);
+    if !named {
+        let keep: Vec<bool> = (0..table.columns.len())
+            .map(|i| {
+                i < 3
+                    || table
+                        .rows
+                        .iter()
+                        .any(|r| r.get(i).is_some_and(|c| *c != Cell::Null))
+            })
+            .collect();
+        let mut k = keep.iter();
+        table.columns.retain(|_| k.next().copied().unwrap_or(true));
+        for r in &mut table.rows {
+            let mut k = keep.iter();
+            r.retain(|_| k.next().copied().unwrap_or(true));
+        }
     }
     table
 }

@@ -636,13 +636,33 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// A field name; a result column of `stats` is named like its function,
+    /// `count()` or `quantile(0.99, latency)` (spaces after commas normalized).
     fn field_name(&mut self) -> Result<String, ParseError> {
         self.skip_ws();
         let w = self.bare();
         if w.is_empty() || w.contains('*') {
             return Err(self.error("a field name"));
         }
-        Ok(w.to_string())
+        if self.peek() != Some('(') {
+            return Ok(w.to_string());
+        }
+        let start = self.pos;
+        self.bump();
+        let inner_start = self.pos;
+        while self
+            .peek()
+            .is_some_and(|c| c != ')' && c != '(' && c != '|')
+        {
+            self.bump();
+        }
+        if self.peek() != Some(')') {
+            return Err(self.error_at(start, "expected `)` to close the function name"));
+        }
+        let inner = self.s.get(inner_start..self.pos).unwrap_or("");
+        self.bump();
+        let args: Vec<&str> = inner.split(',').map(str::trim).collect();
+        Ok(format!("{w}({})", args.join(", ")))
     }
 
     /// `a, b, c` (with or without parentheses).
