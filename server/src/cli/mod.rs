@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch.
 
 mod data;
+mod query_cmd;
 mod wal_cmd;
 
 use std::path::PathBuf;
@@ -71,6 +72,27 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run a query (docs/query-language.md) over a data directory.
+    Query {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = query_cmd::QueryOutput::Table)]
+        output: query_cmd::QueryOutput,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        /// Most matching records a query that returns records may hold before its
+        /// pipes (`| limit N` first is not bound by it).
+        #[arg(long, default_value_t = 1_000_000)]
+        max_rows: usize,
+        /// The query, e.g. `error _time:1h | stats count() by (level)`.
+        query: String,
     },
     /// Work with the write-ahead log of a data directory directly.
     #[command(subcommand)]
@@ -168,6 +190,22 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             &words,
         ),
         Command::Stats { data_dir, json } => data::stats(&data_dir, json),
+        Command::Query {
+            data_dir,
+            tenant,
+            output,
+            timeout,
+            max_rows,
+            query,
+        } => query_cmd::run(query_cmd::QueryArgs {
+            data_dir: &data_dir,
+            tenant: &tenant,
+            output,
+            timeout: std::time::Duration::try_from_secs_f64(timeout)
+                .map_err(|_| anyhow::anyhow!("--timeout {timeout}: not a number of seconds"))?,
+            max_rows,
+            text: &query,
+        }),
         Command::Compact { data_dir } => data::compact(&data_dir),
         Command::Wal(WalCommand::Dump { opts, from, limit }) => wal_cmd::dump(&opts, from, limit),
         Command::Wal(WalCommand::Stats { opts, json }) => wal_cmd::stats(&opts, json),
