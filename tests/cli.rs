@@ -396,3 +396,76 @@ fn loghub_data_dir_is_smaller_than_zstd_3_of_the_raw_text() {
     // Every record is there.
     assert_eq!(stats_json(&data)["records"], 20_000);
 }
+
+/// Issue 4's Loghub check: `heimdall query` counts of words, phrases and regexes
+/// equal a brute-force scan of the file's lines (tokenizer and `regex` crate applied
+/// directly to the text).
+#[test]
+fn query_counts_equal_a_brute_force_scan_on_every_loghub_file() {
+    fn phrase_in(line: &str, phrase: &[&str]) -> bool {
+        let toks: Vec<&str> = token::tokens(line).collect();
+        toks.windows(phrase.len())
+            .any(|w| w.iter().zip(phrase).all(|(a, b)| a.eq_ignore_ascii_case(b)))
+    }
+    for file in loghub_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let data_s = data.to_str().unwrap();
+        ok(&heimdall(&[
+            "ingest",
+            "--data-dir",
+            data_s,
+            file.to_str().unwrap(),
+        ]));
+        let raw = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = raw.lines().collect();
+        let count = |q: &str| -> u64 {
+            let out = ok(&heimdall(&[
+                "query",
+                "--data-dir",
+                data_s,
+                "--output",
+                "jsonl",
+                &format!("{q} | stats count()"),
+            ]));
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            v["count()"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{q}: {out}"))
+        };
+        let name = file.display();
+        for w in query_words(&lines) {
+            let want = lines
+                .iter()
+                .filter(|l| token::contains_token(l, &w))
+                .count() as u64;
+            assert_eq!(count(&w), want, "{name}: word {w:?}");
+        }
+        // Phrases: two and three consecutive words of lines a third and two thirds in.
+        for at in [lines.len() / 3, 2 * lines.len() / 3] {
+            let toks: Vec<&str> = token::tokens(lines[at]).collect();
+            for len in [2, 3] {
+                if toks.len() < len + 1 {
+                    continue;
+                }
+                let phrase = &toks[1..1 + len];
+                let want = lines.iter().filter(|l| phrase_in(l, phrase)).count() as u64;
+                assert!(want > 0);
+                let q = format!("\"{}\"", phrase.join(" "));
+                assert_eq!(count(&q), want, "{name}: phrase {q}");
+            }
+        }
+        // Regexes: digits, an alternation ignoring case, two words of a line with
+        // non-word characters between them.
+        let toks: Vec<&str> = token::tokens(lines[lines.len() / 2]).collect();
+        let mut regexes = vec![r"\d{4,}".to_string(), "(?i)error|fail".to_string()];
+        if toks.len() >= 3 {
+            regexes.push(format!(r"{}\W+{}", toks[1], toks[2]));
+        }
+        for re in regexes {
+            let r = regex::Regex::new(&re).unwrap();
+            let want = lines.iter().filter(|l| r.is_match(l)).count() as u64;
+            assert_eq!(count(&format!("~\"{re}\"")), want, "{name}: regex {re}");
+        }
+    }
+}
