@@ -46,6 +46,16 @@ impl Compiled {
     pub fn matches(&self, rec: &Record) -> bool {
         matches(&self.filter, rec, &self.regexes)
     }
+
+    /// Whether `rec` matches `part`, a piece of this filter (its regexes compiled).
+    pub fn matches_part(&self, part: &Filter, rec: &Record) -> bool {
+        matches(part, rec, &self.regexes)
+    }
+
+    /// The compiled form of a regex of this filter.
+    pub fn regex(&self, re: &str) -> Option<&Regex> {
+        self.regexes.get(re)
+    }
 }
 
 fn collect_regexes(f: &Filter, out: &mut BTreeMap<String, Regex>) -> Result<(), regex::Error> {
@@ -438,18 +448,6 @@ fn cell_value(c: &Cell) -> Option<Value> {
     })
 }
 
-/// The group key of a record: each key's value as text (`None`: no value).
-fn group_of(rec: &Record, by: &[GroupKey]) -> Vec<Option<String>> {
-    by.iter()
-        .map(|k| match k {
-            GroupKey::Field(f) => field_text(rec, f).map(Cow::into_owned),
-            GroupKey::TimeBucket(step) => Some(engine::ingest::time::format_rfc3339(
-                rec.time_ns - rec.time_ns.rem_euclid(*step),
-            )),
-        })
-        .collect()
-}
-
 fn key_name(k: &GroupKey) -> String {
     match k {
         GroupKey::Field(f) => f.clone(),
@@ -583,6 +581,8 @@ pub struct Grouper {
     pipe: Pipe,
     keys: Vec<GroupKey>,
     groups: BTreeMap<Vec<Option<String>>, Vec<AggState>>,
+    /// Per time-bucket key, the last bucket and its text.
+    bucket_text: Vec<Option<(i64, String)>>,
 }
 
 impl Grouper {
@@ -599,6 +599,7 @@ impl Grouper {
             pipe: pipe.clone(),
             keys,
             groups: BTreeMap::new(),
+            bucket_text: Vec::new(),
         })
     }
 
@@ -621,7 +622,31 @@ impl Grouper {
 
     /// Adds a matching record.
     pub fn add(&mut self, rec: &Record) {
-        let key = group_of(rec, &self.keys);
+        // Time buckets: consecutive records mostly share one; format it once.
+        let key: Vec<Option<String>> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match k {
+                GroupKey::Field(f) => field_text(rec, f).map(Cow::into_owned),
+                GroupKey::TimeBucket(step) => {
+                    let b = rec.time_ns - rec.time_ns.rem_euclid(*step);
+                    if self.bucket_text.len() <= i {
+                        self.bucket_text.resize(i + 1, None);
+                    }
+                    match self.bucket_text.get(i) {
+                        Some(Some((cached, text))) if *cached == b => Some(text.clone()),
+                        _ => {
+                            let text = engine::ingest::time::format_rfc3339(b);
+                            if let Some(slot) = self.bucket_text.get_mut(i) {
+                                *slot = Some((b, text.clone()));
+                            }
+                            Some(text)
+                        }
+                    }
+                }
+            })
+            .collect();
         let funcs: Vec<Agg> = self.funcs().to_vec();
         let states = self
             .groups
@@ -629,6 +654,26 @@ impl Grouper {
             .or_insert_with(|| funcs.iter().map(AggState::new).collect());
         for (s, f) in states.iter_mut().zip(&funcs) {
             s.add(f, rec);
+        }
+    }
+
+    /// Whether every function is `count()` and there is no `by`: then a block's
+    /// matching rows can be added as a number ([`Self::add_count`]).
+    pub fn counts_only(&self) -> bool {
+        matches!(&self.pipe, Pipe::Stats { funcs, by } if by.is_empty() && funcs.iter().all(|f| *f == Agg::Count))
+    }
+
+    /// Adds `n` matching records to a [`Self::counts_only`] grouper.
+    pub fn add_count(&mut self, n: u64) {
+        let funcs: Vec<Agg> = self.funcs().to_vec();
+        let states = self
+            .groups
+            .entry(Vec::new())
+            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
+        for s in states.iter_mut() {
+            if let AggState::Count(c) = s {
+                *c += n;
+            }
         }
     }
 
@@ -656,6 +701,7 @@ impl Grouper {
             pipe,
             keys,
             mut groups,
+            ..
         } = self;
         let cells = |k: Vec<Option<String>>| k.into_iter().map(|v| v.map_or(Cell::Null, Cell::Str));
         match pipe {

@@ -13,7 +13,11 @@ use engine::model::{Record, Tenant};
 use engine::segment::{field_term, msg_term, SegmentError, SegmentReader};
 use roaring::RoaringBitmap;
 
-use crate::ast::{Cond, Filter, Pipe, Query};
+use std::collections::BTreeSet;
+
+use engine::segment::{ColumnKind, ColumnMeta, MsgMatchers, MsgPredicate};
+
+use crate::ast::{Agg, Cond, Filter, GroupKey, Pipe, Query};
 use crate::eval::{apply_pipes, apply_table_pipes, Compiled, Grouper, Table};
 
 /// Bounds on one query; exceeding one is an error, never an OOM or a hang.
@@ -233,6 +237,322 @@ impl Sink {
     }
 }
 
+/// The columns a query reads: by name (`_time`, `_msg`, `_stream`, `level`, fields).
+#[derive(Debug, Clone, Default)]
+struct Need {
+    names: BTreeSet<String>,
+    /// The grouping pipe reads `_msg`.
+    pipe_msg: bool,
+}
+
+impl Need {
+    fn of_filter(f: &Filter, n: &mut Need) {
+        match f {
+            Filter::All => {}
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                Need::of_filter(a, n);
+                Need::of_filter(b, n);
+            }
+            Filter::Not(a) => Need::of_filter(a, n),
+            Filter::Time { .. } => {
+                n.names.insert("_time".into());
+            }
+            Filter::Stream(_) => {
+                n.names.insert("_stream".into());
+            }
+            Filter::Field { field, .. } => {
+                n.names.insert(field.clone());
+            }
+        }
+    }
+
+    fn of_pipe(p: &Pipe, n: &mut Need) {
+        match p {
+            Pipe::Stats { funcs, by } => {
+                for k in by {
+                    n.names.insert(match k {
+                        GroupKey::Field(f) => f.clone(),
+                        GroupKey::TimeBucket(_) => "_time".into(),
+                    });
+                }
+                for f in funcs {
+                    match f {
+                        Agg::Count => {}
+                        Agg::CountUniq(x)
+                        | Agg::Sum(x)
+                        | Agg::Avg(x)
+                        | Agg::Min(x)
+                        | Agg::Max(x)
+                        | Agg::Quantile(_, x) => {
+                            n.names.insert(x.clone());
+                        }
+                    }
+                }
+            }
+            Pipe::Top { by, .. } | Pipe::Uniq(by) => n.names.extend(by.iter().cloned()),
+            Pipe::Fields(f) => n.names.extend(f.iter().cloned()),
+            Pipe::Sort(keys) => n.names.extend(keys.iter().map(|k| k.field.clone())),
+            Pipe::Limit(_) => {}
+        }
+    }
+
+    /// Whether column `c` must be decoded. A name that is not special may also be a
+    /// stream label, so it needs `_stream` too; `level` may also be a field.
+    fn wants(&self, c: &ColumnMeta) -> bool {
+        let plain = || self.names.iter().any(|n| !n.starts_with('_'));
+        match c.kind {
+            ColumnKind::Time => self.names.contains("_time"),
+            ColumnKind::Msg => self.names.contains("_msg"),
+            ColumnKind::Stream => self.names.contains("_stream") || plain(),
+            ColumnKind::Level => self.names.contains("level"),
+            _ => self.names.contains(&c.name),
+        }
+    }
+}
+
+/// One block being filtered: `_msg` word and prefix conditions are decided on
+/// template ids and ordinals for every row at once; other conditions read the
+/// block's needed columns (decoded once, lazily) and messages are rebuilt only for
+/// rows a phrase or regex still has to check.
+struct Block<'a> {
+    r: &'a SegmentReader,
+    block: usize,
+    rows: usize,
+    compiled: &'a Compiled,
+    need: &'a Need,
+    /// Word / prefix conditions on `_msg` and their rows.
+    msg_preds: Vec<(bool, String)>,
+    msg_rows: Vec<Vec<bool>>,
+    texts: Vec<Option<String>>,
+    partial: Option<Vec<Record>>,
+    /// The grouping pipe reads `_msg`.
+    pipe_msg: bool,
+}
+
+impl<'a> Block<'a> {
+    fn new(
+        r: &'a SegmentReader,
+        block: usize,
+        rows: usize,
+        compiled: &'a Compiled,
+        need: &'a Need,
+        msg_preds: Vec<(bool, String)>,
+        matchers: &MsgMatchers,
+    ) -> Result<Block<'a>, QueryError> {
+        let msg_rows = if msg_preds.is_empty() {
+            Vec::new()
+        } else {
+            r.msg_rows_with(block, matchers)?
+        };
+        Ok(Block {
+            r,
+            block,
+            rows,
+            compiled,
+            need,
+            msg_preds,
+            msg_rows,
+            texts: vec![None; rows],
+            partial: None,
+            pipe_msg: need.pipe_msg,
+        })
+    }
+
+    fn msg_pred(&self, prefix: bool, w: &str) -> Option<&Vec<bool>> {
+        let i = self
+            .msg_preds
+            .iter()
+            .position(|(p, x)| *p == prefix && x == w)?;
+        self.msg_rows.get(i)
+    }
+
+    /// Rebuilds the messages of the rows in `mask` not rebuilt yet.
+    fn texts_for(&mut self, mask: &[bool]) -> Result<(), QueryError> {
+        let missing: Vec<usize> = (0..self.rows)
+            .filter(|i| {
+                mask.get(*i) == Some(&true) && self.texts.get(*i).is_some_and(Option::is_none)
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let got = self.r.messages_at(self.block, &missing)?;
+        for i in missing {
+            if let (Some(slot), Some(m)) = (self.texts.get_mut(i), got.get(i)) {
+                *slot = Some(m.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The block's records with every needed column but `_msg`.
+    fn partial(&mut self) -> Result<&mut Vec<Record>, QueryError> {
+        if self.partial.is_none() {
+            let need = self.need;
+            let recs = self
+                .r
+                .records_with(self.block, &|c| c.kind != ColumnKind::Msg && need.wants(c))?;
+            self.partial = Some(recs);
+        }
+        Ok(self.partial.get_or_insert_with(Vec::new))
+    }
+
+    /// Records of the given rows with the needed columns (messages included when
+    /// needed), indexed by row.
+    fn records_for(&mut self, rows: &[usize]) -> Result<&[Record], QueryError> {
+        if self.pipe_msg {
+            let mut mask = vec![false; self.rows];
+            for r in rows {
+                if let Some(m) = mask.get_mut(*r) {
+                    *m = true;
+                }
+            }
+            self.texts_for(&mask)?;
+        }
+        let texts: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| self.texts.get(*r).cloned().flatten())
+            .collect();
+        let recs = self.partial()?;
+        for (r, t) in rows.iter().zip(texts) {
+            if let (Some(rec), Some(t)) = (recs.get_mut(*r), t) {
+                rec.msg = t;
+            }
+        }
+        Ok(recs.as_slice())
+    }
+
+    /// The rows of `mask` that `f` matches.
+    fn eval(&mut self, f: &Filter, mask: &[bool]) -> Result<Vec<bool>, QueryError> {
+        let and = |a: &[bool], b: &[bool]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| *x && *y)
+                .collect::<Vec<bool>>()
+        };
+        Ok(match f {
+            Filter::All => mask.to_vec(),
+            Filter::And(a, b) => {
+                let m = self.eval(a, mask)?;
+                if !m.contains(&true) {
+                    return Ok(m);
+                }
+                self.eval(b, &m)?
+            }
+            Filter::Or(a, b) => {
+                let m1 = self.eval(a, mask)?;
+                let rest: Vec<bool> = mask.iter().zip(&m1).map(|(m, x)| *m && !*x).collect();
+                let m2 = if rest.contains(&true) {
+                    self.eval(b, &rest)?
+                } else {
+                    rest
+                };
+                m1.iter().zip(&m2).map(|(x, y)| *x || *y).collect()
+            }
+            Filter::Not(a) => {
+                let m = self.eval(a, mask)?;
+                mask.iter().zip(&m).map(|(k, x)| *k && !*x).collect()
+            }
+            Filter::Field { field, cond } if field == "_msg" => match cond {
+                Cond::Word(w) => and(mask, self.msg_pred(false, w).map_or(&[][..], Vec::as_slice)),
+                Cond::Prefix(p) => and(mask, self.msg_pred(true, p).map_or(&[][..], Vec::as_slice)),
+                Cond::Exists => mask.to_vec(),
+                Cond::Phrase(toks) => {
+                    let mut m = mask.to_vec();
+                    for t in toks {
+                        m = and(&m, self.msg_pred(false, t).map_or(&[][..], Vec::as_slice));
+                    }
+                    self.texts_for(&m)?;
+                    (0..self.rows)
+                        .map(|i| {
+                            m.get(i) == Some(&true)
+                                && self
+                                    .texts
+                                    .get(i)
+                                    .and_then(Option::as_deref)
+                                    .is_some_and(|t| crate::eval::contains_phrase(t, toks))
+                        })
+                        .collect()
+                }
+                Cond::Regex(re) => {
+                    self.texts_for(mask)?;
+                    let re = self.compiled.regex(re);
+                    (0..self.rows)
+                        .map(|i| {
+                            mask.get(i) == Some(&true)
+                                && self
+                                    .texts
+                                    .get(i)
+                                    .and_then(Option::as_deref)
+                                    .is_some_and(|t| re.is_some_and(|r| r.is_match(t)))
+                        })
+                        .collect()
+                }
+                Cond::Range { .. } => {
+                    self.texts_for(mask)?;
+                    let compiled = self.compiled;
+                    (0..self.rows)
+                        .map(|i| {
+                            mask.get(i) == Some(&true)
+                                && self
+                                    .texts
+                                    .get(i)
+                                    .and_then(Option::as_deref)
+                                    .is_some_and(|t| {
+                                        let rec = Record {
+                                            time_ns: 0,
+                                            msg: t.to_string(),
+                                            stream: Default::default(),
+                                            level: None,
+                                            fields: Vec::new(),
+                                        };
+                                        compiled.matches_part(f, &rec)
+                                    })
+                        })
+                        .collect()
+                }
+            },
+            _ => {
+                let compiled = self.compiled;
+                let recs = self.partial()?;
+                (0..recs.len())
+                    .map(|i| {
+                        mask.get(i) == Some(&true)
+                            && recs.get(i).is_some_and(|rec| compiled.matches_part(f, rec))
+                    })
+                    .collect()
+            }
+        })
+    }
+}
+
+/// The word and prefix conditions on `_msg` (phrases by their words).
+fn collect_msg_preds(f: &Filter, out: &mut Vec<(bool, String)>) {
+    let mut push = |p: bool, w: &str| {
+        if !out.iter().any(|(q, x)| *q == p && x == w) {
+            out.push((p, w.to_string()));
+        }
+    };
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            collect_msg_preds(a, out);
+            collect_msg_preds(b, out);
+        }
+        Filter::Not(a) => collect_msg_preds(a, out),
+        Filter::Field { field, cond } if field == "_msg" => match cond {
+            Cond::Word(w) => push(false, w),
+            Cond::Prefix(p) => push(true, p),
+            Cond::Phrase(toks) => {
+                for t in toks {
+                    push(false, t);
+                }
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+}
+
 /// Everything one segment contributes.
 #[allow(clippy::too_many_arguments)]
 fn scan_segment(
@@ -243,6 +563,7 @@ fn scan_segment(
     bounds: (i64, i64),
     started: Instant,
     limits: &Limits,
+    need: &Need,
     sink: &mut Sink,
 ) -> Result<(), QueryError> {
     if entry.max_time < bounds.0 || entry.min_time >= bounds.1 {
@@ -251,6 +572,20 @@ fn scan_segment(
     let r = engine.open_segment(entry)?;
     let blocks = r.footer().blocks.clone();
     let cands = candidates(&q.filter, &r)?;
+    // `_msg` word and prefix conditions, prepared once for the segment.
+    let mut msg_preds: Vec<(bool, String)> = Vec::new();
+    collect_msg_preds(&q.filter, &mut msg_preds);
+    let preds: Vec<MsgPredicate<'_>> = msg_preds
+        .iter()
+        .map(|(prefix, w)| {
+            if *prefix {
+                MsgPredicate::Prefix(w)
+            } else {
+                MsgPredicate::Word(w)
+            }
+        })
+        .collect();
+    let matchers = r.msg_matchers(&preds)?;
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {
         if cands.as_ref().is_some_and(|c| !c.contains(b as u32))
@@ -262,9 +597,41 @@ fn scan_segment(
         if started.elapsed() > limits.deadline {
             return Err(QueryError::Deadline(limits.deadline));
         }
-        for rec in r.records(b)?.into_iter().rev() {
-            if compiled.matches(&rec) {
-                sink.add(rec, limits)?;
+        let mut ctx = Block::new(
+            &r,
+            b,
+            meta.rows as usize,
+            compiled,
+            need,
+            msg_preds.clone(),
+            &matchers,
+        )?;
+        let all = vec![true; ctx.rows];
+        let sel = ctx.eval(&q.filter, &all)?;
+        let chosen: Vec<usize> = (0..ctx.rows)
+            .rev()
+            .filter(|i| sel.get(*i) == Some(&true))
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        match sink {
+            Sink::Groups(g) if g.counts_only() => g.add_count(chosen.len() as u64),
+            Sink::Groups(g) => {
+                let recs = ctx.records_for(&chosen)?;
+                for i in &chosen {
+                    if let Some(rec) = recs.get(*i) {
+                        g.add(rec);
+                    }
+                }
+                if g.len() > limits.max_groups {
+                    return Err(QueryError::TooManyGroups(limits.max_groups));
+                }
+            }
+            Sink::Rows { .. } => {
+                for rec in r.records_at(b, &chosen)? {
+                    sink.add(rec, limits)?;
+                }
             }
         }
     }
@@ -281,6 +648,14 @@ pub fn run(
     let started = Instant::now();
     let compiled = Compiled::new(&q.filter)?;
     let bounds = time_bounds(&q.filter);
+    let mut need = Need::default();
+    Need::of_filter(&q.filter, &mut need);
+    if let Some(p) = q.pipes.first().filter(|p| Grouper::new(p).is_some()) {
+        let mut pipe = Need::default();
+        Need::of_pipe(p, &mut pipe);
+        need.pipe_msg = pipe.names.contains("_msg");
+        need.names.extend(pipe.names);
+    }
     let mut sink = Sink::new(&q.pipes);
     let mut mem_err = None;
     let mut segments = engine.snapshot(tenant, |r| {
@@ -307,7 +682,9 @@ pub fn run(
                     }
                 }
             }
-            scan_segment(engine, s, q, &compiled, bounds, started, limits, &mut sink)?;
+            scan_segment(
+                engine, s, q, &compiled, bounds, started, limits, &need, &mut sink,
+            )?;
         }
     } else {
         let threads = limits.threads.clamp(1, segments.len().max(1));
@@ -323,7 +700,7 @@ pub fn run(
                                 return Ok(mine);
                             };
                             scan_segment(
-                                engine, s, q, &compiled, bounds, started, limits, &mut mine,
+                                engine, s, q, &compiled, bounds, started, limits, &need, &mut mine,
                             )?;
                         }
                     })

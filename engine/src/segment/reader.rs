@@ -66,6 +66,7 @@ struct RawChunk<'a> {
 }
 
 /// How one query word is checked against a row's template id and ordinals.
+#[derive(Debug)]
 enum Matcher {
     /// The word is not in the segment.
     Never,
@@ -75,6 +76,57 @@ enum Matcher {
     Int(u32),
     /// Another variable: the ordinals of its spellings.
     Str(std::ops::Range<u32>),
+    /// A prefix: templates with a word starting with it, integer ordinal ranges,
+    /// the string-variable ordinal range.
+    Prefix {
+        templates: Vec<bool>,
+        ints: Vec<std::ops::Range<u32>>,
+        strs: std::ops::Range<u32>,
+    },
+}
+
+/// Predicates prepared for one segment ([`SegmentReader::msg_matchers`]).
+#[derive(Debug)]
+pub struct MsgMatchers(Vec<Matcher>);
+
+/// A condition on `_msg` checked on template ids and ordinals
+/// ([`SegmentReader::msg_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgPredicate<'a> {
+    /// Contains this token (ASCII case ignored).
+    Word(&'a str),
+    /// Contains a token starting with this (ASCII case ignored).
+    Prefix(&'a str),
+}
+
+impl Matcher {
+    /// Whether a row with template `t` (`tpl`) and ordinals `ords` matches.
+    fn row(&self, t: u32, tpl: &Template, ords: &[u32]) -> bool {
+        match self {
+            Matcher::Never => false,
+            Matcher::Templates(set) => set.get(t as usize).copied().unwrap_or(false),
+            Matcher::Int(o) => tpl.slots.iter().zip(ords).any(|(int, x)| *int && x == o),
+            Matcher::Str(r) => tpl
+                .slots
+                .iter()
+                .zip(ords)
+                .any(|(int, x)| !*int && r.contains(x)),
+            Matcher::Prefix {
+                templates,
+                ints,
+                strs,
+            } => {
+                templates.get(t as usize).copied().unwrap_or(false)
+                    || tpl.slots.iter().zip(ords).any(|(int, x)| {
+                        if *int {
+                            ints.iter().any(|r| r.contains(x))
+                        } else {
+                            strs.contains(x)
+                        }
+                    })
+            }
+        }
+    }
 }
 
 /// Bytes of a segment's index section by part.
@@ -532,6 +584,204 @@ impl SegmentReader {
         })
     }
 
+    /// How a prefix is recognised in this segment's rows.
+    fn prefix_matcher(&self, prefix: &str) -> Result<Matcher, SegmentError> {
+        let norm = crate::token::normalize(prefix);
+        let templates: Vec<bool> = self
+            .templates()?
+            .iter()
+            .map(|t| {
+                t.words()
+                    .any(|w| crate::token::normalize(w).starts_with(norm.as_ref()))
+            })
+            .collect();
+        let key = super::msg_term(prefix);
+        let strs = self.term_ordinals(&key, successor(&key).as_deref())?;
+        let mut ints = Vec::new();
+        for (lo, hi) in int_prefix_ranges(norm.as_bytes()) {
+            let r = self.int_ordinals(lo, hi)?;
+            if !r.is_empty() {
+                ints.push(r);
+            }
+        }
+        Ok(Matcher::Prefix {
+            templates,
+            ints,
+            strs,
+        })
+    }
+
+    /// Ordinals of the term keys in `[lo, hi)`.
+    fn term_ordinals(
+        &self,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+    ) -> Result<std::ops::Range<u32>, SegmentError> {
+        let per = self.dir.per_block;
+        let below = |k: &[u8]| hi.is_none_or(|h| k < h);
+        let first = self
+            .dir
+            .terms
+            .partition_point(|t| t.0.as_slice() <= lo)
+            .saturating_sub(1);
+        let (mut a, mut b) = (u32::MAX, 0u32);
+        for i in first..self.dir.terms.len() {
+            if self.dir.terms.get(i).is_some_and(|t| !below(&t.0)) {
+                break;
+            }
+            for (j, (k, _)) in self.term_block(i)?.iter().enumerate() {
+                if k.as_slice() >= lo && below(k) {
+                    let o = (i * per + j) as u32;
+                    a = a.min(o);
+                    b = b.max(o + 1);
+                }
+            }
+        }
+        Ok(if a < b { a..b } else { 0..0 })
+    }
+
+    /// Ordinals of the integer values in `[lo, hi]`.
+    fn int_ordinals(&self, lo: u64, hi: u64) -> Result<std::ops::Range<u32>, SegmentError> {
+        let per = self.dir.per_block;
+        let first = self
+            .dir
+            .ints
+            .partition_point(|t| t.0 <= lo)
+            .saturating_sub(1);
+        let (mut a, mut b) = (u32::MAX, 0u32);
+        for i in first..self.dir.ints.len() {
+            if self.dir.ints.get(i).is_some_and(|t| t.0 > hi) {
+                break;
+            }
+            for (j, v) in self.int_values(i)?.iter().enumerate() {
+                if (lo..=hi).contains(v) {
+                    let o = (i * per + j) as u32;
+                    a = a.min(o);
+                    b = b.max(o + 1);
+                }
+            }
+        }
+        Ok(if a < b { a..b } else { 0..0 })
+    }
+
+    /// For each predicate, which rows of `block` satisfy it (`out[p][row]`), decided
+    /// on the `_msg` chunk's template ids and ordinals without rebuilding any text.
+    /// Same answers as the tokenizer on the text (property-tested through the query
+    /// executor against a full scan).
+    pub fn msg_rows(
+        &self,
+        block: usize,
+        preds: &[MsgPredicate<'_>],
+    ) -> Result<Vec<Vec<bool>>, SegmentError> {
+        let m = self.msg_matchers(preds)?;
+        self.msg_rows_with(block, &m)
+    }
+
+    /// Prepares predicates for [`Self::msg_rows_with`] (once per segment: it reads the
+    /// templates and dictionary blocks).
+    pub fn msg_matchers(&self, preds: &[MsgPredicate<'_>]) -> Result<MsgMatchers, SegmentError> {
+        Ok(MsgMatchers(
+            preds
+                .iter()
+                .map(|p| match p {
+                    MsgPredicate::Word(w) => self.matcher(w),
+                    MsgPredicate::Prefix(w) => self.prefix_matcher(w),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ))
+    }
+
+    /// [`Self::msg_rows`] with prepared predicates.
+    pub fn msg_rows_with(
+        &self,
+        block: usize,
+        matchers: &MsgMatchers,
+    ) -> Result<Vec<Vec<bool>>, SegmentError> {
+        let matchers = &matchers.0;
+        let rows = self.footer.blocks.get(block).map_or(0, |b| b.rows as usize);
+        let mut out = vec![vec![false; rows]; matchers.len()];
+        if matchers.iter().all(|m| matches!(m, Matcher::Never)) {
+            return Ok(out);
+        }
+        let Some(msg_col) = self.column(ColumnKind::Msg, "_msg") else {
+            return Ok(out);
+        };
+        let Some(c) = self.chunk(msg_col, block)? else {
+            return Ok(out);
+        };
+        let templates = self.templates()?;
+        let chunk =
+            message::decode_chunk(c.bytes, c.n, templates).map_err(|e| SegmentError::Corrupt {
+                path: self.path.clone(),
+                offset: c.offset,
+                what: e.what,
+            })?;
+        let block_rows: Vec<usize> = match &c.present {
+            None => (0..c.n).collect(),
+            Some(p) => p
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x)
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        for (i, t) in chunk.templates.iter().enumerate() {
+            let Some(tpl) = templates.get(*t as usize) else {
+                continue;
+            };
+            let start = chunk.starts.get(i).copied().unwrap_or(0);
+            let ords = chunk
+                .ordinals
+                .get(start..start + tpl.slots.len())
+                .unwrap_or(&[]);
+            let Some(row) = block_rows.get(i) else {
+                continue;
+            };
+            for (m, o) in matchers.iter().zip(out.iter_mut()) {
+                if m.row(*t, tpl, ords) {
+                    if let Some(x) = o.get_mut(*row) {
+                        *x = true;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The messages of the given rows of `block` (indexed by row; rows not asked for
+    /// are empty strings), rebuilding only those.
+    pub fn messages_at(&self, block: usize, rows: &[usize]) -> Result<Vec<String>, SegmentError> {
+        let n = self.footer.blocks.get(block).map_or(0, |b| b.rows as usize);
+        let Some(col) = self.column(ColumnKind::Msg, "_msg") else {
+            return Ok(vec![String::new(); n]);
+        };
+        let mut sorted = rows.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let Some(cb) = self.read_rows(col, block, Some(&sorted))? else {
+            return Ok(vec![String::new(); n]);
+        };
+        let Values::Str(v) = cb.values else {
+            return Ok(vec![String::new(); n]);
+        };
+        let mut out = vec![String::new(); n];
+        let rows_with: Vec<usize> = match &cb.present {
+            None => (0..n).collect(),
+            Some(p) => p
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x)
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        for (r, m) in rows_with.into_iter().zip(v) {
+            if let Some(slot) = out.get_mut(r) {
+                *slot = m;
+            }
+        }
+        Ok(out)
+    }
+
     /// Bytes of the index section by part (for statistics).
     pub fn index_sizes(&self) -> IndexSizes {
         let sum = |v: &[FrameRef]| v.iter().map(|f| f.len as u64).sum::<u64>();
@@ -607,16 +857,7 @@ impl SegmentReader {
                     .ordinals
                     .get(start..start + tpl.slots.len())
                     .unwrap_or(&[]);
-                let hit = matchers.iter().all(|m| match m {
-                    Matcher::Never => false,
-                    Matcher::Templates(set) => set.get(*t as usize).copied().unwrap_or(false),
-                    Matcher::Int(o) => tpl.slots.iter().zip(ords).any(|(int, x)| *int && x == o),
-                    Matcher::Str(r) => tpl
-                        .slots
-                        .iter()
-                        .zip(ords)
-                        .any(|(int, x)| !*int && r.contains(x)),
-                });
+                let hit = matchers.iter().all(|m| m.row(*t, tpl, ords));
                 if hit {
                     if let Some(row) = rows.get(i) {
                         out.push((block as usize, *row));
@@ -824,7 +1065,17 @@ impl SegmentReader {
     /// Rebuilds every record of `block` (all columns decoded). Fields come back in
     /// column order (by kind, then name), not in their ingest order.
     pub fn records(&self, block: usize) -> Result<Vec<Record>, SegmentError> {
-        self.records_impl(block, None)
+        self.records_impl(block, None, &|_| true)
+    }
+
+    /// The records of `block` with only the columns `want` accepts decoded (the
+    /// others stay empty): what a query reads when it needs a few fields.
+    pub fn records_with(
+        &self,
+        block: usize,
+        want: &dyn Fn(&ColumnMeta) -> bool,
+    ) -> Result<Vec<Record>, SegmentError> {
+        self.records_impl(block, None, want)
     }
 
     /// The records of the given rows of `block` (sorted, as from
@@ -834,7 +1085,7 @@ impl SegmentReader {
         let mut sorted = rows.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let found = self.records_impl(block, Some(&sorted))?;
+        let found = self.records_impl(block, Some(&sorted), &|_| true)?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -851,6 +1102,7 @@ impl SegmentReader {
         &self,
         block: usize,
         only: Option<&[usize]>,
+        want: &dyn Fn(&ColumnMeta) -> bool,
     ) -> Result<Vec<Record>, SegmentError> {
         let rows = self
             .footer
@@ -881,7 +1133,12 @@ impl SegmentReader {
             offset: 0,
             what: what.to_string(),
         };
+        // Stream labels repeat: parse each distinct text once per block.
+        let mut labels: std::collections::HashMap<String, Labels> = Default::default();
         for (col, meta) in self.footer.columns.iter().enumerate() {
+            if !want(meta) {
+                continue;
+            }
             let Some(cb) = self.read_rows(col, block, only)? else {
                 continue;
             };
@@ -921,8 +1178,15 @@ impl SegmentReader {
                         match meta.kind {
                             ColumnKind::Msg => rec.msg = x,
                             ColumnKind::Stream => {
-                                rec.stream = serde_json::from_str(&x)
-                                    .map_err(|_| bad("bad _stream labels"))?
+                                rec.stream = match labels.get(&x) {
+                                    Some(l) => l.clone(),
+                                    None => {
+                                        let l: Labels = serde_json::from_str(&x)
+                                            .map_err(|_| bad("bad _stream labels"))?;
+                                        labels.insert(x, l.clone());
+                                        l
+                                    }
+                                }
                             }
                             ColumnKind::Level => rec.level = Some(x),
                             ColumnKind::Str => rec.fields.push((meta.name.clone(), Value::Str(x))),
