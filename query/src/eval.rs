@@ -663,6 +663,35 @@ impl Grouper {
         matches!(&self.pipe, Pipe::Stats { funcs, by } if by.is_empty() && funcs.iter().all(|f| *f == Agg::Count))
     }
 
+    /// The bucket size when every function is `count()` and the only key is a time
+    /// bucket: then counts per bucket can be added directly ([`Self::add_bucket_count`]).
+    pub fn time_bucket_counts(&self) -> Option<i64> {
+        match (&self.pipe, self.keys.as_slice()) {
+            (Pipe::Stats { funcs, .. }, [GroupKey::TimeBucket(step)])
+                if funcs.iter().all(|f| *f == Agg::Count) =>
+            {
+                Some(*step)
+            }
+            _ => None,
+        }
+    }
+
+    /// Adds `n` records of the bucket starting at `bucket_ns` to a
+    /// [`Self::time_bucket_counts`] grouper.
+    pub fn add_bucket_count(&mut self, bucket_ns: i64, n: u64) {
+        let key = vec![Some(engine::ingest::time::format_rfc3339(bucket_ns))];
+        let funcs: Vec<Agg> = self.funcs().to_vec();
+        let states = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
+        for s in states.iter_mut() {
+            if let AggState::Count(c) = s {
+                *c += n;
+            }
+        }
+    }
+
     /// Adds `n` matching records to a [`Self::counts_only`] grouper.
     pub fn add_count(&mut self, n: u64) {
         let funcs: Vec<Agg> = self.funcs().to_vec();

@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 
 use std::collections::BTreeSet;
 
-use engine::segment::{ColumnKind, ColumnMeta, MsgMatchers, MsgPredicate};
+use engine::segment::{ColumnBlock, ColumnKind, ColumnMeta, MsgMatchers, MsgPredicate, Values};
 
 use crate::ast::{Agg, Cond, Filter, GroupKey, Pipe, Query};
 use crate::eval::{apply_pipes, apply_table_pipes, Compiled, Grouper, Table};
@@ -617,6 +617,32 @@ fn scan_segment(
         }
         match sink {
             Sink::Groups(g) if g.counts_only() => g.add_count(chosen.len() as u64),
+            Sink::Groups(g) if g.time_bucket_counts().is_some() => {
+                // Counts per time bucket straight from the `_time` column.
+                let step = g.time_bucket_counts().unwrap_or(1).max(1);
+                let times = match r.column(ColumnKind::Time, "_time") {
+                    Some(c) => match r.read(c, b)? {
+                        Some(ColumnBlock {
+                            values: Values::I64(v),
+                            present: None,
+                        }) => v,
+                        _ => Vec::new(),
+                    },
+                    None => Vec::new(),
+                };
+                let mut counts: std::collections::BTreeMap<i64, u64> = Default::default();
+                for i in &chosen {
+                    if let Some(t) = times.get(*i) {
+                        *counts.entry(t - t.rem_euclid(step)).or_default() += 1;
+                    }
+                }
+                for (bucket, n) in counts {
+                    g.add_bucket_count(bucket, n);
+                }
+                if g.len() > limits.max_groups {
+                    return Err(QueryError::TooManyGroups(limits.max_groups));
+                }
+            }
             Sink::Groups(g) => {
                 let recs = ctx.records_for(&chosen)?;
                 for i in &chosen {
