@@ -76,6 +76,22 @@ pub enum QueryError {
     /// Over the memory budget.
     #[error("query needs more than its memory budget of {0} bytes")]
     Memory(usize),
+    /// The result does not convert to Arrow.
+    #[error("result as Arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// Runs a parsed query and returns its result as Arrow record batches of at most
+/// `batch_rows` rows ([`crate::arrow`]).
+pub fn run_batches(
+    engine: &Engine,
+    tenant: &Tenant,
+    q: &Query,
+    limits: &Limits,
+    batch_rows: usize,
+) -> Result<Vec<arrow_array::RecordBatch>, QueryError> {
+    let table = run(engine, tenant, q, limits)?;
+    Ok(crate::arrow::to_record_batches(&table, batch_rows)?)
 }
 
 /// Parses and runs `text` for `tenant`.

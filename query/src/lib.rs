@@ -2,6 +2,7 @@
 //! the executor over an engine snapshot ([`exec`]). It reads storage only through
 //! `engine`, never files. The language: `docs/query-language.md`.
 
+pub mod arrow;
 pub mod ast;
 pub mod eval;
 pub mod exec;
@@ -9,5 +10,5 @@ pub mod parse;
 
 pub use engine;
 pub use eval::{Cell, Table};
-pub use exec::{query, run, Limits, QueryError};
+pub use exec::{query, run, run_batches, Limits, QueryError};
 pub use parse::{parse, ParseError};

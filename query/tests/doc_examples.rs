@@ -184,5 +184,19 @@ fn every_documented_example_runs_and_equals_a_scan() {
             .unwrap_or_else(|err| panic!("{q}: {err}"));
         assert_eq!(got, want, "{q}");
         assert!(!got.rows.is_empty(), "the example finds nothing: {q}");
+        // The same result as Arrow batches: same columns, same row count.
+        let batches = query::run_batches(&e, &tenant, &parsed, &Limits::default(), 3).unwrap();
+        let names: Vec<String> = batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, got.columns, "{q}");
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            got.rows.len(),
+            "{q}"
+        );
     }
 }

@@ -1,0 +1,255 @@
+//! Query results as Arrow record batches (what the Flight service will stream).
+//!
+//! Column types: `_time` is `Timestamp(ns, UTC)`; a column whose values are all
+//! integers is `Int64`, all numbers `Float64`, all booleans `Boolean`; anything else
+//! (and a column with no values) is `Utf8` of the values' text. Every column is
+//! nullable.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::eval::{Cell, Table};
+
+/// Rows per batch unless the caller asks otherwise.
+pub const BATCH_ROWS: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Time,
+    Int,
+    Float,
+    Bool,
+    Text,
+}
+
+fn kind_of(name: &str, cells: impl Iterator<Item = Cell>) -> Kind {
+    let mut k: Option<Kind> = None;
+    for c in cells {
+        let this = match &c {
+            Cell::Null => continue,
+            Cell::Str(s) if name == "_time" && engine::ingest::time::parse_rfc3339(s).is_some() => {
+                Kind::Time
+            }
+            Cell::Str(_) => Kind::Text,
+            Cell::I64(_) => Kind::Int,
+            Cell::F64(_) => Kind::Float,
+            Cell::Bool(_) => Kind::Bool,
+        };
+        k = Some(match (k, this) {
+            (None, t) => t,
+            (Some(a), b) if a == b => a,
+            (Some(Kind::Int), Kind::Float) | (Some(Kind::Float), Kind::Int) => Kind::Float,
+            _ => return Kind::Text,
+        });
+    }
+    k.unwrap_or(Kind::Text)
+}
+
+/// The Arrow schema of `table` (from its values' types).
+pub fn schema(table: &Table) -> SchemaRef {
+    schema_of(table, &kinds(table))
+}
+
+fn schema_of(table: &Table, kinds: &[Kind]) -> SchemaRef {
+    Arc::new(Schema::new(
+        table
+            .columns
+            .iter()
+            .zip(kinds)
+            .map(|(name, k)| Field::new(name, data_type(*k), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn kinds(table: &Table) -> Vec<Kind> {
+    (0..table.columns.len())
+        .map(|i| {
+            kind_of(
+                table.columns.get(i).map_or("", String::as_str),
+                table
+                    .rows
+                    .iter()
+                    .map(|r| r.get(i).cloned().unwrap_or(Cell::Null)),
+            )
+        })
+        .collect()
+}
+
+fn data_type(k: Kind) -> DataType {
+    match k {
+        Kind::Time => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        Kind::Int => DataType::Int64,
+        Kind::Float => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+        Kind::Text => DataType::Utf8,
+    }
+}
+
+fn column(rows: &[Vec<Cell>], i: usize, k: Kind) -> ArrayRef {
+    let cells = rows.iter().map(|r| r.get(i).unwrap_or(&Cell::Null));
+    match k {
+        Kind::Time => {
+            let mut b = TimestampNanosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+            for c in cells {
+                b.append_option(match c {
+                    Cell::Str(s) => engine::ingest::time::parse_rfc3339(s),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Int => {
+            let mut b = Int64Builder::with_capacity(rows.len());
+            for c in cells {
+                b.append_option(match c {
+                    Cell::I64(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Float => {
+            let mut b = Float64Builder::with_capacity(rows.len());
+            for c in cells {
+                b.append_option(match c {
+                    Cell::I64(x) => Some(*x as f64),
+                    Cell::F64(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Bool => {
+            let mut b = BooleanBuilder::with_capacity(rows.len());
+            for c in cells {
+                b.append_option(match c {
+                    Cell::Bool(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Text => {
+            let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+            for c in cells {
+                b.append_option(c.text());
+            }
+            Arc::new(b.finish())
+        }
+    }
+}
+
+/// `table` as record batches of at most `batch_rows` rows (one empty batch for an
+/// empty table, so the schema still travels).
+pub fn to_record_batches(table: &Table, batch_rows: usize) -> Result<Vec<RecordBatch>, ArrowError> {
+    let kinds = kinds(table);
+    let schema = schema_of(table, &kinds);
+    let mut out = Vec::new();
+    let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
+        vec![&[]]
+    } else {
+        table.rows.chunks(batch_rows.max(1)).collect()
+    };
+    for rows in chunks {
+        let cols: Vec<ArrayRef> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| column(rows, i, *k))
+            .collect();
+        // The row count is explicit so a table without columns still converts.
+        out.push(RecordBatch::try_new_with_options(
+            Arc::clone(&schema),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
+
+    #[test]
+    fn types_follow_the_values() {
+        let t = Table {
+            columns: vec![
+                "_time".into(),
+                "n".into(),
+                "x".into(),
+                "s".into(),
+                "b".into(),
+                "none".into(),
+            ],
+            rows: vec![
+                vec![
+                    Cell::Str("1970-01-01T00:00:01Z".into()),
+                    Cell::I64(1),
+                    Cell::I64(2),
+                    Cell::Str("a".into()),
+                    Cell::Bool(true),
+                    Cell::Null,
+                ],
+                vec![
+                    Cell::Str("1970-01-01T00:00:02Z".into()),
+                    Cell::Null,
+                    Cell::F64(2.5),
+                    Cell::I64(7),
+                    Cell::Bool(false),
+                    Cell::Null,
+                ],
+            ],
+        };
+        let batches = to_record_batches(&t, 1).unwrap();
+        assert_eq!(batches.len(), 2);
+        let s = batches[0].schema();
+        let types: Vec<&DataType> = s.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(
+            types,
+            vec![
+                &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                &DataType::Int64,
+                &DataType::Float64,
+                &DataType::Utf8,
+                &DataType::Boolean,
+                &DataType::Utf8,
+            ]
+        );
+        let b = &batches[1];
+        let time = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(time.value(0), 2_000_000_000);
+        assert!(b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .is_null(0));
+        assert_eq!(
+            b.column(2)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .value(0),
+            2.5
+        );
+        assert_eq!(
+            b.column(3)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0),
+            "7"
+        );
+        assert_eq!(to_record_batches(&Table::default(), 10).unwrap().len(), 1);
+    }
+}
