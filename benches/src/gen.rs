@@ -412,7 +412,8 @@ fn hash(b: &[u8]) -> u64 {
 pub enum Format {
     /// The lines as they are.
     Raw,
-    /// `{"_time": ..., "_msg": ..., "system": ...}` per line.
+    /// `{"_time": ..., "_msg": ..., "system": ..., "level": ..., "client": ...}` per
+    /// line.
     Jsonl,
 }
 
@@ -506,6 +507,18 @@ pub fn generate(systems: &mut [System], spec: &Spec, out: &mut impl Write) -> io
                 json.push_str(&serde_json::to_string(&line).unwrap_or_default());
                 json.push_str(",\"system\":\"");
                 json.push_str(system.name());
+                // A level (80% INFO, 12% WARN, 5% ERROR, 3% DEBUG) and a client id
+                // with about 100,000 distinct values, for field filters and top-k.
+                let r = mix(rng ^ 0x5eed);
+                json.push_str("\",\"level\":\"");
+                json.push_str(match r % 100 {
+                    0..80 => "INFO",
+                    80..92 => "WARN",
+                    92..97 => "ERROR",
+                    _ => "DEBUG",
+                });
+                json.push_str("\",\"client\":\"c");
+                json.push_str(&((r >> 8) % 100_000).to_string());
                 json.push_str("\"}\n");
                 out.write_all(json.as_bytes())?;
                 json.len()

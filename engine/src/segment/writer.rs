@@ -151,13 +151,23 @@ pub fn write_segment_refs(
     }
     for (i, r) in order.iter().enumerate() {
         for (name, value) in &r.fields {
-            let (kind, fresh) = match value {
-                Value::Str(_) => (ColumnKind::Str, Builder::Str(vec![None; n])),
-                Value::I64(_) => (ColumnKind::I64, Builder::I64(vec![None; n])),
-                Value::F64(_) => (ColumnKind::F64, Builder::I64(vec![None; n])),
-                Value::Bool(_) => (ColumnKind::Bool, Builder::I64(vec![None; n])),
+            let kind = match value {
+                Value::Str(_) => ColumnKind::Str,
+                Value::I64(_) => ColumnKind::I64,
+                Value::F64(_) => ColumnKind::F64,
+                Value::Bool(_) => ColumnKind::Bool,
             };
-            let col = columns.entry((kind, name.clone())).or_insert(fresh);
+            // The column is made (n empty rows) once, not once per value: building it
+            // eagerly here made a segment with fields quadratic in its rows.
+            let col = match columns.get_mut(&(kind, name.clone())) {
+                Some(c) => c,
+                None => columns
+                    .entry((kind, name.clone()))
+                    .or_insert_with(|| match kind {
+                        ColumnKind::Str => Builder::Str(vec![None; n]),
+                        _ => Builder::I64(vec![None; n]),
+                    }),
+            };
             match (col, value) {
                 (Builder::Str(v), Value::Str(s)) => v[i] = Some(s.as_str()),
                 (Builder::I64(v), Value::I64(x)) => v[i] = Some(*x),
