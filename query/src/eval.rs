@@ -580,7 +580,8 @@ impl AggState {
 pub struct Grouper {
     pipe: Pipe,
     keys: Vec<GroupKey>,
-    groups: BTreeMap<Vec<Option<String>>, Vec<AggState>>,
+    /// Hashed while adding; sorted by key once, at [`Self::finish`].
+    groups: rustc_hash::FxHashMap<Vec<Option<String>>, Vec<AggState>>,
     /// Per time-bucket key, the last bucket and its text.
     bucket_text: Vec<Option<(i64, String)>>,
 }
@@ -598,7 +599,7 @@ impl Grouper {
         Some(Grouper {
             pipe: pipe.clone(),
             keys,
-            groups: BTreeMap::new(),
+            groups: Default::default(),
             bucket_text: Vec::new(),
         })
     }
@@ -661,6 +662,42 @@ impl Grouper {
     /// matching rows can be added as a number ([`Self::add_count`]).
     pub fn counts_only(&self) -> bool {
         matches!(&self.pipe, Pipe::Stats { funcs, by } if by.is_empty() && funcs.iter().all(|f| *f == Agg::Count))
+    }
+
+    /// Whether every function is `count()` (any `by`): counts per key can then be
+    /// added directly ([`Self::add_key_count`]).
+    pub fn counts_by_fields(&self) -> bool {
+        let funcs_ok = match &self.pipe {
+            Pipe::Stats { funcs, .. } => funcs.iter().all(|f| *f == Agg::Count),
+            Pipe::Top { .. } | Pipe::Uniq(_) => true,
+            _ => false,
+        };
+        funcs_ok && self.keys.iter().all(|k| matches!(k, GroupKey::Field(_)))
+    }
+
+    /// The key of `rec` (field keys only, see [`Self::counts_by_fields`]), borrowed.
+    pub fn field_key<'r>(&self, rec: &'r Record) -> Vec<Option<Cow<'r, str>>> {
+        self.keys
+            .iter()
+            .map(|k| match k {
+                GroupKey::Field(f) => field_text(rec, f),
+                GroupKey::TimeBucket(_) => None,
+            })
+            .collect()
+    }
+
+    /// Adds `n` records with `key` to a [`Self::counts_by_fields`] grouper.
+    pub fn add_key_count(&mut self, key: Vec<Option<String>>, n: u64) {
+        let funcs: Vec<Agg> = self.funcs().to_vec();
+        let states = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
+        for s in states.iter_mut() {
+            if let AggState::Count(c) = s {
+                *c += n;
+            }
+        }
     }
 
     /// The bucket size when every function is `count()` and the only key is a time
@@ -740,7 +777,9 @@ impl Grouper {
                 }
                 let mut columns: Vec<String> = keys.iter().map(key_name).collect();
                 columns.extend(funcs.iter().map(Agg::name));
-                let rows = groups
+                let mut sorted: Vec<_> = groups.into_iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                let rows = sorted
                     .into_iter()
                     .map(|(k, states)| {
                         cells(k)
@@ -777,10 +816,14 @@ impl Grouper {
                         .collect(),
                 }
             }
-            Pipe::Uniq(by) => Table {
-                columns: by,
-                rows: groups.into_keys().map(|k| cells(k).collect()).collect(),
-            },
+            Pipe::Uniq(by) => {
+                let mut keys: Vec<Vec<Option<String>>> = groups.into_keys().collect();
+                keys.sort();
+                Table {
+                    columns: by,
+                    rows: keys.into_iter().map(|k| cells(k).collect()).collect(),
+                }
+            }
             _ => Table::default(),
         }
     }

@@ -449,6 +449,9 @@ impl<'a> Block<'a> {
         Ok(match f {
             Filter::All => mask.to_vec(),
             Filter::And(a, b) => {
+                // The cheaper side first (precomputed `_msg` words before columns
+                // before rebuilding text), so the other sees fewer rows.
+                let (a, b) = if cost(b) < cost(a) { (b, a) } else { (a, b) };
                 let m = self.eval(a, mask)?;
                 if !m.contains(&true) {
                     return Ok(m);
@@ -539,6 +542,22 @@ impl<'a> Block<'a> {
                     .collect()
             }
         })
+    }
+}
+
+/// Rough cost of evaluating `f` on a block: 0 for `_msg` words and prefixes (decided
+/// up front on template ids), 1 for conditions on other columns, 2 for those that
+/// rebuild message text.
+fn cost(f: &Filter) -> u8 {
+    match f {
+        Filter::All => 0,
+        Filter::And(a, b) | Filter::Or(a, b) => cost(a).max(cost(b)),
+        Filter::Not(a) => cost(a),
+        Filter::Field { field, cond } if field == "_msg" => match cond {
+            Cond::Word(_) | Cond::Prefix(_) | Cond::Exists => 0,
+            _ => 2,
+        },
+        _ => 1,
     }
 }
 
@@ -654,6 +673,30 @@ fn scan_segment(
                 }
                 for (bucket, n) in counts {
                     g.add_bucket_count(bucket, n);
+                }
+                if g.len() > limits.max_groups {
+                    return Err(QueryError::TooManyGroups(limits.max_groups));
+                }
+            }
+            Sink::Groups(g) if g.counts_by_fields() => {
+                // Count per distinct key within the block, then once into the grouper.
+                let recs = ctx.records_for(&chosen)?;
+                let mut counts: std::collections::HashMap<
+                    Vec<Option<std::borrow::Cow<'_, str>>>,
+                    u64,
+                > = Default::default();
+                for i in &chosen {
+                    if let Some(rec) = recs.get(*i) {
+                        *counts.entry(g.field_key(rec)).or_default() += 1;
+                    }
+                }
+                for (k, n) in counts {
+                    g.add_key_count(
+                        k.into_iter()
+                            .map(|v| v.map(std::borrow::Cow::into_owned))
+                            .collect(),
+                        n,
+                    );
                 }
                 if g.len() > limits.max_groups {
                     return Err(QueryError::TooManyGroups(limits.max_groups));
