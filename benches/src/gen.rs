@@ -681,7 +681,13 @@ mod tests {
         for line in String::from_utf8(out).unwrap().lines() {
             let r = engine::ingest::parse_json(line, &ctx).unwrap();
             assert!(!r.msg.is_empty());
-            assert_eq!(r.fields.len(), 1);
+            // `system` and `client` are fields; `level` is the level.
+            let names: Vec<&str> = r.fields.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(names, ["system", "client"]);
+            assert!(matches!(
+                r.level.as_deref(),
+                Some("INFO" | "WARN" | "ERROR" | "DEBUG")
+            ));
         }
     }
 }
