@@ -688,16 +688,7 @@ impl Grouper {
 
     /// Adds `n` records with `key` to a [`Self::counts_by_fields`] grouper.
     pub fn add_key_count(&mut self, key: Vec<Option<String>>, n: u64) {
-        let funcs: Vec<Agg> = self.funcs().to_vec();
-        let states = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
-        for s in states.iter_mut() {
-            if let AggState::Count(c) = s {
-                *c += n;
-            }
-        }
+        self.add_counted(key, n);
     }
 
     /// The bucket size when every function is `count()` and the only key is a time
@@ -716,25 +707,23 @@ impl Grouper {
     /// Adds `n` records of the bucket starting at `bucket_ns` to a
     /// [`Self::time_bucket_counts`] grouper.
     pub fn add_bucket_count(&mut self, bucket_ns: i64, n: u64) {
-        let key = vec![Some(engine::ingest::time::format_rfc3339(bucket_ns))];
-        let funcs: Vec<Agg> = self.funcs().to_vec();
-        let states = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
-        for s in states.iter_mut() {
-            if let AggState::Count(c) = s {
-                *c += n;
-            }
-        }
+        self.add_counted(
+            vec![Some(engine::ingest::time::format_rfc3339(bucket_ns))],
+            n,
+        );
     }
 
     /// Adds `n` matching records to a [`Self::counts_only`] grouper.
     pub fn add_count(&mut self, n: u64) {
+        self.add_counted(Vec::new(), n);
+    }
+
+    /// Adds `n` to every `count()` of group `key`.
+    fn add_counted(&mut self, key: Vec<Option<String>>, n: u64) {
         let funcs: Vec<Agg> = self.funcs().to_vec();
         let states = self
             .groups
-            .entry(Vec::new())
+            .entry(key)
             .or_insert_with(|| funcs.iter().map(AggState::new).collect());
         for s in states.iter_mut() {
             if let AggState::Count(c) = s {

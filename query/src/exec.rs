@@ -206,25 +206,14 @@ impl Sink {
             Sink::Rows { rows, bytes } => {
                 *bytes += engine::memtable::record_bytes(&rec);
                 rows.push(rec);
-                if rows.len() > limits.max_rows {
-                    return Err(QueryError::TooManyRows(limits.max_rows));
-                }
-                if *bytes > limits.memory_bytes {
-                    return Err(QueryError::Memory(limits.memory_bytes));
-                }
             }
-            Sink::Groups(g) => {
-                g.add(&rec);
-                if g.len() > limits.max_groups {
-                    return Err(QueryError::TooManyGroups(limits.max_groups));
-                }
-            }
+            Sink::Groups(g) => g.add(&rec),
         }
-        Ok(())
+        self.check(limits)
     }
 
     fn merge(&mut self, other: Sink, limits: &Limits) -> Result<(), QueryError> {
-        match (self, other) {
+        match (&mut *self, other) {
             (
                 Sink::Rows { rows, bytes },
                 Sink::Rows {
@@ -234,6 +223,17 @@ impl Sink {
             ) => {
                 rows.extend(r2);
                 *bytes += b2;
+            }
+            (Sink::Groups(g), Sink::Groups(g2)) => g.merge(g2),
+            _ => {}
+        }
+        self.check(limits)
+    }
+
+    /// Fails once the rows, groups or memory held pass the limits.
+    fn check(&self, limits: &Limits) -> Result<(), QueryError> {
+        match self {
+            Sink::Rows { rows, bytes } => {
                 if rows.len() > limits.max_rows {
                     return Err(QueryError::TooManyRows(limits.max_rows));
                 }
@@ -241,13 +241,11 @@ impl Sink {
                     return Err(QueryError::Memory(limits.memory_bytes));
                 }
             }
-            (Sink::Groups(g), Sink::Groups(g2)) => {
-                g.merge(g2);
+            Sink::Groups(g) => {
                 if g.len() > limits.max_groups {
                     return Err(QueryError::TooManyGroups(limits.max_groups));
                 }
             }
-            _ => {}
         }
         Ok(())
     }
@@ -674,9 +672,6 @@ fn scan_segment(
                 for (bucket, n) in counts {
                     g.add_bucket_count(bucket, n);
                 }
-                if g.len() > limits.max_groups {
-                    return Err(QueryError::TooManyGroups(limits.max_groups));
-                }
             }
             Sink::Groups(g) if g.counts_by_fields() => {
                 // Count per distinct key within the block, then once into the grouper.
@@ -698,9 +693,6 @@ fn scan_segment(
                         n,
                     );
                 }
-                if g.len() > limits.max_groups {
-                    return Err(QueryError::TooManyGroups(limits.max_groups));
-                }
             }
             Sink::Groups(g) => {
                 let recs = ctx.records_for(&chosen)?;
@@ -709,9 +701,6 @@ fn scan_segment(
                         g.add(rec);
                     }
                 }
-                if g.len() > limits.max_groups {
-                    return Err(QueryError::TooManyGroups(limits.max_groups));
-                }
             }
             Sink::Rows { .. } => {
                 for rec in r.records_at(b, &chosen)? {
@@ -719,6 +708,7 @@ fn scan_segment(
                 }
             }
         }
+        sink.check(limits)?;
     }
     Ok(())
 }

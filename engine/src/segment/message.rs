@@ -128,24 +128,28 @@ pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var
             numeric |= num;
             i += len;
         }
-        let tok = msg.get(start..i).unwrap_or("");
-        if numeric {
-            match canonical_int(tok) {
-                Some(v) => {
-                    template.push(PH_INT);
-                    vars.push(Var::Int(v));
-                }
-                None => {
-                    template.push(PH_STR);
-                    vars.push(Var::Str(tok));
-                }
-            }
-        } else {
-            template.extend_from_slice(tok.as_bytes());
-        }
+        push_token(msg.get(start..i).unwrap_or(""), numeric, template, vars);
         sep_start = i;
     }
     push_separator(template, bytes.get(sep_start..).unwrap_or(&[]));
+}
+
+/// Appends a token to the template (a word) or as a placeholder and variable.
+fn push_token<'a>(tok: &'a str, numeric: bool, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>) {
+    if !numeric {
+        template.extend_from_slice(tok.as_bytes());
+        return;
+    }
+    match canonical_int(tok) {
+        Some(v) => {
+            template.push(PH_INT);
+            vars.push(Var::Int(v));
+        }
+        None => {
+            template.push(PH_STR);
+            vars.push(Var::Str(tok));
+        }
+    }
 }
 
 /// Byte classes of ASCII text: separator, letter or `_`, digit.
@@ -192,21 +196,7 @@ fn split_ascii<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>
             i += 1;
         }
         push_separator(template, bytes.get(sep_start..start).unwrap_or(&[]));
-        let tok = msg.get(start..i).unwrap_or("");
-        if numeric {
-            match canonical_int(tok) {
-                Some(v) => {
-                    template.push(PH_INT);
-                    vars.push(Var::Int(v));
-                }
-                None => {
-                    template.push(PH_STR);
-                    vars.push(Var::Str(tok));
-                }
-            }
-        } else {
-            template.extend_from_slice(tok.as_bytes());
-        }
+        push_token(msg.get(start..i).unwrap_or(""), numeric, template, vars);
         sep_start = i;
     }
     push_separator(template, bytes.get(sep_start..).unwrap_or(&[]));

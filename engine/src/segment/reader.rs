@@ -56,6 +56,19 @@ pub struct SegmentReader {
     int_values: Vec<OnceLock<Vec<u64>>>,
 }
 
+/// The rows (of `n`) that have a value, given a chunk's presence bitmap.
+fn present_rows(present: &Option<Vec<bool>>, n: usize) -> Vec<usize> {
+    match present {
+        None => (0..n).collect(),
+        Some(p) => p
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x)
+            .map(|(i, _)| i)
+            .collect(),
+    }
+}
+
 /// A column chunk's CRC-checked bytes, split from its presence bitmap.
 struct RawChunk<'a> {
     kind: ColumnKind,
@@ -716,15 +729,7 @@ impl SegmentReader {
                 offset: c.offset,
                 what: e.what,
             })?;
-        let block_rows: Vec<usize> = match &c.present {
-            None => (0..c.n).collect(),
-            Some(p) => p
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| **x)
-                .map(|(i, _)| i)
-                .collect(),
-        };
+        let block_rows = present_rows(&c.present, c.n);
         for (i, t) in chunk.templates.iter().enumerate() {
             let Some(tpl) = templates.get(*t as usize) else {
                 continue;
@@ -765,15 +770,7 @@ impl SegmentReader {
             return Ok(vec![String::new(); n]);
         };
         let mut out = vec![String::new(); n];
-        let rows_with: Vec<usize> = match &cb.present {
-            None => (0..n).collect(),
-            Some(p) => p
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| **x)
-                .map(|(i, _)| i)
-                .collect(),
-        };
+        let rows_with = present_rows(&cb.present, n);
         for (r, m) in rows_with.into_iter().zip(v) {
             if let Some(slot) = out.get_mut(r) {
                 *slot = m;
@@ -839,15 +836,7 @@ impl SegmentReader {
                     what: e.what,
                 }
             })?;
-            let rows: Vec<usize> = match &c.present {
-                None => (0..c.n).collect(),
-                Some(p) => p
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, x)| **x)
-                    .map(|(i, _)| i)
-                    .collect(),
-            };
+            let rows = present_rows(&c.present, c.n);
             for (i, t) in chunk.templates.iter().enumerate().rev() {
                 let Some(tpl) = templates.get(*t as usize) else {
                     continue;
@@ -989,15 +978,7 @@ impl SegmentReader {
                 // Rows given are block rows; map them to positions among present values.
                 let wanted: Option<Vec<bool>> = only.map(|rows| {
                     let mut w = vec![false; c.n];
-                    let pos: Vec<usize> = match &c.present {
-                        None => (0..c.n).collect(),
-                        Some(p) => p
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, x)| **x)
-                            .map(|(i, _)| i)
-                            .collect(),
-                    };
+                    let pos = present_rows(&c.present, c.n);
                     for r in rows {
                         if let Ok(i) = pos.binary_search(r) {
                             if let Some(x) = w.get_mut(i) {
@@ -1142,15 +1123,7 @@ impl SegmentReader {
             let Some(cb) = self.read_rows(col, block, only)? else {
                 continue;
             };
-            let rows_with: Vec<usize> = match &cb.present {
-                None => (0..rows).collect(),
-                Some(p) => p
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, x)| **x)
-                    .map(|(i, _)| i)
-                    .collect(),
-            };
+            let rows_with = present_rows(&cb.present, rows);
             let targets = rows_with.iter().map(|r| slot.get(*r).copied().flatten());
             match cb.values {
                 Values::I64(v) => {
