@@ -675,6 +675,14 @@ impl Grouper {
         funcs_ok && self.keys.iter().all(|k| matches!(k, GroupKey::Field(_)))
     }
 
+    /// The field name when the only key is one field.
+    pub fn single_field_key(&self) -> Option<&str> {
+        match self.keys.as_slice() {
+            [GroupKey::Field(f)] => Some(f),
+            _ => None,
+        }
+    }
+
     /// The key of `rec` (field keys only, see [`Self::counts_by_fields`]), borrowed.
     pub fn field_key<'r>(&self, rec: &'r Record) -> Vec<Option<Cow<'r, str>>> {
         self.keys

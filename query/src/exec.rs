@@ -337,6 +337,7 @@ struct Block<'a> {
     /// Word / prefix conditions on `_msg` and their rows.
     msg_preds: Vec<(bool, String)>,
     msg_rows: Vec<Vec<bool>>,
+    /// Rebuilt messages by row (allocated on first use).
     texts: Vec<Option<String>>,
     partial: Option<Vec<Record>>,
     /// The grouping pipe reads `_msg`.
@@ -366,7 +367,7 @@ impl<'a> Block<'a> {
             need,
             msg_preds,
             msg_rows,
-            texts: vec![None; rows],
+            texts: Vec::new(),
             partial: None,
             pipe_msg: need.pipe_msg,
         })
@@ -382,6 +383,9 @@ impl<'a> Block<'a> {
 
     /// Rebuilds the messages of the rows in `mask` not rebuilt yet.
     fn texts_for(&mut self, mask: &[bool]) -> Result<(), QueryError> {
+        if self.texts.is_empty() {
+            self.texts = vec![None; self.rows];
+        }
         let missing: Vec<usize> = (0..self.rows)
             .filter(|i| {
                 mask.get(*i) == Some(&true) && self.texts.get(*i).is_some_and(Option::is_none)
@@ -543,6 +547,129 @@ impl<'a> Block<'a> {
     }
 }
 
+/// A key value read from a block's columns, before it is resolved to text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyRef {
+    /// Value `id` of string column source `src`.
+    Str(usize, u32),
+    /// Text made from a number or boolean, by index.
+    Text(usize),
+    /// Value of the stream label, by `_stream` dictionary id.
+    Label(u32),
+}
+
+/// Counts per value of field `k` over the `chosen` rows of block `b`, read straight
+/// from the columns, with the precedence of [`crate::eval::field_text`]: the level
+/// (for `level`), then a field named `k` (string, integer, float, boolean columns, in
+/// that order), then the stream label `k`.
+fn key_counts(
+    r: &SegmentReader,
+    b: usize,
+    rows: usize,
+    k: &str,
+    chosen: &[usize],
+) -> Result<Vec<(Option<String>, u64)>, QueryError> {
+    let mut key: Vec<Option<KeyRef>> = vec![None; rows];
+    let mut dicts: Vec<Vec<String>> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    for (col, meta) in r.footer().columns.iter().enumerate() {
+        let applies = match meta.kind {
+            ColumnKind::Level => k == "level",
+            ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
+                meta.name == k
+            }
+            _ => false,
+        };
+        if !applies {
+            continue;
+        }
+        match meta.kind {
+            ColumnKind::Level | ColumnKind::Str => {
+                let Some(sc) = r.string_ids(col, b)? else {
+                    continue;
+                };
+                let src = dicts.len();
+                for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
+                    if let (Some(id), Some(slot)) = (id, key.get_mut(row)) {
+                        if slot.is_none() {
+                            *slot = Some(KeyRef::Str(src, id));
+                        }
+                    }
+                }
+                dicts.push(sc.dict);
+            }
+            kind => {
+                let Some(cb) = r.read(col, b)? else { continue };
+                let Values::I64(vals) = cb.values else {
+                    continue;
+                };
+                let rows_with: Vec<usize> = match &cb.present {
+                    None => (0..rows).collect(),
+                    Some(p) => (0..rows).filter(|i| p.get(*i) == Some(&true)).collect(),
+                };
+                for (row, x) in rows_with.into_iter().zip(vals) {
+                    if let Some(slot) = key.get_mut(row).filter(|s| s.is_none()) {
+                        let v = match kind {
+                            ColumnKind::F64 => engine::model::Value::F64(f64::from_bits(x as u64)),
+                            ColumnKind::Bool => engine::model::Value::Bool(x != 0),
+                            _ => engine::model::Value::I64(x),
+                        };
+                        texts.push(v.to_text());
+                        *slot = Some(KeyRef::Text(texts.len() - 1));
+                    }
+                }
+            }
+        }
+    }
+    // The stream label, for rows with no such field: each distinct label set parsed once.
+    let mut labels: Vec<Option<String>> = Vec::new();
+    if key.iter().any(Option::is_none) {
+        if let Some(col) = r.column(ColumnKind::Stream, "_stream") {
+            if let Some(sc) = r.string_ids(col, b)? {
+                labels = sc
+                    .dict
+                    .iter()
+                    .map(|j| {
+                        serde_json::from_str::<engine::model::Labels>(j)
+                            .ok()
+                            .and_then(|l| l.get(k).cloned())
+                    })
+                    .collect();
+                for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
+                    let has = id
+                        .and_then(|i| labels.get(i as usize))
+                        .is_some_and(Option::is_some);
+                    if let (true, Some(id), Some(slot)) = (has, id, key.get_mut(row)) {
+                        if slot.is_none() {
+                            *slot = Some(KeyRef::Label(id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Count by the text itself (borrowed), so equal values from different sources
+    // (or repeated in a non-dictionary block) are one group.
+    let resolve = |k: KeyRef| -> Option<&str> {
+        match k {
+            KeyRef::Str(src, id) => dicts.get(src)?.get(id as usize).map(String::as_str),
+            KeyRef::Text(i) => texts.get(i).map(String::as_str),
+            KeyRef::Label(id) => labels.get(id as usize)?.as_deref(),
+        }
+    };
+    // First by reference (a cheap hash of two integers), then by text.
+    let mut by_ref: rustc_hash::FxHashMap<Option<KeyRef>, u64> = Default::default();
+    for row in chosen {
+        *by_ref.entry(key.get(*row).copied().flatten()).or_default() += 1;
+    }
+    let mut counts: rustc_hash::FxHashMap<Option<&str>, u64> = Default::default();
+    for (k, n) in by_ref {
+        *counts.entry(k.and_then(resolve)).or_default() += n;
+    }
+    let out = counts.into_iter().map(|(k, n)| (k.map(str::to_string), n));
+    Ok(out.collect())
+}
+
 /// Rough cost of evaluating `f` on a block: 0 for `_msg` words and prefixes (decided
 /// up front on template ids), 1 for conditions on other columns, 2 for those that
 /// rebuild message text.
@@ -671,6 +798,16 @@ fn scan_segment(
                 }
                 for (bucket, n) in counts {
                     g.add_bucket_count(bucket, n);
+                }
+            }
+            Sink::Groups(g)
+                if g.counts_by_fields()
+                    && g.single_field_key().is_some_and(|k| !k.starts_with('_')) =>
+            {
+                // One field key: count straight from the columns.
+                let k = g.single_field_key().unwrap_or_default().to_string();
+                for (key, n) in key_counts(&r, b, ctx.rows, &k, &chosen)? {
+                    g.add_key_count(vec![key], n);
                 }
             }
             Sink::Groups(g) if g.counts_by_fields() => {

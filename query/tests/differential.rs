@@ -140,7 +140,7 @@ fn pipes(rng: &mut TestRng) -> String {
     match rng.gen_range(0..11) {
         0 | 1 => String::new(),
         2 => format!(" | limit {}", rng.gen_range(0..20)),
-        3 => " | stats count() by (level)".into(),
+        3 => [" | stats count() by (level)", " | stats count() by (service)", " | top 2 by (status)", " | uniq by (latency)", " | stats count() by (nothere)"][rng.gen_range(0..5)].into(),
         4 => " | stats count(), count_uniq(host), sum(latency), avg(latency), min(status), max(status), quantile(0.5, latency) by (_time:1h)".into(),
         5 => " | top 3 by (host)".into(),
         6 => " | uniq by (host, level)".into(),

@@ -85,26 +85,45 @@ pub fn codec_name(block: &[u8]) -> &'static str {
 }
 
 /// Decodes a block of `n` strings.
-pub fn decode(mut b: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
+pub fn decode(b: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
+    let (dict, ids) = decode_dict(b, n)?;
+    if ids.is_none() {
+        return Ok(dict);
+    }
+    ids.into_iter()
+        .flatten()
+        .map(|id| {
+            dict.get(id as usize).cloned().ok_or_else(|| {
+                CodecError::new(format!("id {id} outside a dictionary of {}", dict.len()))
+            })
+        })
+        .collect()
+}
+
+/// Decodes a block of `n` strings as distinct values and one id per row, without
+/// copying a value per row: `(dict, Some(ids))` for the dictionary codec, `(the
+/// strings, None)` (row i is `dict[i]`) for the others. Ids are checked against the
+/// dictionary.
+pub fn decode_dict(mut b: &[u8], n: usize) -> Result<(Vec<String>, Option<Vec<u32>>), CodecError> {
     let b = &mut b;
     match take_u8(b, "string codec tag")? {
-        ZSTD => split(&unzstd_frame(b)?, n),
+        ZSTD => Ok((split(&unzstd_frame(b)?, n)?, None)),
         DICT => {
             let d = take_u32(b, "dictionary size")? as usize;
             let dict = split(&unzstd_frame(b)?, d)?;
             let width = take_u8(b, "id width")?;
-            let ids = bits::unpack(b, n, width)?;
-            ids.into_iter()
+            let ids = bits::unpack(b, n, width)?
+                .into_iter()
                 .map(|id| {
-                    usize::try_from(id)
+                    u32::try_from(id)
                         .ok()
-                        .and_then(|i| dict.get(i))
-                        .cloned()
+                        .filter(|i| (*i as usize) < dict.len())
                         .ok_or_else(|| {
                             CodecError::new(format!("id {id} outside a dictionary of {d}"))
                         })
                 })
-                .collect()
+                .collect::<Result<Vec<u32>, _>>()?;
+            Ok((dict, Some(ids)))
         }
         other => Err(CodecError::new(format!("unknown string codec {other}"))),
     }

@@ -22,7 +22,9 @@ pub use layout::{
     BlockMeta, ColumnKind, ColumnMeta, Footer, IndexRef, FORMAT_VERSION, MAGIC,
     OLDEST_SUPPORTED_VERSION,
 };
-pub use reader::{ColumnBlock, IndexSizes, MsgMatchers, MsgPredicate, SegmentReader, Values};
+pub use reader::{
+    ColumnBlock, IndexSizes, MsgMatchers, MsgPredicate, SegmentReader, StrColumn, Values,
+};
 pub use writer::{write_segment, write_segment_refs, SegmentOptions};
 
 /// Errors reading or writing a segment.

@@ -69,6 +69,35 @@ fn present_rows(present: &Option<Vec<bool>>, n: usize) -> Vec<usize> {
     }
 }
 
+/// A string column's block as distinct values and per-row ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrColumn {
+    /// Per row, whether it has a value; `None` means every row does.
+    pub present: Option<Vec<bool>>,
+    /// The values.
+    pub dict: Vec<String>,
+    /// Per row with a value, its index in `dict`; `None`: the i-th row with a value
+    /// is `dict[i]`.
+    pub ids: Option<Vec<u32>>,
+}
+
+impl StrColumn {
+    /// Per block row (of `rows`), the index in `dict` of its value.
+    pub fn row_ids(&self, rows: usize) -> Vec<Option<u32>> {
+        let mut out = vec![None; rows];
+        for (v, r) in present_rows(&self.present, rows).into_iter().enumerate() {
+            let id = match &self.ids {
+                Some(ids) => ids.get(v).copied(),
+                None => u32::try_from(v).ok(),
+            };
+            if let Some(slot) = out.get_mut(r) {
+                *slot = id;
+            }
+        }
+        out
+    }
+}
+
 /// A column chunk's CRC-checked bytes, split from its presence bitmap.
 struct RawChunk<'a> {
     kind: ColumnKind,
@@ -1003,6 +1032,31 @@ impl SegmentReader {
         Ok(Some(ColumnBlock {
             present: c.present,
             values,
+        }))
+    }
+
+    /// A string column's block (`_stream`, `level`, a string field) as distinct values
+    /// and ids, without a copy of the value per row ([`strs::decode_dict`]); `None`
+    /// when no row has a value or the column is not a string column.
+    pub fn string_ids(&self, col: usize, block: usize) -> Result<Option<StrColumn>, SegmentError> {
+        let Some(c) = self.chunk(col, block)? else {
+            return Ok(None);
+        };
+        if !matches!(
+            c.kind,
+            ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str
+        ) {
+            return Ok(None);
+        }
+        let (dict, ids) = strs::decode_dict(c.bytes, c.n).map_err(|e| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: c.offset,
+            what: e.what,
+        })?;
+        Ok(Some(StrColumn {
+            present: c.present,
+            dict,
+            ids,
         }))
     }
 
