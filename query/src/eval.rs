@@ -573,6 +573,14 @@ impl AggState {
     }
 }
 
+/// The aggregates a grouping pipe computes (`top` and `uniq`: a count).
+fn funcs_of(pipe: &Pipe) -> &[Agg] {
+    match pipe {
+        Pipe::Stats { funcs, .. } => funcs,
+        _ => &[Agg::Count],
+    }
+}
+
 /// What a grouping pipe (`stats`, `top`, `uniq`) keeps while records stream by:
 /// per group key, the partial aggregate states. Two groupers of the same pipe merge,
 /// so segments can be aggregated apart (in parallel, or on other nodes) and combined.
@@ -602,13 +610,6 @@ impl Grouper {
             groups: Default::default(),
             bucket_text: Vec::new(),
         })
-    }
-
-    fn funcs(&self) -> &[Agg] {
-        match &self.pipe {
-            Pipe::Stats { funcs, .. } => funcs,
-            _ => &[Agg::Count],
-        }
     }
 
     /// Number of groups so far.
@@ -648,12 +649,13 @@ impl Grouper {
                 }
             })
             .collect();
-        let funcs: Vec<Agg> = self.funcs().to_vec();
+        // Borrow the functions and the groups apart: no copy of the functions per row.
+        let funcs = funcs_of(&self.pipe);
         let states = self
             .groups
             .entry(key)
             .or_insert_with(|| funcs.iter().map(AggState::new).collect());
-        for (s, f) in states.iter_mut().zip(&funcs) {
+        for (s, f) in states.iter_mut().zip(funcs) {
             s.add(f, rec);
         }
     }
@@ -728,7 +730,7 @@ impl Grouper {
 
     /// Adds `n` to every `count()` of group `key`.
     fn add_counted(&mut self, key: Vec<Option<String>>, n: u64) {
-        let funcs: Vec<Agg> = self.funcs().to_vec();
+        let funcs = funcs_of(&self.pipe);
         let states = self
             .groups
             .entry(key)

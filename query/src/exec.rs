@@ -335,7 +335,7 @@ struct Block<'a> {
     compiled: &'a Compiled,
     need: &'a Need,
     /// Word / prefix conditions on `_msg` and their rows.
-    msg_preds: Vec<(bool, String)>,
+    msg_preds: &'a [(bool, String)],
     msg_rows: Vec<Vec<bool>>,
     /// Rebuilt messages by row (allocated on first use).
     texts: Vec<Option<String>>,
@@ -351,7 +351,7 @@ impl<'a> Block<'a> {
         rows: usize,
         compiled: &'a Compiled,
         need: &'a Need,
-        msg_preds: Vec<(bool, String)>,
+        msg_preds: &'a [(bool, String)],
         matchers: &MsgMatchers,
     ) -> Result<Block<'a>, QueryError> {
         let msg_rows = if msg_preds.is_empty() {
@@ -763,7 +763,7 @@ fn scan_segment(
             meta.rows as usize,
             compiled,
             need,
-            msg_preds.clone(),
+            &msg_preds,
             &matchers,
         )?;
         let all = vec![true; ctx.rows];

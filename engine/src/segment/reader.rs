@@ -842,44 +842,19 @@ impl SegmentReader {
         let Some(candidates) = candidates.filter(|c| !c.is_empty()) else {
             return Ok(Vec::new());
         };
-        let Some(msg_col) = self.column(ColumnKind::Msg, "_msg") else {
-            return Ok(Vec::new());
-        };
-        let templates = self.templates()?;
-        let mut matchers = Vec::with_capacity(words.len());
-        for w in words {
-            match self.matcher(w)? {
-                Matcher::Never => return Ok(Vec::new()),
-                m => matchers.push(m),
-            }
-        }
+        let preds: Vec<MsgPredicate<'_>> = words.iter().map(|w| MsgPredicate::Word(w)).collect();
+        let matchers = self.msg_matchers(&preds)?;
         let mut out = Vec::new();
         for block in candidates.iter().rev() {
-            let Some(c) = self.chunk(msg_col, block as usize)? else {
-                continue;
-            };
-            let chunk = message::decode_chunk(c.bytes, c.n, templates).map_err(|e| {
-                SegmentError::Corrupt {
-                    path: self.path.clone(),
-                    offset: c.offset,
-                    what: e.what,
-                }
-            })?;
-            let rows = present_rows(&c.present, c.n);
-            for (i, t) in chunk.templates.iter().enumerate().rev() {
-                let Some(tpl) = templates.get(*t as usize) else {
-                    continue;
-                };
-                let start = chunk.starts.get(i).copied().unwrap_or(0);
-                let ords = chunk
-                    .ordinals
-                    .get(start..start + tpl.slots.len())
-                    .unwrap_or(&[]);
-                let hit = matchers.iter().all(|m| m.row(*t, tpl, ords));
-                if hit {
-                    if let Some(row) = rows.get(i) {
-                        out.push((block as usize, *row));
-                    }
+            let hits = self.msg_rows_with(block as usize, &matchers)?;
+            let rows = self
+                .footer
+                .blocks
+                .get(block as usize)
+                .map_or(0, |b| b.rows as usize);
+            for row in (0..rows).rev() {
+                if hits.iter().all(|h| h.get(row) == Some(&true)) {
+                    out.push((block as usize, row));
                 }
             }
         }
