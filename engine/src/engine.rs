@@ -117,6 +117,19 @@ struct State {
     flush_tickets: u64,
     /// Why a flush failed; once set, nothing more is flushed or ingested.
     failed: Option<String>,
+    /// Open readers of listed segments, by file name, opened on first use. A query
+    /// holds its own `Arc`s, so a segment compacted away mid-query stays mapped
+    /// (and readable) until the query drops it, though its file is unlinked.
+    readers: std::collections::HashMap<String, Arc<SegmentReader>>,
+}
+
+/// A published segment as a query sees it: its manifest entry and an open reader.
+#[derive(Debug, Clone)]
+pub struct SegmentHandle {
+    /// The manifest entry.
+    pub entry: SegmentEntry,
+    /// The reader (shared with other queries; its lazily decoded parts are kept).
+    pub reader: Arc<SegmentReader>,
 }
 
 /// What a flush wrote.
@@ -234,6 +247,7 @@ impl Engine {
                 manifest,
                 flush_tickets: 0,
                 failed: None,
+                readers: Default::default(),
             }),
         })
     }
@@ -467,13 +481,16 @@ impl Engine {
 
     /// What a query reads, from one instant: calls `memtable` with every record of
     /// `tenant` still in memory (not yet in a published segment) and returns the
-    /// tenant's published segments.
+    /// tenant's published segments overlapping `time` (nanoseconds, `[start, end)`),
+    /// open. Readers are opened once and cached; opening under the state lock is what
+    /// makes the list and the files one consistent view.
     pub fn snapshot(
         &self,
         tenant: &Tenant,
+        time: (i64, i64),
         mut memtable: impl FnMut(&Record),
-    ) -> Vec<SegmentEntry> {
-        let st = self.state();
+    ) -> Result<Vec<SegmentHandle>> {
+        let mut st = self.state();
         for r in st.memtable.records_of(tenant) {
             memtable(r);
         }
@@ -482,17 +499,26 @@ impl Engine {
                 memtable(r);
             }
         }
-        st.manifest
-            .segments
-            .iter()
-            .filter(|s| s.tenant == tenant.as_str())
-            .cloned()
-            .collect()
-    }
-
-    /// Opens a segment listed by [`Self::snapshot`].
-    pub fn open_segment(&self, entry: &SegmentEntry) -> Result<SegmentReader> {
-        Ok(SegmentReader::open(self.dir.join(&entry.file))?)
+        let st = &mut *st;
+        let mut out = Vec::new();
+        for e in &st.manifest.segments {
+            if e.tenant != tenant.as_str() || e.max_time < time.0 || e.min_time >= time.1 {
+                continue;
+            }
+            let reader = match st.readers.get(&e.file) {
+                Some(r) => Arc::clone(r),
+                None => {
+                    let r = Arc::new(SegmentReader::open(self.dir.join(&e.file))?);
+                    st.readers.insert(e.file.clone(), Arc::clone(&r));
+                    r
+                }
+            };
+            out.push(SegmentHandle {
+                entry: e.clone(),
+                reader,
+            });
+        }
+        Ok(out)
     }
 
     /// Counts and sizes of the data directory.
@@ -585,6 +611,9 @@ impl Engine {
                 next.next_segment = next.next_segment.max(st.next_seq);
                 next.publish(&self.dir)?;
                 st.manifest = next;
+                for old in &olds {
+                    st.readers.remove(&old.file);
+                }
             }
             for old in &olds {
                 let p = self.dir.join(&old.file);

@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::engine::{Engine, EngineError};
-use engine::manifest::SegmentEntry;
+use engine::engine::{Engine, EngineError, SegmentHandle};
 use engine::model::{Record, Tenant};
 use engine::segment::{field_term, msg_term, SegmentError, SegmentReader};
 use roaring::RoaringBitmap;
@@ -716,8 +715,7 @@ fn collect_msg_preds(f: &Filter, out: &mut Vec<(bool, String)>) {
 /// Everything one segment contributes.
 #[allow(clippy::too_many_arguments)]
 fn scan_segment(
-    engine: &Engine,
-    entry: &SegmentEntry,
+    seg: &SegmentHandle,
     q: &Query,
     compiled: &Compiled,
     bounds: (i64, i64),
@@ -726,12 +724,9 @@ fn scan_segment(
     need: &Need,
     sink: &mut Sink,
 ) -> Result<(), QueryError> {
-    if entry.max_time < bounds.0 || entry.min_time >= bounds.1 {
-        return Ok(());
-    }
-    let r = engine.open_segment(entry)?;
+    let r = &*seg.reader;
     let blocks = r.footer().blocks.clone();
-    let cands = candidates(&q.filter, &r)?;
+    let cands = candidates(&q.filter, r)?;
     // `_msg` word and prefix conditions, prepared once for the segment.
     let mut msg_preds: Vec<(bool, String)> = Vec::new();
     collect_msg_preds(&q.filter, &mut msg_preds);
@@ -758,7 +753,7 @@ fn scan_segment(
             return Err(QueryError::Deadline(limits.deadline));
         }
         let mut ctx = Block::new(
-            &r,
+            r,
             b,
             meta.rows as usize,
             compiled,
@@ -806,7 +801,7 @@ fn scan_segment(
             {
                 // One field key: count straight from the columns.
                 let k = g.single_field_key().unwrap_or_default().to_string();
-                for (key, n) in key_counts(&r, b, ctx.rows, &k, &chosen)? {
+                for (key, n) in key_counts(r, b, ctx.rows, &k, &chosen)? {
                     g.add_key_count(vec![key], n);
                 }
             }
@@ -870,15 +865,15 @@ pub fn run(
     }
     let mut sink = Sink::new(&q.pipes);
     let mut mem_err = None;
-    let mut segments = engine.snapshot(tenant, |r| {
+    let mut segments = engine.snapshot(tenant, bounds, |r| {
         if mem_err.is_none() && compiled.matches(r) {
             mem_err = sink.add(r.clone(), limits).err();
         }
-    });
+    })?;
     if let Some(e) = mem_err {
         return Err(e);
     }
-    segments.sort_by_key(|s| std::cmp::Reverse(s.max_time));
+    segments.sort_by_key(|s| std::cmp::Reverse(s.entry.max_time));
 
     // A leading `| limit N` over records: newest segments first, stop once N records
     // newer than everything left are in hand.
@@ -889,14 +884,12 @@ pub fn run(
                 if rows.len() >= n {
                     rows.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
                     rows.truncate(n);
-                    if rows.last().is_some_and(|r| r.time_ns > s.max_time) {
+                    if rows.last().is_some_and(|r| r.time_ns > s.entry.max_time) {
                         break;
                     }
                 }
             }
-            scan_segment(
-                engine, s, q, &compiled, bounds, started, limits, &need, &mut sink,
-            )?;
+            scan_segment(s, q, &compiled, bounds, started, limits, &need, &mut sink)?;
         }
     } else {
         let threads = limits.threads.clamp(1, segments.len().max(1));
@@ -912,7 +905,7 @@ pub fn run(
                                 return Ok(mine);
                             };
                             scan_segment(
-                                engine, s, q, &compiled, bounds, started, limits, &need, &mut mine,
+                                s, q, &compiled, bounds, started, limits, &need, &mut mine,
                             )?;
                         }
                     })

@@ -538,13 +538,49 @@ pub(crate) fn decode_directory(mut frame: &[u8], section_len: usize) -> Result<D
     Ok(d)
 }
 
-/// Decodes one term block (already CRC-checked): (key, postings) pairs in order;
-/// `expect` bounds the number of entries it holds.
-pub(crate) fn decode_term_block(
+/// What a dictionary scan does with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Skip its postings (they are stepped over, not decoded).
+    Skip,
+    /// Decode its postings and hand them over.
+    Take,
+    /// End the scan.
+    Stop,
+}
+
+/// Steps over one entry's postings without decoding them.
+fn skip_postings(r: &mut Reader<'_>, single: bool) -> Result<(), DecodeError> {
+    if single {
+        return Ok(());
+    }
+    let x = r.varint()?;
+    let n = usize::try_from(x >> 1).unwrap_or(usize::MAX);
+    if x & 1 == 1 {
+        r.bytes(n)?;
+        return Ok(());
+    }
+    if n > r.b.len() {
+        return r.fail(format!("{n} postings cannot fit the block"));
+    }
+    for _ in 0..n {
+        r.varint()?;
+    }
+    Ok(())
+}
+
+/// Walks one term block (already CRC-checked) in key order: `want` sees each key and
+/// its position in the block; the postings of the keys it takes go to `take`. Only
+/// the taken postings are decoded, and no key is copied, so a lookup costs one
+/// decompression and a walk. A full walk also checks the entry count, the order and
+/// that nothing follows the last entry.
+pub(crate) fn scan_term_block(
     mut frame: &[u8],
     expect: std::ops::RangeInclusive<usize>,
     single: bool,
-) -> Result<Vec<(Vec<u8>, RoaringBitmap)>, String> {
+    mut want: impl FnMut(usize, &[u8]) -> Want,
+    mut take: impl FnMut(usize, RoaringBitmap),
+) -> Result<(), String> {
     let raw = unzstd_frame(&mut frame).map_err(|e| e.what)?;
     let mut r = Reader::new(&raw);
     let s = |e: DecodeError| e.to_string();
@@ -552,32 +588,40 @@ pub(crate) fn decode_term_block(
     if !expect.contains(&n) {
         return Err(format!("term block holds {n} entries, expected {expect:?}"));
     }
-    let mut out: Vec<(Vec<u8>, RoaringBitmap)> = Vec::with_capacity(n);
-    let mut prev: Vec<u8> = Vec::new();
-    for _ in 0..n {
-        let shared = r.len(prev.len()).map_err(s)?;
-        let suffix = bytes_field(&mut r).map_err(s)?;
-        let mut term = prev.get(..shared).unwrap_or(&[]).to_vec();
-        term.extend_from_slice(&suffix);
-        let bm = get_postings(&mut r, single).map_err(s)?;
-        if out.last().is_some_and(|(t, _)| *t >= term) {
+    let mut key: Vec<u8> = Vec::with_capacity(64);
+    for i in 0..n {
+        let shared = r.len(key.len()).map_err(s)?;
+        let len = r.len(r.b.len()).map_err(s)?;
+        let suffix = r.bytes(len).map_err(s)?;
+        // Keys are strictly increasing: the suffix must sort after the old key's
+        // remainder (or, when that is empty, be non-empty).
+        let rest = key.get(shared..).unwrap_or(&[]);
+        if i > 0 && suffix <= rest {
             return Err("terms out of order".into());
         }
-        prev = term.clone();
-        out.push((term, bm));
+        key.truncate(shared);
+        key.extend_from_slice(suffix);
+        match want(i, &key) {
+            Want::Skip => skip_postings(&mut r, single).map_err(s)?,
+            Want::Take => take(i, get_postings(&mut r, single).map_err(s)?),
+            Want::Stop => return Ok(()),
+        }
     }
     if !r.done() {
         return Err("bytes after the last term".into());
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Decodes one integer block (already CRC-checked): (value, postings) in order.
-pub(crate) fn decode_int_block(
+/// Walks one integer block (already CRC-checked) like [`scan_term_block`]: `want`
+/// sees each value in increasing order.
+pub(crate) fn scan_int_block(
     mut frame: &[u8],
     expect: std::ops::RangeInclusive<usize>,
     single: bool,
-) -> Result<Vec<(u64, RoaringBitmap)>, String> {
+    mut want: impl FnMut(usize, u64) -> Want,
+    mut take: impl FnMut(usize, RoaringBitmap),
+) -> Result<(), String> {
     let raw = unzstd_frame(&mut frame).map_err(|e| e.what)?;
     let mut r = Reader::new(&raw);
     let s = |e: DecodeError| e.to_string();
@@ -587,7 +631,6 @@ pub(crate) fn decode_int_block(
             "integer block holds {n} entries, expected {expect:?}"
         ));
     }
-    let mut out: Vec<(u64, RoaringBitmap)> = Vec::with_capacity(n);
     let mut prev = 0u64;
     for i in 0..n {
         let d = r.varint().map_err(s)?;
@@ -597,12 +640,16 @@ pub(crate) fn decode_int_block(
         prev = prev
             .checked_add(d)
             .ok_or("integer dictionary overflows u64")?;
-        out.push((prev, get_postings(&mut r, single).map_err(s)?));
+        match want(i, prev) {
+            Want::Skip => skip_postings(&mut r, single).map_err(s)?,
+            Want::Take => take(i, get_postings(&mut r, single).map_err(s)?),
+            Want::Stop => return Ok(()),
+        }
     }
     if !r.done() {
         return Err("bytes after the last integer".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes the templates frame (already CRC-checked).

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use roaring::RoaringBitmap;
 
 use super::index::{
-    decode_directory, decode_int_block, decode_templates, decode_term_block, var_text, Directory,
-    FrameRef, NS_MSG,
+    decode_directory, decode_templates, scan_int_block, scan_term_block, var_text, Directory,
+    FrameRef, Want, NS_MSG,
 };
 use super::layout::{
     ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, HEADER_LEN, MAGIC, OLDEST_SUPPORTED_VERSION,
@@ -386,23 +386,37 @@ impl SegmentReader {
         }
     }
 
-    fn term_block(&self, i: usize) -> Result<Vec<(Vec<u8>, RoaringBitmap)>, SegmentError> {
+    /// Walks term block `i` (see [`scan_term_block`]).
+    fn scan_terms(
+        &self,
+        i: usize,
+        want: impl FnMut(usize, &[u8]) -> Want,
+        take: impl FnMut(usize, RoaringBitmap),
+    ) -> Result<(), SegmentError> {
         let Some((_, fr)) = self.dir.terms.get(i) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let what = format!("index term block {i}");
         let bytes = self.frame(fr, &what)?;
-        decode_term_block(bytes, self.expected(i, self.dir.terms.len()), self.single())
+        let expect = self.expected(i, self.dir.terms.len());
+        scan_term_block(bytes, expect, self.single(), want, take)
             .map_err(|e| self.corrupt_at(fr, format!("{what}: {e}")))
     }
 
-    fn int_block(&self, i: usize) -> Result<Vec<(u64, RoaringBitmap)>, SegmentError> {
+    /// Walks integer block `i` (see [`scan_int_block`]).
+    fn scan_ints(
+        &self,
+        i: usize,
+        want: impl FnMut(usize, u64) -> Want,
+        take: impl FnMut(usize, RoaringBitmap),
+    ) -> Result<(), SegmentError> {
         let Some((_, fr)) = self.dir.ints.get(i) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let what = format!("index integer block {i}");
         let bytes = self.frame(fr, &what)?;
-        decode_int_block(bytes, self.expected(i, self.dir.ints.len()), self.single())
+        let expect = self.expected(i, self.dir.ints.len());
+        scan_int_block(bytes, expect, self.single(), want, take)
             .map_err(|e| self.corrupt_at(fr, format!("{what}: {e}")))
     }
 
@@ -419,11 +433,19 @@ impl SegmentReader {
             if self.dir.terms.get(i).is_some_and(|t| !below(&t.0)) {
                 break;
             }
-            for (k, bm) in self.term_block(i)? {
-                if k.as_slice() >= lo && below(&k) {
-                    out |= bm;
-                }
-            }
+            self.scan_terms(
+                i,
+                |_, k| {
+                    if k < lo {
+                        Want::Skip
+                    } else if below(k) {
+                        Want::Take
+                    } else {
+                        Want::Stop
+                    }
+                },
+                |_, bm| out |= bm,
+            )?;
         }
         Ok(out)
     }
@@ -440,11 +462,19 @@ impl SegmentReader {
             if self.dir.ints.get(i).is_some_and(|t| t.0 > hi) {
                 break;
             }
-            for (v, bm) in self.int_block(i)? {
-                if (lo..=hi).contains(&v) {
-                    out |= bm;
-                }
-            }
+            self.scan_ints(
+                i,
+                |_, v| {
+                    if v < lo {
+                        Want::Skip
+                    } else if v <= hi {
+                        Want::Take
+                    } else {
+                        Want::Stop
+                    }
+                },
+                |_, bm| out |= bm,
+            )?;
         }
         Ok(out)
     }
@@ -509,11 +539,15 @@ impl SegmentReader {
         if let Some(t) = cell.get() {
             return Ok(t);
         }
-        let texts = self
-            .term_block(i)?
-            .into_iter()
-            .map(|(k, _)| var_text(&k).map(String::into_boxed_str))
-            .collect();
+        let mut texts = Vec::with_capacity(self.dir.per_block);
+        self.scan_terms(
+            i,
+            |_, k| {
+                texts.push(var_text(k).map(String::into_boxed_str));
+                Want::Skip
+            },
+            |_, _| {},
+        )?;
         Ok(cell.get_or_init(|| texts))
     }
 
@@ -526,7 +560,15 @@ impl SegmentReader {
         if let Some(v) = cell.get() {
             return Ok(v);
         }
-        let values = self.int_block(i)?.into_iter().map(|(v, _)| v).collect();
+        let mut values = Vec::with_capacity(self.dir.per_block);
+        self.scan_ints(
+            i,
+            |_, v| {
+                values.push(v);
+                Want::Skip
+            },
+            |_, _| {},
+        )?;
         Ok(cell.get_or_init(|| values))
     }
 
@@ -671,13 +713,22 @@ impl SegmentReader {
             if self.dir.terms.get(i).is_some_and(|t| !below(&t.0)) {
                 break;
             }
-            for (j, (k, _)) in self.term_block(i)?.iter().enumerate() {
-                if k.as_slice() >= lo && below(k) {
+            self.scan_terms(
+                i,
+                |j, k| {
+                    if k < lo {
+                        return Want::Skip;
+                    }
+                    if !below(k) {
+                        return Want::Stop;
+                    }
                     let o = (i * per + j) as u32;
                     a = a.min(o);
                     b = b.max(o + 1);
-                }
-            }
+                    Want::Skip
+                },
+                |_, _| {},
+            )?;
         }
         Ok(if a < b { a..b } else { 0..0 })
     }
@@ -869,11 +920,12 @@ impl SegmentReader {
                 self.read(col, block)?;
             }
         }
+        // Every entry's postings decoded, so their bytes are checked too.
         for i in 0..self.dir.terms.len() {
-            self.term_block(i)?;
+            self.scan_terms(i, |_, _| Want::Take, |_, _| {})?;
         }
         for i in 0..self.dir.ints.len() {
-            self.int_block(i)?;
+            self.scan_ints(i, |_, _| Want::Take, |_, _| {})?;
         }
         self.templates()?;
         Ok(())

@@ -1,0 +1,80 @@
+//! `query-latency`: opens a data directory once, the way the server holds it, and
+//! times queries against the open engine: the first run (cold reader cache; drop the
+//! page cache before for a cold disk) and the p50 of `--runs` more. One JSON object
+//! per query on stdout. `benches/query_bench.py` runs it beside chDB and DuckDB.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use engine::engine::{Engine, EngineConfig};
+use engine::model::Tenant;
+use query::Limits;
+
+/// The server's allocator, so the numbers are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(about = "Time queries against a data directory opened once")]
+struct Args {
+    /// The data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Tenant.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Warm runs per query (after the first).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Queries, run in order.
+    #[arg(required = true)]
+    queries: Vec<String>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let t0 = Instant::now();
+    let engine = Engine::open(EngineConfig::new(&a.data_dir))
+        .with_context(|| format!("open {}", a.data_dir.display()))?;
+    let open_ms = ms(t0.elapsed());
+    let tenant = Tenant::new(a.tenant.as_str())?;
+    let limits = Limits::default();
+    for q in &a.queries {
+        let t = Instant::now();
+        let first = query::query(&engine, &tenant, q, &limits)?;
+        let first_ms = ms(t.elapsed());
+        let mut warm = Vec::with_capacity(a.runs);
+        for _ in 0..a.runs {
+            let t = Instant::now();
+            let again = query::query(&engine, &tenant, q, &limits)?;
+            warm.push(ms(t.elapsed()));
+            anyhow::ensure!(again == first, "query {q:?} answered differently on a rerun");
+        }
+        warm.sort_by(f64::total_cmp);
+        let p50 = warm.get(warm.len() / 2).copied().unwrap_or(first_ms);
+        let cells: Vec<Vec<String>> = first
+            .rows
+            .iter()
+            .take(20)
+            .map(|r| r.iter().map(|c| c.text().unwrap_or_default()).collect())
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "query": q,
+                "open_ms": open_ms,
+                "first_ms": first_ms,
+                "p50_ms": p50,
+                "rows": first.rows.len(),
+                "head": cells,
+            })
+        );
+    }
+    Ok(())
+}
