@@ -54,7 +54,10 @@ fn main() -> Result<()> {
             let t = Instant::now();
             let again = query::query(&engine, &tenant, q, &limits)?;
             warm.push(ms(t.elapsed()));
-            anyhow::ensure!(again == first, "query {q:?} answered differently on a rerun");
+            anyhow::ensure!(
+                again == first,
+                "query {q:?} answered differently on a rerun"
+            );
         }
         warm.sort_by(f64::total_cmp);
         let p50 = warm.get(warm.len() / 2).copied().unwrap_or(first_ms);

@@ -14,7 +14,9 @@ use roaring::RoaringBitmap;
 
 use std::collections::BTreeSet;
 
-use engine::segment::{ColumnBlock, ColumnKind, ColumnMeta, MsgMatchers, MsgPredicate, Values};
+use engine::segment::{
+    is_template_word, ColumnBlock, ColumnKind, ColumnMeta, MsgMatchers, MsgPredicate, Values,
+};
 
 use crate::ast::{Agg, Cond, Filter, GroupKey, Pipe, Query};
 use crate::eval::{apply_pipes, apply_table_pipes, Compiled, Grouper, Table};
@@ -327,6 +329,32 @@ impl Need {
 /// template ids and ordinals for every row at once; other conditions read the
 /// block's needed columns (decoded once, lazily) and messages are rebuilt only for
 /// rows a phrase or regex still has to check.
+/// A `_msg` condition decided on template ids and variable ordinals, before any
+/// text is rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MsgPred {
+    Word(String),
+    Prefix(String),
+    /// Only for phrases of template words ([`template_phrase`]).
+    Phrase(Vec<String>),
+}
+
+impl MsgPred {
+    fn as_predicate(&self) -> MsgPredicate<'_> {
+        match self {
+            MsgPred::Word(w) => MsgPredicate::Word(w),
+            MsgPred::Prefix(p) => MsgPredicate::Prefix(p),
+            MsgPred::Phrase(t) => MsgPredicate::Phrase(t),
+        }
+    }
+}
+
+/// Whether a phrase is decided by templates alone: more than one token, none of
+/// them a variable.
+fn template_phrase(toks: &[String]) -> bool {
+    toks.len() > 1 && toks.iter().all(|t| is_template_word(t))
+}
+
 struct Block<'a> {
     r: &'a SegmentReader,
     block: usize,
@@ -334,7 +362,7 @@ struct Block<'a> {
     compiled: &'a Compiled,
     need: &'a Need,
     /// Word / prefix conditions on `_msg` and their rows.
-    msg_preds: &'a [(bool, String)],
+    msg_preds: &'a [MsgPred],
     msg_rows: Vec<Vec<bool>>,
     /// Rebuilt messages by row (allocated on first use).
     texts: Vec<Option<String>>,
@@ -350,7 +378,7 @@ impl<'a> Block<'a> {
         rows: usize,
         compiled: &'a Compiled,
         need: &'a Need,
-        msg_preds: &'a [(bool, String)],
+        msg_preds: &'a [MsgPred],
         matchers: &MsgMatchers,
     ) -> Result<Block<'a>, QueryError> {
         let msg_rows = if msg_preds.is_empty() {
@@ -372,12 +400,13 @@ impl<'a> Block<'a> {
         })
     }
 
-    fn msg_pred(&self, prefix: bool, w: &str) -> Option<&Vec<bool>> {
-        let i = self
-            .msg_preds
+    /// The rows `p` matches (all false if it was not prepared).
+    fn msg_pred(&self, p: &MsgPred) -> &[bool] {
+        self.msg_preds
             .iter()
-            .position(|(p, x)| *p == prefix && x == w)?;
-        self.msg_rows.get(i)
+            .position(|x| x == p)
+            .and_then(|i| self.msg_rows.get(i))
+            .map_or(&[][..], Vec::as_slice)
     }
 
     /// Rebuilds the messages of the rows in `mask` not rebuilt yet.
@@ -473,65 +502,68 @@ impl<'a> Block<'a> {
                 let m = self.eval(a, mask)?;
                 mask.iter().zip(&m).map(|(k, x)| *k && !*x).collect()
             }
-            Filter::Field { field, cond } if field == "_msg" => match cond {
-                Cond::Word(w) => and(mask, self.msg_pred(false, w).map_or(&[][..], Vec::as_slice)),
-                Cond::Prefix(p) => and(mask, self.msg_pred(true, p).map_or(&[][..], Vec::as_slice)),
-                Cond::Exists => mask.to_vec(),
-                Cond::Phrase(toks) => {
-                    let mut m = mask.to_vec();
-                    for t in toks {
-                        m = and(&m, self.msg_pred(false, t).map_or(&[][..], Vec::as_slice));
+            Filter::Field { field, cond } if field == "_msg" => {
+                match cond {
+                    Cond::Word(w) => and(mask, self.msg_pred(&MsgPred::Word(w.clone()))),
+                    Cond::Prefix(p) => and(mask, self.msg_pred(&MsgPred::Prefix(p.clone()))),
+                    Cond::Exists => mask.to_vec(),
+                    Cond::Phrase(toks) if template_phrase(toks) => {
+                        and(mask, self.msg_pred(&MsgPred::Phrase(toks.clone())))
                     }
-                    self.texts_for(&m)?;
-                    (0..self.rows)
-                        .map(|i| {
-                            m.get(i) == Some(&true)
-                                && self
-                                    .texts
-                                    .get(i)
-                                    .and_then(Option::as_deref)
-                                    .is_some_and(|t| crate::eval::contains_phrase(t, toks))
-                        })
-                        .collect()
+                    Cond::Phrase(toks) => {
+                        let mut m = mask.to_vec();
+                        for t in toks {
+                            m = and(&m, self.msg_pred(&MsgPred::Word(t.clone())));
+                        }
+                        self.texts_for(&m)?;
+                        (0..self.rows)
+                            .map(|i| {
+                                m.get(i) == Some(&true)
+                                    && self
+                                        .texts
+                                        .get(i)
+                                        .and_then(Option::as_deref)
+                                        .is_some_and(|t| crate::eval::contains_phrase(t, toks))
+                            })
+                            .collect()
+                    }
+                    Cond::Regex(re) => {
+                        self.texts_for(mask)?;
+                        let re = self.compiled.regex(re);
+                        (0..self.rows)
+                            .map(|i| {
+                                mask.get(i) == Some(&true)
+                                    && self
+                                        .texts
+                                        .get(i)
+                                        .and_then(Option::as_deref)
+                                        .is_some_and(|t| re.is_some_and(|r| r.is_match(t)))
+                            })
+                            .collect()
+                    }
+                    Cond::Range { .. } => {
+                        self.texts_for(mask)?;
+                        let compiled = self.compiled;
+                        (0..self.rows)
+                            .map(|i| {
+                                mask.get(i) == Some(&true)
+                                    && self.texts.get(i).and_then(Option::as_deref).is_some_and(
+                                        |t| {
+                                            let rec = Record {
+                                                time_ns: 0,
+                                                msg: t.to_string(),
+                                                stream: Default::default(),
+                                                level: None,
+                                                fields: Vec::new(),
+                                            };
+                                            compiled.matches_part(f, &rec)
+                                        },
+                                    )
+                            })
+                            .collect()
+                    }
                 }
-                Cond::Regex(re) => {
-                    self.texts_for(mask)?;
-                    let re = self.compiled.regex(re);
-                    (0..self.rows)
-                        .map(|i| {
-                            mask.get(i) == Some(&true)
-                                && self
-                                    .texts
-                                    .get(i)
-                                    .and_then(Option::as_deref)
-                                    .is_some_and(|t| re.is_some_and(|r| r.is_match(t)))
-                        })
-                        .collect()
-                }
-                Cond::Range { .. } => {
-                    self.texts_for(mask)?;
-                    let compiled = self.compiled;
-                    (0..self.rows)
-                        .map(|i| {
-                            mask.get(i) == Some(&true)
-                                && self
-                                    .texts
-                                    .get(i)
-                                    .and_then(Option::as_deref)
-                                    .is_some_and(|t| {
-                                        let rec = Record {
-                                            time_ns: 0,
-                                            msg: t.to_string(),
-                                            stream: Default::default(),
-                                            level: None,
-                                            fields: Vec::new(),
-                                        };
-                                        compiled.matches_part(f, &rec)
-                                    })
-                        })
-                        .collect()
-                }
-            },
+            }
             _ => {
                 let compiled = self.compiled;
                 let recs = self.partial()?;
@@ -679,17 +711,19 @@ fn cost(f: &Filter) -> u8 {
         Filter::Not(a) => cost(a),
         Filter::Field { field, cond } if field == "_msg" => match cond {
             Cond::Word(_) | Cond::Prefix(_) | Cond::Exists => 0,
+            Cond::Phrase(t) if template_phrase(t) => 0,
             _ => 2,
         },
         _ => 1,
     }
 }
 
-/// The word and prefix conditions on `_msg` (phrases by their words).
-fn collect_msg_preds(f: &Filter, out: &mut Vec<(bool, String)>) {
-    let mut push = |p: bool, w: &str| {
-        if !out.iter().any(|(q, x)| *q == p && x == w) {
-            out.push((p, w.to_string()));
+/// The `_msg` conditions decided on ids: words, prefixes, phrases of template words
+/// (other phrases by their words, then checked on text).
+fn collect_msg_preds(f: &Filter, out: &mut Vec<MsgPred>) {
+    let mut push = |p: MsgPred| {
+        if !out.contains(&p) {
+            out.push(p);
         }
     };
     match f {
@@ -699,11 +733,12 @@ fn collect_msg_preds(f: &Filter, out: &mut Vec<(bool, String)>) {
         }
         Filter::Not(a) => collect_msg_preds(a, out),
         Filter::Field { field, cond } if field == "_msg" => match cond {
-            Cond::Word(w) => push(false, w),
-            Cond::Prefix(p) => push(true, p),
+            Cond::Word(w) => push(MsgPred::Word(w.clone())),
+            Cond::Prefix(p) => push(MsgPred::Prefix(p.clone())),
+            Cond::Phrase(toks) if template_phrase(toks) => push(MsgPred::Phrase(toks.clone())),
             Cond::Phrase(toks) => {
                 for t in toks {
-                    push(false, t);
+                    push(MsgPred::Word(t.clone()));
                 }
             }
             _ => {}
@@ -728,18 +763,9 @@ fn scan_segment(
     let blocks = r.footer().blocks.clone();
     let cands = candidates(&q.filter, r)?;
     // `_msg` word and prefix conditions, prepared once for the segment.
-    let mut msg_preds: Vec<(bool, String)> = Vec::new();
+    let mut msg_preds: Vec<MsgPred> = Vec::new();
     collect_msg_preds(&q.filter, &mut msg_preds);
-    let preds: Vec<MsgPredicate<'_>> = msg_preds
-        .iter()
-        .map(|(prefix, w)| {
-            if *prefix {
-                MsgPredicate::Prefix(w)
-            } else {
-                MsgPredicate::Word(w)
-            }
-        })
-        .collect();
+    let preds: Vec<MsgPredicate<'_>> = msg_preds.iter().map(MsgPred::as_predicate).collect();
     let matchers = r.msg_matchers(&preds)?;
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {

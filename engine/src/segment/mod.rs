@@ -23,7 +23,8 @@ pub use layout::{
     OLDEST_SUPPORTED_VERSION,
 };
 pub use reader::{
-    ColumnBlock, IndexSizes, MsgMatchers, MsgPredicate, SegmentReader, StrColumn, Values,
+    is_template_word, ColumnBlock, IndexSizes, MsgMatchers, MsgPredicate, SegmentReader, StrColumn,
+    Values,
 };
 pub use writer::{write_segment, write_segment_refs, SegmentOptions};
 

@@ -49,11 +49,71 @@ pub struct SegmentReader {
     dir: Directory,
     /// The templates, decoded when a `_msg` chunk is first read.
     templates: OnceLock<Vec<Template>>,
+    /// The templates' words, indexed, built when a query first asks for a word.
+    vocab: OnceLock<Vocab>,
     /// Per term block, the text of each entry that is a `_msg` token, decoded when
     /// a message needs one of them.
     term_texts: Vec<OnceLock<Vec<Option<Box<str>>>>>,
     /// Per integer block, its values, decoded on demand.
     int_values: Vec<OnceLock<Vec<u64>>>,
+}
+
+/// The words of a segment's templates: each distinct normalized word once, the
+/// templates holding it, and each template as a sequence of word ids (`None` for a
+/// placeholder). Built once per open segment, so a query's word, phrase and prefix
+/// conditions cost a hash lookup instead of tokenizing every template.
+#[derive(Debug, Default)]
+struct Vocab {
+    ids: rustc_hash::FxHashMap<Box<str>, u32>,
+    /// Per word id, its templates (increasing, distinct).
+    templates: Vec<Vec<u32>>,
+    /// Per template, its token sequence.
+    seqs: Vec<Vec<Option<u32>>>,
+}
+
+impl Vocab {
+    fn build(templates: &[Template]) -> Vocab {
+        let mut v = Vocab::default();
+        for (t, tpl) in templates.iter().enumerate() {
+            let mut seq = Vec::new();
+            for (i, p) in tpl.pieces.iter().enumerate() {
+                for w in crate::token::tokens(p) {
+                    let norm = crate::token::normalize(w);
+                    let id = match v.ids.get(norm.as_ref()) {
+                        Some(id) => *id,
+                        None => {
+                            let id = v.templates.len() as u32;
+                            v.ids.insert(norm.into(), id);
+                            v.templates.push(Vec::new());
+                            id
+                        }
+                    };
+                    if let Some(list) = v.templates.get_mut(id as usize) {
+                        if list.last() != Some(&(t as u32)) {
+                            list.push(t as u32);
+                        }
+                    }
+                    seq.push(Some(id));
+                }
+                if i < tpl.slots.len() {
+                    seq.push(None);
+                }
+            }
+            v.seqs.push(seq);
+        }
+        v
+    }
+
+    /// A per-template flag set from template ids.
+    fn set(&self, ids: impl IntoIterator<Item = u32>) -> Vec<bool> {
+        let mut set = vec![false; self.seqs.len()];
+        for t in ids {
+            if let Some(x) = set.get_mut(t as usize) {
+                *x = true;
+            }
+        }
+        set
+    }
 }
 
 /// The rows (of `n`) that have a value, given a chunk's presence bitmap.
@@ -139,6 +199,15 @@ pub enum MsgPredicate<'a> {
     Word(&'a str),
     /// Contains a token starting with this (ASCII case ignored).
     Prefix(&'a str),
+    /// Contains these tokens consecutively (ASCII case ignored), every one of them a
+    /// template word ([`is_template_word`]): decided by the template alone.
+    Phrase(&'a [String]),
+}
+
+/// Whether `tok` (one token) is stored in templates rather than as a variable: a
+/// phrase of such tokens is decided per template, without reading variables.
+pub fn is_template_word(tok: &str) -> bool {
+    !message::is_variable(tok)
 }
 
 impl Matcher {
@@ -330,6 +399,7 @@ impl SegmentReader {
             footer,
             dir,
             templates: OnceLock::new(),
+            vocab: OnceLock::new(),
             term_texts,
             int_values,
         })
@@ -530,6 +600,15 @@ impl SegmentReader {
         Ok(self.templates.get_or_init(|| templates))
     }
 
+    /// The templates' words, indexed on first use.
+    fn vocab(&self) -> Result<&Vocab, SegmentError> {
+        if let Some(v) = self.vocab.get() {
+            return Ok(v);
+        }
+        let v = Vocab::build(self.templates()?);
+        Ok(self.vocab.get_or_init(|| v))
+    }
+
     /// The `_msg` texts of term block `i` (`None` for field pairs).
     fn term_texts(&self, i: usize) -> Result<&[Option<Box<str>>], SegmentError> {
         let cell = self
@@ -607,15 +686,12 @@ impl SegmentReader {
         }
         let norm = crate::token::normalize(word);
         if !message::is_variable(word) {
-            let set: Vec<bool> = self
-                .templates()?
-                .iter()
-                .map(|t| t.words().any(|w| crate::token::normalize(w) == norm))
-                .collect();
-            return Ok(if set.contains(&true) {
-                Matcher::Templates(set)
-            } else {
-                Matcher::Never
+            let v = self.vocab()?;
+            return Ok(match v.ids.get(norm.as_ref()) {
+                Some(id) => Matcher::Templates(
+                    v.set(v.templates.get(*id as usize).into_iter().flatten().copied()),
+                ),
+                None => Matcher::Never,
             });
         }
         let per = self.dir.per_block;
@@ -668,17 +744,55 @@ impl SegmentReader {
         })
     }
 
+    /// How a phrase of template words is recognised: the templates in whose token
+    /// sequence (words, with each placeholder one token) the phrase's tokens are
+    /// consecutive. A variable can never equal a template word, so this is exact.
+    fn phrase_matcher(&self, toks: &[String]) -> Result<Matcher, SegmentError> {
+        if toks.is_empty() || !toks.iter().all(|t| is_template_word(t)) {
+            return Err(SegmentError::NotFound(format!(
+                "phrase {toks:?} is not made of template words only"
+            )));
+        }
+        let v = self.vocab()?;
+        let mut ids = Vec::with_capacity(toks.len());
+        for t in toks {
+            match v.ids.get(crate::token::normalize(t).as_ref()) {
+                Some(id) => ids.push(Some(*id)),
+                None => return Ok(Matcher::Never),
+            }
+        }
+        // Candidates: the templates holding the first word; then adjacency.
+        let first = ids.first().copied().flatten().unwrap_or(u32::MAX);
+        let hits = v
+            .templates
+            .get(first as usize)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|t| {
+                v.seqs
+                    .get(*t as usize)
+                    .is_some_and(|seq| seq.windows(ids.len()).any(|w| w == ids.as_slice()))
+            });
+        let set = v.set(hits);
+        Ok(if set.contains(&true) {
+            Matcher::Templates(set)
+        } else {
+            Matcher::Never
+        })
+    }
+
     /// How a prefix is recognised in this segment's rows.
     fn prefix_matcher(&self, prefix: &str) -> Result<Matcher, SegmentError> {
         let norm = crate::token::normalize(prefix);
-        let templates: Vec<bool> = self
-            .templates()?
-            .iter()
-            .map(|t| {
-                t.words()
-                    .any(|w| crate::token::normalize(w).starts_with(norm.as_ref()))
-            })
-            .collect();
+        let v = self.vocab()?;
+        let templates = v.set(
+            v.ids
+                .iter()
+                .filter(|(w, _)| w.starts_with(norm.as_ref()))
+                .flat_map(|(_, id)| v.templates.get(*id as usize).into_iter().flatten())
+                .copied(),
+        );
         let key = super::msg_term(prefix);
         let strs = self.term_ordinals(&key, successor(&key).as_deref())?;
         let mut ints = Vec::new();
@@ -779,6 +893,7 @@ impl SegmentReader {
                 .map(|p| match p {
                     MsgPredicate::Word(w) => self.matcher(w),
                     MsgPredicate::Prefix(w) => self.prefix_matcher(w),
+                    MsgPredicate::Phrase(toks) => self.phrase_matcher(toks),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ))
