@@ -564,6 +564,21 @@ impl<'a> Block<'a> {
                     }
                 }
             }
+            Filter::Field { field, cond } if text_condition(field, cond) => {
+                // Decided per distinct value from the columns, no records built.
+                let keys = FieldKeys::read(self.r, self.block, self.rows, field)?;
+                match cond {
+                    Cond::Word(w) => keys.filter(mask, |t| t == w),
+                    Cond::Prefix(p) => keys.filter(mask, |t| t.starts_with(p.as_str())),
+                    Cond::Phrase(ph) => keys.filter(mask, |t| crate::eval::contains_phrase(t, ph)),
+                    Cond::Regex(re) => {
+                        let re = self.compiled.regex(re);
+                        keys.filter(mask, |t| re.is_some_and(|r| r.is_match(t)))
+                    }
+                    // (A range never gets here: see `text_condition`.)
+                    Cond::Exists | Cond::Range { .. } => keys.filter(mask, |_| true),
+                }
+            }
             _ => {
                 let compiled = self.compiled;
                 let recs = self.partial()?;
@@ -589,116 +604,158 @@ enum KeyRef {
     Label(u32),
 }
 
-/// Counts per value of field `k` over the `chosen` rows of block `b`, read straight
-/// from the columns, with the precedence of [`crate::eval::field_text`]: the level
-/// (for `level`), then a field named `k` (string, integer, float, boolean columns, in
-/// that order), then the stream label `k`.
-fn key_counts(
-    r: &SegmentReader,
-    b: usize,
-    rows: usize,
-    k: &str,
-    chosen: &[usize],
-) -> Result<Vec<(Option<String>, u64)>, QueryError> {
-    let mut key: Vec<Option<KeyRef>> = vec![None; rows];
-    let mut dicts: Vec<Vec<String>> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    for (col, meta) in r.footer().columns.iter().enumerate() {
-        let applies = match meta.kind {
-            ColumnKind::Level => k == "level",
-            ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
-                meta.name == k
+/// Per row of one block, where its value of field `k` comes from, read straight from
+/// the columns with the precedence of [`crate::eval::field_text`]: the level (for
+/// `level`), then a field named `k` (string, integer, float, boolean columns, in that
+/// order), then the stream label `k`. Values stay dictionary references, so work per
+/// distinct value is done once.
+struct FieldKeys {
+    key: Vec<Option<KeyRef>>,
+    dicts: Vec<Vec<String>>,
+    texts: Vec<String>,
+    labels: Vec<Option<String>>,
+}
+
+impl FieldKeys {
+    fn read(r: &SegmentReader, b: usize, rows: usize, k: &str) -> Result<FieldKeys, QueryError> {
+        let mut key: Vec<Option<KeyRef>> = vec![None; rows];
+        let mut dicts: Vec<Vec<String>> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        for (col, meta) in r.footer().columns.iter().enumerate() {
+            let applies = match meta.kind {
+                ColumnKind::Level => k == "level",
+                ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
+                    meta.name == k
+                }
+                _ => false,
+            };
+            if !applies {
+                continue;
             }
-            _ => false,
-        };
-        if !applies {
-            continue;
-        }
-        match meta.kind {
-            ColumnKind::Level | ColumnKind::Str => {
-                let Some(sc) = r.string_ids(col, b)? else {
-                    continue;
-                };
-                let src = dicts.len();
-                for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
-                    if let (Some(id), Some(slot)) = (id, key.get_mut(row)) {
-                        if slot.is_none() {
-                            *slot = Some(KeyRef::Str(src, id));
+            match meta.kind {
+                ColumnKind::Level | ColumnKind::Str => {
+                    let Some(sc) = r.string_ids(col, b)? else {
+                        continue;
+                    };
+                    let src = dicts.len();
+                    for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
+                        if let (Some(id), Some(slot)) = (id, key.get_mut(row)) {
+                            if slot.is_none() {
+                                *slot = Some(KeyRef::Str(src, id));
+                            }
                         }
                     }
+                    dicts.push(sc.dict);
                 }
-                dicts.push(sc.dict);
-            }
-            kind => {
-                let Some(cb) = r.read(col, b)? else { continue };
-                let Values::I64(vals) = cb.values else {
-                    continue;
-                };
-                let rows_with: Vec<usize> = match &cb.present {
-                    None => (0..rows).collect(),
-                    Some(p) => (0..rows).filter(|i| p.get(*i) == Some(&true)).collect(),
-                };
-                for (row, x) in rows_with.into_iter().zip(vals) {
-                    if let Some(slot) = key.get_mut(row).filter(|s| s.is_none()) {
-                        let v = match kind {
-                            ColumnKind::F64 => engine::model::Value::F64(f64::from_bits(x as u64)),
-                            ColumnKind::Bool => engine::model::Value::Bool(x != 0),
-                            _ => engine::model::Value::I64(x),
-                        };
-                        texts.push(v.to_text());
-                        *slot = Some(KeyRef::Text(texts.len() - 1));
-                    }
-                }
-            }
-        }
-    }
-    // The stream label, for rows with no such field: each distinct label set parsed once.
-    let mut labels: Vec<Option<String>> = Vec::new();
-    if key.iter().any(Option::is_none) {
-        if let Some(col) = r.column(ColumnKind::Stream, "_stream") {
-            if let Some(sc) = r.string_ids(col, b)? {
-                labels = sc
-                    .dict
-                    .iter()
-                    .map(|j| {
-                        serde_json::from_str::<engine::model::Labels>(j)
-                            .ok()
-                            .and_then(|l| l.get(k).cloned())
-                    })
-                    .collect();
-                for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
-                    let has = id
-                        .and_then(|i| labels.get(i as usize))
-                        .is_some_and(Option::is_some);
-                    if let (true, Some(id), Some(slot)) = (has, id, key.get_mut(row)) {
-                        if slot.is_none() {
-                            *slot = Some(KeyRef::Label(id));
+                kind => {
+                    let Some(cb) = r.read(col, b)? else { continue };
+                    let Values::I64(vals) = cb.values else {
+                        continue;
+                    };
+                    let rows_with: Vec<usize> = match &cb.present {
+                        None => (0..rows).collect(),
+                        Some(p) => (0..rows).filter(|i| p.get(*i) == Some(&true)).collect(),
+                    };
+                    for (row, x) in rows_with.into_iter().zip(vals) {
+                        if let Some(slot) = key.get_mut(row).filter(|s| s.is_none()) {
+                            let v = match kind {
+                                ColumnKind::F64 => {
+                                    engine::model::Value::F64(f64::from_bits(x as u64))
+                                }
+                                ColumnKind::Bool => engine::model::Value::Bool(x != 0),
+                                _ => engine::model::Value::I64(x),
+                            };
+                            texts.push(v.to_text());
+                            *slot = Some(KeyRef::Text(texts.len() - 1));
                         }
                     }
                 }
             }
         }
+        // The stream label, for rows with no such field: each distinct label set
+        // parsed once.
+        let mut labels: Vec<Option<String>> = Vec::new();
+        if key.iter().any(Option::is_none) {
+            if let Some(col) = r.column(ColumnKind::Stream, "_stream") {
+                if let Some(sc) = r.string_ids(col, b)? {
+                    labels = sc
+                        .dict
+                        .iter()
+                        .map(|j| {
+                            serde_json::from_str::<engine::model::Labels>(j)
+                                .ok()
+                                .and_then(|l| l.get(k).cloned())
+                        })
+                        .collect();
+                    for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
+                        let has = id
+                            .and_then(|i| labels.get(i as usize))
+                            .is_some_and(Option::is_some);
+                        if let (true, Some(id), Some(slot)) = (has, id, key.get_mut(row)) {
+                            if slot.is_none() {
+                                *slot = Some(KeyRef::Label(id));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(FieldKeys {
+            key,
+            dicts,
+            texts,
+            labels,
+        })
     }
-    // Count by the text itself (borrowed), so equal values from different sources
-    // (or repeated in a non-dictionary block) are one group.
-    let resolve = |k: KeyRef| -> Option<&str> {
+
+    fn resolve(&self, k: KeyRef) -> Option<&str> {
         match k {
-            KeyRef::Str(src, id) => dicts.get(src)?.get(id as usize).map(String::as_str),
-            KeyRef::Text(i) => texts.get(i).map(String::as_str),
-            KeyRef::Label(id) => labels.get(id as usize)?.as_deref(),
+            KeyRef::Str(src, id) => self.dicts.get(src)?.get(id as usize).map(String::as_str),
+            KeyRef::Text(i) => self.texts.get(i).map(String::as_str),
+            KeyRef::Label(id) => self.labels.get(id as usize)?.as_deref(),
         }
-    };
-    // First by reference (a cheap hash of two integers), then by text.
-    let mut by_ref: rustc_hash::FxHashMap<Option<KeyRef>, u64> = Default::default();
-    for row in chosen {
-        *by_ref.entry(key.get(*row).copied().flatten()).or_default() += 1;
     }
-    let mut counts: rustc_hash::FxHashMap<Option<&str>, u64> = Default::default();
-    for (k, n) in by_ref {
-        *counts.entry(k.and_then(resolve)).or_default() += n;
+
+    /// Counts per value over the `chosen` rows.
+    fn counts(&self, chosen: &[usize]) -> Vec<(Option<String>, u64)> {
+        // First by reference (a cheap hash of two integers), then by text, so equal
+        // values from different sources (or repeated in a non-dictionary block) are
+        // one group.
+        let mut by_ref: rustc_hash::FxHashMap<Option<KeyRef>, u64> = Default::default();
+        for row in chosen {
+            *by_ref
+                .entry(self.key.get(*row).copied().flatten())
+                .or_default() += 1;
+        }
+        let mut counts: rustc_hash::FxHashMap<Option<&str>, u64> = Default::default();
+        for (k, n) in by_ref {
+            *counts.entry(k.and_then(|k| self.resolve(k))).or_default() += n;
+        }
+        let out = counts.into_iter().map(|(k, n)| (k.map(str::to_string), n));
+        out.collect()
     }
-    let out = counts.into_iter().map(|(k, n)| (k.map(str::to_string), n));
-    Ok(out.collect())
+
+    /// The rows of `mask` whose value satisfies `test` (rows without one never do);
+    /// `test` runs once per distinct reference.
+    fn filter(&self, mask: &[bool], mut test: impl FnMut(&str) -> bool) -> Vec<bool> {
+        let mut seen: rustc_hash::FxHashMap<KeyRef, bool> = Default::default();
+        mask.iter()
+            .zip(&self.key)
+            .map(|(m, k)| {
+                *m && k.is_some_and(|k| {
+                    *seen
+                        .entry(k)
+                        .or_insert_with(|| self.resolve(k).is_some_and(&mut test))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether a field condition can be tested on the field's text alone (one distinct
+/// value at a time): not `_msg`, `_time` or `_stream`, not a numeric range.
+fn text_condition(field: &str, cond: &Cond) -> bool {
+    !matches!(field, "_msg" | "_time" | "_stream") && !matches!(cond, Cond::Range { .. })
 }
 
 /// Rough cost of evaluating `f` on a block: 0 for `_msg` words and prefixes (decided
@@ -827,7 +884,7 @@ fn scan_segment(
             {
                 // One field key: count straight from the columns.
                 let k = g.single_field_key().unwrap_or_default().to_string();
-                for (key, n) in key_counts(r, b, ctx.rows, &k, &chosen)? {
+                for (key, n) in FieldKeys::read(r, b, ctx.rows, &k)?.counts(&chosen) {
                     g.add_key_count(vec![key], n);
                 }
             }

@@ -440,6 +440,69 @@ pub(crate) fn decode_chunk(
     Ok(out)
 }
 
+/// Walks a chunk of `n` rows without building per-row arrays: `on_row(i, t)` for each
+/// row's template, in row order; then, when `ordinals` is set, `on_ordinal(i, t,
+/// slot, v)` for every variable (grouped by template and placeholder, not in row
+/// order). Without `ordinals` the walk stops after the template ids: a condition
+/// decided by templates alone never decodes a variable.
+pub(crate) fn scan_chunk(
+    mut b: &[u8],
+    n: usize,
+    templates: &[Template],
+    ordinals: bool,
+    mut on_row: impl FnMut(usize, u32),
+    mut on_ordinal: impl FnMut(usize, u32, usize, u32),
+) -> Result<(), CodecError> {
+    let b = &mut b;
+    match crate::codec::take_u8(b, "message codec tag")? {
+        TAG_TEMPLATE => {}
+        other => return Err(CodecError::new(format!("unknown message codec {other}"))),
+    }
+    let raw = unzstd_frame(b)?;
+    if !b.is_empty() {
+        return Err(CodecError::new("bytes after the message frame"));
+    }
+    let mut r = Reader::new(&raw);
+    let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
+    let mut ids = Vec::with_capacity(if ordinals { n.min(raw.len()) } else { 0 });
+    for i in 0..n {
+        let t = u32::try_from(r.varint().map_err(err)?).unwrap_or(u32::MAX);
+        if t as usize >= templates.len() {
+            return Err(CodecError::new(format!(
+                "template {t} outside a dictionary of {}",
+                templates.len()
+            )));
+        }
+        on_row(i, t);
+        if ordinals {
+            ids.push(t);
+        }
+    }
+    if !ordinals {
+        return Ok(());
+    }
+    let groups = Groups::new(&ids, |t| {
+        (templates.len() <= GROUPS_DENSE_MAX).then_some(t as usize)
+    });
+    for (t, rows) in groups.iter() {
+        let slots = templates.get(t as usize).map_or(0, |x| x.slots.len());
+        for slot in 0..slots {
+            let mut prev = 0i64;
+            for row in rows {
+                let v = prev.wrapping_add(unzigzag(r.varint().map_err(err)?));
+                let v = u32::try_from(v)
+                    .map_err(|_| CodecError::new(format!("ordinal {v} out of range")))?;
+                on_ordinal(*row as usize, t, slot, v);
+                prev = i64::from(v);
+            }
+        }
+    }
+    if !r.done() {
+        return Err(CodecError::new("bytes after the last ordinal"));
+    }
+    Ok(())
+}
+
 /// Rebuilds a message from its template and variables; `int(o)` / `string(o)` look
 /// up ordinals and fail on ones outside the dictionaries.
 pub(crate) fn render<'d>(

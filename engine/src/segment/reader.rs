@@ -211,32 +211,36 @@ pub fn is_template_word(tok: &str) -> bool {
 }
 
 impl Matcher {
-    /// Whether a row with template `t` (`tpl`) and ordinals `ords` matches.
-    fn row(&self, t: u32, tpl: &Template, ords: &[u32]) -> bool {
+    /// Whether every row with template `t` matches, whatever its variables.
+    fn template(&self, t: u32) -> bool {
         match self {
-            Matcher::Never => false,
-            Matcher::Templates(set) => set.get(t as usize).copied().unwrap_or(false),
-            Matcher::Int(o) => tpl.slots.iter().zip(ords).any(|(int, x)| *int && x == o),
-            Matcher::Str(r) => tpl
-                .slots
-                .iter()
-                .zip(ords)
-                .any(|(int, x)| !*int && r.contains(x)),
-            Matcher::Prefix {
-                templates,
-                ints,
-                strs,
-            } => {
-                templates.get(t as usize).copied().unwrap_or(false)
-                    || tpl.slots.iter().zip(ords).any(|(int, x)| {
-                        if *int {
-                            ints.iter().any(|r| r.contains(x))
-                        } else {
-                            strs.contains(x)
-                        }
-                    })
+            Matcher::Templates(set) | Matcher::Prefix { templates: set, .. } => {
+                set.get(t as usize).copied().unwrap_or(false)
+            }
+            Matcher::Never | Matcher::Int(_) | Matcher::Str(_) => false,
+        }
+    }
+
+    /// Whether a row with a variable `o` in an integer (`int`) or string placeholder
+    /// matches.
+    fn ordinal(&self, int: bool, o: u32) -> bool {
+        match self {
+            Matcher::Never | Matcher::Templates(_) => false,
+            Matcher::Int(x) => int && o == *x,
+            Matcher::Str(r) => !int && r.contains(&o),
+            Matcher::Prefix { ints, strs, .. } => {
+                if int {
+                    ints.iter().any(|r| r.contains(&o))
+                } else {
+                    strs.contains(&o)
+                }
             }
         }
+    }
+
+    /// Whether variables can decide a row (else templates alone do).
+    fn needs_ordinals(&self) -> bool {
+        !matches!(self, Matcher::Never | Matcher::Templates(_))
     }
 }
 
@@ -918,33 +922,47 @@ impl SegmentReader {
             return Ok(out);
         };
         let templates = self.templates()?;
-        let chunk =
-            message::decode_chunk(c.bytes, c.n, templates).map_err(|e| SegmentError::Corrupt {
-                path: self.path.clone(),
-                offset: c.offset,
-                what: e.what,
-            })?;
         let block_rows = present_rows(&c.present, c.n);
-        for (i, t) in chunk.templates.iter().enumerate() {
-            let Some(tpl) = templates.get(*t as usize) else {
-                continue;
-            };
-            let start = chunk.starts.get(i).copied().unwrap_or(0);
-            let ords = chunk
-                .ordinals
-                .get(start..start + tpl.slots.len())
-                .unwrap_or(&[]);
-            let Some(row) = block_rows.get(i) else {
-                continue;
-            };
-            for (m, o) in matchers.iter().zip(out.iter_mut()) {
-                if m.row(*t, tpl, ords) {
-                    if let Some(x) = o.get_mut(*row) {
-                        *x = true;
-                    }
+        let ordinals = matchers.iter().any(Matcher::needs_ordinals);
+        // Both callbacks mark rows: the marks go through a RefCell.
+        let marks = std::cell::RefCell::new(&mut out);
+        let set = |i: usize, m: usize| {
+            if let Some(row) = block_rows.get(i) {
+                if let Some(x) = marks.borrow_mut().get_mut(m).and_then(|o| o.get_mut(*row)) {
+                    *x = true;
                 }
             }
-        }
+        };
+        message::scan_chunk(
+            c.bytes,
+            c.n,
+            templates,
+            ordinals,
+            |i, t| {
+                for (m, matcher) in matchers.iter().enumerate() {
+                    if matcher.template(t) {
+                        set(i, m);
+                    }
+                }
+            },
+            |i, t, slot, o| {
+                let int = templates
+                    .get(t as usize)
+                    .and_then(|tpl| tpl.slots.get(slot))
+                    .copied()
+                    .unwrap_or(false);
+                for (m, matcher) in matchers.iter().enumerate() {
+                    if matcher.ordinal(int, o) {
+                        set(i, m);
+                    }
+                }
+            },
+        )
+        .map_err(|e| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: c.offset,
+            what: e.what,
+        })?;
         Ok(out)
     }
 
