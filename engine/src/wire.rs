@@ -85,7 +85,19 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(a))
     }
 
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Most varints in segments are one byte.
+        if let Some(&b) = self.b.get(self.at) {
+            if b & 0x80 == 0 {
+                self.at += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.u8()?;

@@ -103,6 +103,15 @@ fn take_varint(b: &mut &[u8], what: &str) -> Result<usize, CodecError> {
 }
 
 pub(crate) fn unzstd_frame(b: &mut &[u8]) -> Result<Vec<u8>, CodecError> {
+    let mut raw = Vec::new();
+    unzstd_frame_into(b, &mut raw)?;
+    Ok(raw)
+}
+
+/// [`unzstd_frame`] into `raw` (cleared first), so a caller decoding many frames
+/// reuses one buffer instead of faulting in fresh pages for each.
+pub(crate) fn unzstd_frame_into(b: &mut &[u8], raw: &mut Vec<u8>) -> Result<(), CodecError> {
+    raw.clear();
     let raw_len = take_varint(b, "frame raw length")?;
     if raw_len > BLOCK_DECOMPRESSED_BYTES_MAX {
         return Err(CodecError::new(format!(
@@ -112,17 +121,19 @@ pub(crate) fn unzstd_frame(b: &mut &[u8]) -> Result<Vec<u8>, CodecError> {
     let z_len = take_varint(b, "frame stored length")?;
     let z = take(b, z_len, "frame bytes")?;
     if z_len == raw_len {
-        return Ok(z.to_vec());
+        raw.extend_from_slice(z);
+        return Ok(());
     }
-    let raw = ZSTD_DCTX
+    raw.reserve(raw_len);
+    ZSTD_DCTX
         .with(|d| {
             let mut d = d.borrow_mut();
             if d.is_none() {
                 *d = zstd::bulk::Decompressor::new().ok();
             }
             match d.as_mut() {
-                Some(d) => d.decompress(z, raw_len),
-                None => zstd::bulk::decompress(z, raw_len),
+                Some(d) => d.decompress_to_buffer(z, raw).map(|_| ()),
+                None => zstd::bulk::decompress(z, raw_len).map(|v| *raw = v),
             }
         })
         .map_err(|e| CodecError::new(format!("zstd: {e}")))?;
@@ -132,5 +143,5 @@ pub(crate) fn unzstd_frame(b: &mut &[u8]) -> Result<Vec<u8>, CodecError> {
             raw.len()
         )));
     }
-    Ok(raw)
+    Ok(())
 }

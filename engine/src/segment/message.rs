@@ -17,7 +17,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::codec::{unzstd_frame, zstd_frame, CodecError};
+use crate::codec::{unzstd_frame, unzstd_frame_into, zstd_frame, CodecError};
 use crate::token;
 use crate::wire::{put_varint, unzigzag, zigzag, Reader};
 
@@ -440,29 +440,59 @@ pub(crate) fn decode_chunk(
     Ok(out)
 }
 
-/// Walks a chunk of `n` rows without building per-row arrays: `on_row(i, t)` for each
-/// row's template, in row order; then, when `ordinals` is set, `on_ordinal(i, t,
-/// slot, v)` for every variable (grouped by template and placeholder, not in row
-/// order). Without `ordinals` the walk stops after the template ids: a condition
-/// decided by templates alone never decodes a variable.
+/// What [`scan_chunk`] reports to.
+pub(crate) trait ChunkVisitor {
+    /// Row `i` (of the chunk's rows with a message) has template `t`; rows come in
+    /// order.
+    fn row(&mut self, i: usize, t: u32);
+    /// Whether the variables of placeholder `slot` of template `t` are wanted; if
+    /// not, they are stepped over.
+    fn slot(&mut self, t: u32, slot: usize) -> bool;
+    /// Row `i`'s variable in the placeholder last agreed to by [`Self::slot`].
+    fn ordinal(&mut self, i: usize, o: u32);
+}
+
+thread_local! {
+    /// Decompression buffer of [`scan_chunk`], reused across chunks.
+    static SCAN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Walks a chunk of `n` rows without building per-row arrays: each row's template
+/// in row order, then, when `ordinals` is set, the variables the visitor wants
+/// (grouped by template and placeholder, not in row order). Without `ordinals` the
+/// walk stops after the template ids: a condition decided by templates alone never
+/// decodes a variable.
 pub(crate) fn scan_chunk(
     mut b: &[u8],
     n: usize,
     templates: &[Template],
     ordinals: bool,
-    mut on_row: impl FnMut(usize, u32),
-    mut on_ordinal: impl FnMut(usize, u32, usize, u32),
+    v: &mut impl ChunkVisitor,
 ) -> Result<(), CodecError> {
     let b = &mut b;
     match crate::codec::take_u8(b, "message codec tag")? {
         TAG_TEMPLATE => {}
         other => return Err(CodecError::new(format!("unknown message codec {other}"))),
     }
-    let raw = unzstd_frame(b)?;
+    let mut raw = SCAN_BUF.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let res = scan_raw(b, &mut raw, n, templates, ordinals, v);
+    SCAN_BUF.with(|c| *c.borrow_mut() = raw);
+    res
+}
+
+fn scan_raw(
+    b: &mut &[u8],
+    raw: &mut Vec<u8>,
+    n: usize,
+    templates: &[Template],
+    ordinals: bool,
+    v: &mut impl ChunkVisitor,
+) -> Result<(), CodecError> {
+    unzstd_frame_into(b, raw)?;
     if !b.is_empty() {
         return Err(CodecError::new("bytes after the message frame"));
     }
-    let mut r = Reader::new(&raw);
+    let mut r = Reader::new(raw);
     let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
     let mut ids = Vec::with_capacity(if ordinals { n.min(raw.len()) } else { 0 });
     for i in 0..n {
@@ -473,7 +503,7 @@ pub(crate) fn scan_chunk(
                 templates.len()
             )));
         }
-        on_row(i, t);
+        v.row(i, t);
         if ordinals {
             ids.push(t);
         }
@@ -487,13 +517,19 @@ pub(crate) fn scan_chunk(
     for (t, rows) in groups.iter() {
         let slots = templates.get(t as usize).map_or(0, |x| x.slots.len());
         for slot in 0..slots {
+            if !v.slot(t, slot) {
+                for _ in rows {
+                    r.varint().map_err(err)?;
+                }
+                continue;
+            }
             let mut prev = 0i64;
             for row in rows {
-                let v = prev.wrapping_add(unzigzag(r.varint().map_err(err)?));
-                let v = u32::try_from(v)
-                    .map_err(|_| CodecError::new(format!("ordinal {v} out of range")))?;
-                on_ordinal(*row as usize, t, slot, v);
-                prev = i64::from(v);
+                let x = prev.wrapping_add(unzigzag(r.varint().map_err(err)?));
+                let x = u32::try_from(x)
+                    .map_err(|_| CodecError::new(format!("ordinal {x} out of range")))?;
+                v.ordinal(*row as usize, x);
+                prev = i64::from(x);
             }
         }
     }

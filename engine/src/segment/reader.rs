@@ -238,9 +238,84 @@ impl Matcher {
         }
     }
 
+    /// Whether variables in an integer (`int`) or string placeholder can match.
+    fn wants(&self, int: bool) -> bool {
+        match self {
+            Matcher::Never | Matcher::Templates(_) => false,
+            Matcher::Int(_) => int,
+            Matcher::Str(_) => !int,
+            Matcher::Prefix { ints, strs, .. } => {
+                if int {
+                    !ints.is_empty()
+                } else {
+                    !strs.is_empty()
+                }
+            }
+        }
+    }
+
     /// Whether variables can decide a row (else templates alone do).
     fn needs_ordinals(&self) -> bool {
         !matches!(self, Matcher::Never | Matcher::Templates(_))
+    }
+}
+
+/// Marks, per matcher, the block rows whose template or variables match.
+struct MarkRows<'a> {
+    matchers: &'a [Matcher],
+    templates: &'a [Template],
+    /// Block row of each chunk row.
+    block_rows: &'a [usize],
+    out: &'a mut [Vec<bool>],
+    /// The matchers that look at the current placeholder's variables.
+    slot: Vec<usize>,
+    /// Whether the current placeholder is an integer one.
+    int: bool,
+}
+
+impl MarkRows<'_> {
+    fn mark(&mut self, i: usize, m: usize) {
+        if let Some(row) = self.block_rows.get(i) {
+            if let Some(x) = self.out.get_mut(m).and_then(|o| o.get_mut(*row)) {
+                *x = true;
+            }
+        }
+    }
+}
+
+impl message::ChunkVisitor for MarkRows<'_> {
+    fn row(&mut self, i: usize, t: u32) {
+        for m in 0..self.matchers.len() {
+            if self.matchers.get(m).is_some_and(|x| x.template(t)) {
+                self.mark(i, m);
+            }
+        }
+    }
+
+    fn slot(&mut self, t: u32, slot: usize) -> bool {
+        let int = self
+            .templates
+            .get(t as usize)
+            .and_then(|tpl| tpl.slots.get(slot))
+            .copied()
+            .unwrap_or(false);
+        self.slot.clear();
+        for (m, x) in self.matchers.iter().enumerate() {
+            if x.wants(int) {
+                self.slot.push(m);
+            }
+        }
+        self.int = int;
+        !self.slot.is_empty()
+    }
+
+    fn ordinal(&mut self, i: usize, o: u32) {
+        for k in 0..self.slot.len() {
+            let Some(&m) = self.slot.get(k) else { continue };
+            if self.matchers.get(m).is_some_and(|x| x.ordinal(self.int, o)) {
+                self.mark(i, m);
+            }
+        }
     }
 }
 
@@ -924,44 +999,20 @@ impl SegmentReader {
         let templates = self.templates()?;
         let block_rows = present_rows(&c.present, c.n);
         let ordinals = matchers.iter().any(Matcher::needs_ordinals);
-        // Both callbacks mark rows: the marks go through a RefCell.
-        let marks = std::cell::RefCell::new(&mut out);
-        let set = |i: usize, m: usize| {
-            if let Some(row) = block_rows.get(i) {
-                if let Some(x) = marks.borrow_mut().get_mut(m).and_then(|o| o.get_mut(*row)) {
-                    *x = true;
-                }
-            }
-        };
-        message::scan_chunk(
-            c.bytes,
-            c.n,
+        let mut v = MarkRows {
+            matchers,
             templates,
-            ordinals,
-            |i, t| {
-                for (m, matcher) in matchers.iter().enumerate() {
-                    if matcher.template(t) {
-                        set(i, m);
-                    }
-                }
-            },
-            |i, t, slot, o| {
-                let int = templates
-                    .get(t as usize)
-                    .and_then(|tpl| tpl.slots.get(slot))
-                    .copied()
-                    .unwrap_or(false);
-                for (m, matcher) in matchers.iter().enumerate() {
-                    if matcher.ordinal(int, o) {
-                        set(i, m);
-                    }
-                }
-            },
-        )
-        .map_err(|e| SegmentError::Corrupt {
-            path: self.path.clone(),
-            offset: c.offset,
-            what: e.what,
+            block_rows: &block_rows,
+            out: &mut out,
+            slot: Vec::new(),
+            int: false,
+        };
+        message::scan_chunk(c.bytes, c.n, templates, ordinals, &mut v).map_err(|e| {
+            SegmentError::Corrupt {
+                path: self.path.clone(),
+                offset: c.offset,
+                what: e.what,
+            }
         })?;
         Ok(out)
     }
