@@ -592,6 +592,77 @@ pub struct Grouper {
     groups: rustc_hash::FxHashMap<Vec<Option<String>>, Vec<AggState>>,
     /// Per time-bucket key, the last bucket and its text.
     bucket_text: Vec<Option<(i64, String)>>,
+    /// Counts of a one-key counting grouper by value ([`Self::add_single_key_count`]),
+    /// folded into `groups` at [`Self::finish`]. Values up to 15 bytes are packed
+    /// into the key itself (no pointer to follow, no allocation: high-cardinality
+    /// keys such as ids and IPs are mostly short); longer ones are looked up by
+    /// `&str`.
+    /// Split into [`SHORT_PARTS`] tables by a hash of the key, so that a batch of
+    /// keys visits one small (cache-resident) table at a time.
+    short: Vec<rustc_hash::FxHashMap<u128, u64>>,
+    /// Per part, the short keys waiting to be counted.
+    scratch: Vec<Vec<u128>>,
+    /// How many.
+    pending: usize,
+    single: rustc_hash::FxHashMap<Box<str>, u64>,
+    /// The same for records without the key.
+    single_none: u64,
+}
+
+/// Parts of a grouper's short-key table.
+const SHORT_PARTS: usize = 64;
+
+/// Short keys held back before they are counted (16 bytes each: 4 MiB).
+const SHORT_BATCH: usize = 1 << 18;
+
+/// The part of short key `k`: a hash unlike the table's own (whose high bits pick
+/// control tags), so that keys of one part still spread over their table.
+fn short_part_of(k: u128) -> usize {
+    let x = (k as u64) ^ ((k >> 64) as u64).rotate_left(29);
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
+
+/// A string of at most 15 bytes as one integer: bytes 0..8 in the low half, the
+/// rest in the high half with the length in its top byte. Built from whole-word
+/// reads (overlapping, then shifted), no byte loop and no call to `memcpy`.
+fn pack_short(s: &str) -> u128 {
+    let b = s.as_bytes();
+    let n = b.len().min(15);
+    let word = |at: usize| -> u64 {
+        b.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let half = |at: usize| -> u64 {
+        b.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+    };
+    // The first `len` (< 8) bytes from `at`, read as at most two words.
+    let small = |at: usize, len: usize| -> u64 {
+        match len {
+            0 => 0,
+            1..=3 => (0..len).fold(0u64, |acc, i| {
+                acc | u64::from(b.get(at + i).copied().unwrap_or(0)) << (8 * i)
+            }),
+            4 => half(at),
+            _ => half(at) | (half(at + len - 4) >> (8 * (8 - len))) << 32,
+        }
+    };
+    let (lo, hi) = match n {
+        0..=7 => (small(0, n), 0),
+        8 => (word(0), 0),
+        _ => (word(0), word(n - 8) >> (8 * (16 - n))),
+    };
+    u128::from(lo) | u128::from(hi | (n as u64) << 56) << 64
+}
+
+fn unpack_short(k: u128) -> String {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(k as u64).to_le_bytes());
+    b[8..].copy_from_slice(&((k >> 64) as u64).to_le_bytes());
+    let n = usize::from(b[15]).min(15);
+    String::from_utf8_lossy(b.get(..n).unwrap_or(&[])).into_owned()
 }
 
 impl Grouper {
@@ -609,17 +680,109 @@ impl Grouper {
             keys,
             groups: Default::default(),
             bucket_text: Vec::new(),
+            short: Vec::new(),
+            scratch: Vec::new(),
+            pending: 0,
+            single: Default::default(),
+            single_none: 0,
         })
     }
 
-    /// Number of groups so far.
+    /// Number of groups so far (an upper bound while partial counts are apart).
     pub fn len(&self) -> usize {
         self.groups.len()
+            + self.short.iter().map(|t| t.len()).sum::<usize>()
+            + self.single.len()
+            + usize::from(self.single_none > 0)
     }
 
     /// Whether no record was added.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.len() == 0
+    }
+
+    /// Adds `n` records whose one key is `key`, to a grouper that
+    /// [`Self::counts_by_fields`] with one key.
+    pub fn add_single_key_count(&mut self, key: Option<&str>, n: u64) {
+        match key {
+            None => self.single_none += n,
+            Some(k) if k.len() < 16 => {
+                let k = pack_short(k);
+                *self.short_part(k).entry(k).or_default() += n;
+            }
+            Some(k) => match self.single.get_mut(k) {
+                Some(c) => *c += n,
+                None => {
+                    self.single.insert(k.into(), n);
+                }
+            },
+        }
+    }
+
+    /// The table of short key `k`.
+    fn short_part(&mut self, k: u128) -> &mut rustc_hash::FxHashMap<u128, u64> {
+        if self.short.is_empty() {
+            self.short.resize_with(SHORT_PARTS, Default::default);
+        }
+        let p = short_part_of(k);
+        // `p < SHORT_PARTS` by construction.
+        &mut self.short[p]
+    }
+
+    /// Adds one record for each key, like [`Self::add_single_key_count`]. Short
+    /// keys are sorted into their parts and wait there until [`SHORT_BATCH`] of them
+    /// are pending; then each part's table takes its keys in one go, while it is in
+    /// cache. (So [`Self::len`] may lag by one batch.)
+    pub fn add_single_keys<'k>(&mut self, keys: impl Iterator<Item = Option<&'k str>>) {
+        if self.scratch.is_empty() {
+            self.scratch.resize_with(SHORT_PARTS, Vec::new);
+        }
+        for k in keys {
+            match k {
+                Some(k) if k.len() < 16 => {
+                    let k = pack_short(k);
+                    if let Some(v) = self.scratch.get_mut(short_part_of(k)) {
+                        v.push(k);
+                        self.pending += 1;
+                    }
+                }
+                other => self.add_single_key_count(other, 1),
+            }
+        }
+        if self.pending >= SHORT_BATCH {
+            self.flush_pending();
+        }
+    }
+
+    /// Counts the pending short keys into their tables.
+    fn flush_pending(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        self.pending = 0;
+        if self.short.is_empty() {
+            self.short.resize_with(SHORT_PARTS, Default::default);
+        }
+        for (keys, t) in self.scratch.iter_mut().zip(self.short.iter_mut()) {
+            for k in keys.drain(..) {
+                *t.entry(k).or_default() += 1;
+            }
+        }
+    }
+
+    /// Moves the one-key counts into `groups`.
+    fn fold_single(&mut self) {
+        self.flush_pending();
+        let none = std::mem::take(&mut self.single_none);
+        if none > 0 {
+            self.add_counted(vec![None], none);
+        }
+        for (k, n) in std::mem::take(&mut self.short).into_iter().flatten() {
+            self.add_counted(vec![Some(unpack_short(k))], n);
+        }
+        for (k, n) in std::mem::take(&mut self.single) {
+            self.add_counted(vec![Some(k.into())], n);
+        }
     }
 
     /// Adds a matching record.
@@ -743,7 +906,21 @@ impl Grouper {
     }
 
     /// Folds in another grouper of the same pipe.
-    pub fn merge(&mut self, other: Grouper) {
+    pub fn merge(&mut self, mut other: Grouper) {
+        self.flush_pending();
+        other.flush_pending();
+        self.single_none += std::mem::take(&mut other.single_none);
+        for (k, n) in std::mem::take(&mut other.short).into_iter().flatten() {
+            *self.short_part(k).entry(k).or_default() += n;
+        }
+        for (k, n) in std::mem::take(&mut other.single) {
+            match self.single.get_mut(&k) {
+                Some(c) => *c += n,
+                None => {
+                    self.single.insert(k, n);
+                }
+            }
+        }
         for (k, states) in other.groups {
             match self.groups.get_mut(&k) {
                 Some(mine) => {
@@ -761,7 +938,8 @@ impl Grouper {
     /// The result table: `stats` one row per group in ascending key order (one row
     /// of zero counts when nothing matched and there is no `by`); `top` the N largest
     /// counts, ties in ascending key order; `uniq` the distinct keys in order.
-    pub fn finish(self) -> Table {
+    pub fn finish(mut self) -> Table {
+        self.fold_single();
         let Grouper {
             pipe,
             keys,
@@ -824,6 +1002,34 @@ impl Grouper {
                 }
             }
             _ => Table::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn short_keys_pack_one_to_one(a in "\\PC{0,6}|[a-z0-9.:]{0,15}", b in "\\PC{0,6}|[a-z0-9.:]{0,15}") {
+            prop_assume!(a.len() < 16 && b.len() < 16);
+            prop_assert_eq!(unpack_short(pack_short(&a)), a.clone());
+            prop_assert_eq!(pack_short(&a) == pack_short(&b), a == b);
+        }
+    }
+
+    #[test]
+    fn short_keys_of_every_length_round_trip() {
+        let s = "abcdefghijklmno";
+        for n in 0..16 {
+            let k = s.get(..n).unwrap_or_default();
+            assert_eq!(unpack_short(pack_short(k)), k);
+            // Same bytes, one shorter: a different key.
+            if n > 0 {
+                assert_ne!(pack_short(k), pack_short(&k[..n - 1]));
+            }
         }
     }
 }

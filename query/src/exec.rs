@@ -127,14 +127,18 @@ fn time_bounds(f: &Filter) -> (i64, i64) {
 }
 
 /// Blocks of `r` that can hold a match (`None`: any block can).
-fn candidates(f: &Filter, r: &SegmentReader) -> Result<Option<RoaringBitmap>, SegmentError> {
+fn candidates(
+    f: &Filter,
+    r: &SegmentReader,
+    m: &Prepared<'_>,
+) -> Result<Option<RoaringBitmap>, SegmentError> {
     Ok(match f {
         Filter::All | Filter::Not(_) => None,
-        Filter::And(a, b) => match (candidates(a, r)?, candidates(b, r)?) {
+        Filter::And(a, b) => match (candidates(a, r, m)?, candidates(b, r, m)?) {
             (Some(x), Some(y)) => Some(x & y),
             (x, y) => x.or(y),
         },
-        Filter::Or(a, b) => match (candidates(a, r)?, candidates(b, r)?) {
+        Filter::Or(a, b) => match (candidates(a, r, m)?, candidates(b, r, m)?) {
             (Some(x), Some(y)) => Some(x | y),
             _ => None,
         },
@@ -172,6 +176,13 @@ fn candidates(f: &Filter, r: &SegmentReader) -> Result<Option<RoaringBitmap>, Se
                 }
                 out
             }
+            Cond::Regex(re) => {
+                let pred = regex_prefilter(re).map(MsgPred::Contains);
+                match pred.and_then(|p| m.preds.iter().position(|x| *x == p)) {
+                    Some(i) => r.matcher_blocks(m.matchers, i)?,
+                    None => None,
+                }
+            }
             _ => None,
         },
         // `_time` and `_stream` as fields have no index entries.
@@ -183,6 +194,12 @@ fn candidates(f: &Filter, r: &SegmentReader) -> Result<Option<RoaringBitmap>, Se
             _ => None,
         },
     })
+}
+
+/// A segment's `_msg` predicates and their prepared matchers.
+struct Prepared<'a> {
+    preds: &'a [MsgPred],
+    matchers: &'a MsgMatchers,
 }
 
 /// Where matching records go: kept (for queries returning records) or grouped.
@@ -337,6 +354,8 @@ enum MsgPred {
     Prefix(String),
     /// Only for phrases of template words ([`template_phrase`]).
     Phrase(Vec<String>),
+    /// A regex's prefilter ([`regex_prefilter`]): a token contains one of these.
+    Contains(Vec<String>),
 }
 
 impl MsgPred {
@@ -345,8 +364,39 @@ impl MsgPred {
             MsgPred::Word(w) => MsgPredicate::Word(w),
             MsgPred::Prefix(p) => MsgPredicate::Prefix(p),
             MsgPred::Phrase(t) => MsgPredicate::Phrase(t),
+            MsgPred::Contains(t) => MsgPredicate::Contains(t),
         }
     }
+}
+
+/// Strings of which every match of regex `re` holds one inside a single token, or
+/// `None` when there are none worth looking up: from the regex's prefix literals
+/// (every match starts with one of them), the longest run of ASCII token characters
+/// of each (a run of token characters never crosses a token boundary). Runs shorter
+/// than 3 bytes select too much to be worth it.
+fn regex_prefilter(re: &str) -> Option<Vec<String>> {
+    let hir = regex_syntax::ParserBuilder::new().build().parse(re).ok()?;
+    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for l in lits {
+        let run = l
+            .as_bytes()
+            .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+            .max_by_key(|r| r.len())
+            .unwrap_or(&[]);
+        if run.len() < 3 {
+            return None;
+        }
+        let run = String::from_utf8_lossy(run).into_owned();
+        if !out.contains(&run) {
+            out.push(run);
+        }
+    }
+    Some(out)
 }
 
 /// Whether a phrase is decided by templates alone: more than one token, none of
@@ -528,6 +578,12 @@ impl<'a> Block<'a> {
                             .collect()
                     }
                     Cond::Regex(re) => {
+                        // Rows without a token holding the prefilter's strings
+                        // cannot match: only the others are rebuilt and run
+                        // through the regex.
+                        let pre = regex_prefilter(re)
+                            .map(|subs| and(mask, self.msg_pred(&MsgPred::Contains(subs))));
+                        let mask = pre.as_deref().unwrap_or(mask);
                         self.texts_for(mask)?;
                         let re = self.compiled.regex(re);
                         (0..self.rows)
@@ -716,23 +772,27 @@ impl FieldKeys {
         }
     }
 
-    /// Counts per value over the `chosen` rows.
-    fn counts(&self, chosen: &[usize]) -> Vec<(Option<String>, u64)> {
-        // First by reference (a cheap hash of two integers), then by text, so equal
-        // values from different sources (or repeated in a non-dictionary block) are
-        // one group.
+    /// Adds the `chosen` rows to a one-key counting grouper, by value.
+    fn add_counts(&self, chosen: &[usize], g: &mut Grouper) {
+        let distinct: usize = self.dicts.iter().map(Vec::len).sum::<usize>() + self.texts.len();
+        if distinct * 4 > chosen.len() {
+            // Values mostly distinct (a high-cardinality column): straight in.
+            g.add_single_keys(chosen.iter().map(|row| {
+                let k = self.key.get(*row).copied().flatten();
+                k.and_then(|k| self.resolve(k))
+            }));
+            return;
+        }
+        // Few values: count by reference (a cheap hash of two integers) first.
         let mut by_ref: rustc_hash::FxHashMap<Option<KeyRef>, u64> = Default::default();
         for row in chosen {
             *by_ref
                 .entry(self.key.get(*row).copied().flatten())
                 .or_default() += 1;
         }
-        let mut counts: rustc_hash::FxHashMap<Option<&str>, u64> = Default::default();
         for (k, n) in by_ref {
-            *counts.entry(k.and_then(|k| self.resolve(k))).or_default() += n;
+            g.add_single_key_count(k.and_then(|k| self.resolve(k)), n);
         }
-        let out = counts.into_iter().map(|(k, n)| (k.map(str::to_string), n));
-        out.collect()
     }
 
     /// The rows of `mask` whose value satisfies `test` (rows without one never do);
@@ -798,6 +858,11 @@ fn collect_msg_preds(f: &Filter, out: &mut Vec<MsgPred>) {
                     push(MsgPred::Word(t.clone()));
                 }
             }
+            Cond::Regex(re) => {
+                if let Some(subs) = regex_prefilter(re) {
+                    push(MsgPred::Contains(subs));
+                }
+            }
             _ => {}
         },
         _ => {}
@@ -818,12 +883,16 @@ fn scan_segment(
 ) -> Result<(), QueryError> {
     let r = &*seg.reader;
     let blocks = r.footer().blocks.clone();
-    let cands = candidates(&q.filter, r)?;
-    // `_msg` word and prefix conditions, prepared once for the segment.
+    // `_msg` conditions decided on ids, prepared once for the segment.
     let mut msg_preds: Vec<MsgPred> = Vec::new();
     collect_msg_preds(&q.filter, &mut msg_preds);
     let preds: Vec<MsgPredicate<'_>> = msg_preds.iter().map(MsgPred::as_predicate).collect();
     let matchers = r.msg_matchers(&preds)?;
+    let prepared = Prepared {
+        preds: &msg_preds,
+        matchers: &matchers,
+    };
+    let cands = candidates(&q.filter, r, &prepared)?;
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {
         if cands.as_ref().is_some_and(|c| !c.contains(b as u32))
@@ -884,9 +953,7 @@ fn scan_segment(
             {
                 // One field key: count straight from the columns.
                 let k = g.single_field_key().unwrap_or_default().to_string();
-                for (key, n) in FieldKeys::read(r, b, ctx.rows, &k)?.counts(&chosen) {
-                    g.add_key_count(vec![key], n);
-                }
+                FieldKeys::read(r, b, ctx.rows, &k)?.add_counts(&chosen, g);
             }
             Sink::Groups(g) if g.counts_by_fields() => {
                 // Count per distinct key within the block, then once into the grouper.

@@ -98,7 +98,14 @@ fn atom(rng: &mut TestRng) -> String {
             "~\"(?i)disk.full\"",
             "~\"^ok\"",
             "host:~\"h[12]\"",
-        ][rng.gen_range(0..4)]
+            // Prefilters: inside a string variable, inside an integer, inside a
+            // template word, alternatives, a literal spanning a separator.
+            "~\"blk_[0-9]+\"",
+            "~\"424\"",
+            "~\"rro\"",
+            "~\"time(out)?|logi\"",
+            "~\"user.log\"",
+        ][rng.gen_range(0..9)]
         .into(),
         10 => [
             "{service=\"api\"}",

@@ -17,7 +17,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::codec::{unzstd_frame, unzstd_frame_into, zstd_frame, CodecError};
+use crate::codec::{unzstd_frame_into, zstd_frame, CodecError};
 use crate::token;
 use crate::wire::{put_varint, unzigzag, zigzag, Reader};
 
@@ -375,69 +375,90 @@ pub(crate) struct DecodedChunk {
 }
 
 /// Decodes a chunk of `n` rows given the segment's templates.
+#[cfg(test)]
 pub(crate) fn decode_chunk(
-    mut b: &[u8],
+    b: &[u8],
     n: usize,
     templates: &[Template],
 ) -> Result<DecodedChunk, CodecError> {
-    let b = &mut b;
-    match crate::codec::take_u8(b, "message codec tag")? {
-        TAG_TEMPLATE => {}
-        other => return Err(CodecError::new(format!("unknown message codec {other}"))),
+    decode_chunk_rows(b, n, templates, None)
+}
+
+/// Decodes a chunk's template ids, and the ordinals of the `wanted` rows only
+/// (`None`: every row). An unwanted row gets start [`usize::MAX`] and no ordinals;
+/// with no row wanted, no variable is decoded at all.
+pub(crate) fn decode_chunk_rows(
+    b: &[u8],
+    n: usize,
+    templates: &[Template],
+    wanted: Option<&[bool]>,
+) -> Result<DecodedChunk, CodecError> {
+    let mut c = Collect {
+        templates,
+        wanted,
+        out: DecodedChunk::default(),
+        want_template: vec![false; if wanted.is_some() { templates.len() } else { 0 }],
+        total: 0,
+        slot: 0,
+        allocated: false,
+    };
+    let ordinals = wanted.is_none_or(|w| w.contains(&true));
+    c.out.templates.reserve(n.min(b.len().saturating_mul(64)));
+    c.out.starts.reserve(n.min(b.len().saturating_mul(64)));
+    scan_chunk(b, n, templates, ordinals, &mut c)?;
+    if ordinals && !c.allocated {
+        c.out.ordinals = vec![0; c.total];
     }
-    let raw = unzstd_frame(b)?;
-    if !b.is_empty() {
-        return Err(CodecError::new("bytes after the message frame"));
+    Ok(c.out)
+}
+
+/// The [`ChunkVisitor`] of [`decode_chunk_rows`].
+struct Collect<'a> {
+    templates: &'a [Template],
+    wanted: Option<&'a [bool]>,
+    out: DecodedChunk,
+    /// Per template, whether a wanted row has it (only with `wanted`).
+    want_template: Vec<bool>,
+    total: usize,
+    slot: usize,
+    allocated: bool,
+}
+
+impl ChunkVisitor for Collect<'_> {
+    fn row(&mut self, i: usize, t: u32) {
+        self.out.templates.push(t);
+        let wanted = match self.wanted {
+            None => true,
+            Some(w) => w.get(i).copied().unwrap_or(false),
+        };
+        if wanted {
+            self.out.starts.push(self.total);
+            self.total += self.templates.get(t as usize).map_or(0, |x| x.slots.len());
+            if let Some(x) = self.want_template.get_mut(t as usize) {
+                *x = true;
+            }
+        } else {
+            self.out.starts.push(usize::MAX);
+        }
     }
-    let mut r = Reader::new(&raw);
-    let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
-    let mut out = DecodedChunk::default();
-    out.templates.reserve(n.min(raw.len()));
-    out.starts.reserve(n.min(raw.len()));
-    let mut total = 0usize;
-    for _ in 0..n {
-        let t = u32::try_from(r.varint().map_err(err)?).unwrap_or(u32::MAX);
-        let tpl = templates.get(t as usize).ok_or_else(|| {
-            CodecError::new(format!(
-                "template {t} outside a dictionary of {}",
-                templates.len()
-            ))
-        })?;
-        out.templates.push(t);
-        out.starts.push(total);
-        total += tpl.slots.len();
+
+    fn slot(&mut self, t: u32, slot: usize) -> bool {
+        if !self.allocated {
+            self.out.ordinals = vec![0; self.total];
+            self.allocated = true;
+        }
+        self.slot = slot;
+        self.wanted.is_none() || self.want_template.get(t as usize).copied().unwrap_or(false)
     }
-    // Bound the allocation by what the frame can hold (one byte per ordinal at least).
-    if total > raw.len() {
-        return Err(CodecError::new(format!(
-            "{total} variables cannot fit {} bytes",
-            raw.len()
-        )));
-    }
-    out.ordinals = vec![0; total];
-    let groups = Groups::new(&out.templates, |t| {
-        (templates.len() <= GROUPS_DENSE_MAX).then_some(t as usize)
-    });
-    for (t, rows) in groups.iter() {
-        let slots = templates.get(t as usize).map_or(0, |x| x.slots.len());
-        for slot in 0..slots {
-            let mut prev = 0i64;
-            for row in rows {
-                let v = prev.wrapping_add(unzigzag(r.varint().map_err(err)?));
-                let v = u32::try_from(v)
-                    .map_err(|_| CodecError::new(format!("ordinal {v} out of range")))?;
-                let at = out.starts.get(*row as usize).copied().unwrap_or(0) + slot;
-                if let Some(o) = out.ordinals.get_mut(at) {
-                    *o = v;
-                }
-                prev = i64::from(v);
+
+    fn ordinal(&mut self, i: usize, o: u32) {
+        let start = self.out.starts.get(i).copied().unwrap_or(usize::MAX);
+        if start != usize::MAX {
+            if let Some(x) = self.out.ordinals.get_mut(start + self.slot) {
+                *x = o;
             }
         }
     }
-    if !r.done() {
-        return Err(CodecError::new("bytes after the last ordinal"));
-    }
-    Ok(out)
 }
 
 /// What [`scan_chunk`] reports to.

@@ -178,6 +178,13 @@ enum Matcher {
     Int(u32),
     /// Another variable: the ordinals of its spellings.
     Str(std::ops::Range<u32>),
+    /// Tokens containing one of some strings: the templates with such a word, and
+    /// the integer and string ordinals of such tokens.
+    Contains {
+        templates: Vec<bool>,
+        ints: RoaringBitmap,
+        strs: RoaringBitmap,
+    },
     /// A prefix: templates with a word starting with it, integer ordinal ranges,
     /// the string-variable ordinal range.
     Prefix {
@@ -202,6 +209,9 @@ pub enum MsgPredicate<'a> {
     /// Contains these tokens consecutively (ASCII case ignored), every one of them a
     /// template word ([`is_template_word`]): decided by the template alone.
     Phrase(&'a [String]),
+    /// Has a token containing one of these strings (case as given). A prefilter:
+    /// for a regex, strings every match must hold inside one token.
+    Contains(&'a [String]),
 }
 
 /// Whether `tok` (one token) is stored in templates rather than as a variable: a
@@ -214,7 +224,9 @@ impl Matcher {
     /// Whether every row with template `t` matches, whatever its variables.
     fn template(&self, t: u32) -> bool {
         match self {
-            Matcher::Templates(set) | Matcher::Prefix { templates: set, .. } => {
+            Matcher::Templates(set)
+            | Matcher::Prefix { templates: set, .. }
+            | Matcher::Contains { templates: set, .. } => {
                 set.get(t as usize).copied().unwrap_or(false)
             }
             Matcher::Never | Matcher::Int(_) | Matcher::Str(_) => false,
@@ -228,6 +240,13 @@ impl Matcher {
             Matcher::Never | Matcher::Templates(_) => false,
             Matcher::Int(x) => int && o == *x,
             Matcher::Str(r) => !int && r.contains(&o),
+            Matcher::Contains { ints, strs, .. } => {
+                if int {
+                    ints.contains(o)
+                } else {
+                    strs.contains(o)
+                }
+            }
             Matcher::Prefix { ints, strs, .. } => {
                 if int {
                     ints.iter().any(|r| r.contains(&o))
@@ -244,6 +263,13 @@ impl Matcher {
             Matcher::Never | Matcher::Templates(_) => false,
             Matcher::Int(_) => int,
             Matcher::Str(_) => !int,
+            Matcher::Contains { ints, strs, .. } => {
+                if int {
+                    !ints.is_empty()
+                } else {
+                    !strs.is_empty()
+                }
+            }
             Matcher::Prefix { ints, strs, .. } => {
                 if int {
                     !ints.is_empty()
@@ -861,6 +887,114 @@ impl SegmentReader {
         })
     }
 
+    /// How "a token contains one of `subs`" is recognised: by the templates' words
+    /// and the dictionary's token texts, each checked once.
+    fn contains_matcher(&self, subs: &[String]) -> Result<Matcher, SegmentError> {
+        let finders: Vec<memchr::memmem::Finder<'_>> = subs
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| memchr::memmem::Finder::new(s.as_bytes()))
+            .collect();
+        let hit = |t: &str| finders.iter().any(|f| f.find(t.as_bytes()).is_some());
+        let templates: Vec<bool> = self
+            .templates()?
+            .iter()
+            .map(|t| t.words().any(&hit))
+            .collect();
+        let per = self.dir.per_block;
+        let mut strs = RoaringBitmap::new();
+        for b in 0..self.dir.terms.len() {
+            for (i, t) in self.term_texts(b)?.iter().enumerate() {
+                if t.as_deref().is_some_and(&hit) {
+                    strs.insert((b * per + i) as u32);
+                }
+            }
+        }
+        // Integer tokens are digits only: only an all-digit string can be in one.
+        let mut ints = RoaringBitmap::new();
+        if subs
+            .iter()
+            .any(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let mut text = String::new();
+            for b in 0..self.dir.ints.len() {
+                for (i, v) in self.int_values(b)?.iter().enumerate() {
+                    text.clear();
+                    use std::fmt::Write as _;
+                    let _ = write!(text, "{v}");
+                    if hit(&text) {
+                        ints.insert((b * per + i) as u32);
+                    }
+                }
+            }
+        }
+        Ok(
+            if !templates.contains(&true) && strs.is_empty() && ints.is_empty() {
+                Matcher::Never
+            } else {
+                Matcher::Contains {
+                    templates,
+                    ints,
+                    strs,
+                }
+            },
+        )
+    }
+
+    /// The blocks that may hold a row matching prepared predicate `i`: the union of
+    /// the postings of the dictionary entries it matches. `None` when the predicate
+    /// does not narrow blocks this way (only [`MsgPredicate::Contains`] does).
+    pub fn matcher_blocks(
+        &self,
+        matchers: &MsgMatchers,
+        i: usize,
+    ) -> Result<Option<RoaringBitmap>, SegmentError> {
+        let Some(m) = matchers.0.get(i) else {
+            return Ok(None);
+        };
+        let (ints, strs) = match m {
+            Matcher::Never => return Ok(Some(RoaringBitmap::new())),
+            Matcher::Contains { ints, strs, .. } => (ints, strs),
+            _ => return Ok(None),
+        };
+        // Every matched template word is itself a dictionary entry (in `strs`), so
+        // the entries' postings cover the template matches too.
+        let per = self.dir.per_block as u32;
+        let mut out = RoaringBitmap::new();
+        let blocks = |set: &RoaringBitmap| {
+            let mut v: Vec<u32> = set.iter().map(|o| o / per).collect();
+            v.dedup();
+            v
+        };
+        for b in blocks(strs) {
+            self.scan_terms(
+                b as usize,
+                |j, _| {
+                    if strs.contains(b * per + j as u32) {
+                        Want::Take
+                    } else {
+                        Want::Skip
+                    }
+                },
+                |_, bm| out |= bm,
+            )?;
+        }
+        for b in blocks(ints) {
+            self.scan_ints(
+                b as usize,
+                |j, _| {
+                    if ints.contains(b * per + j as u32) {
+                        Want::Take
+                    } else {
+                        Want::Skip
+                    }
+                },
+                |_, bm| out |= bm,
+            )?;
+        }
+        Ok(Some(out))
+    }
+
     /// How a prefix is recognised in this segment's rows.
     fn prefix_matcher(&self, prefix: &str) -> Result<Matcher, SegmentError> {
         let norm = crate::token::normalize(prefix);
@@ -973,6 +1107,7 @@ impl SegmentReader {
                     MsgPredicate::Word(w) => self.matcher(w),
                     MsgPredicate::Prefix(w) => self.prefix_matcher(w),
                     MsgPredicate::Phrase(toks) => self.phrase_matcher(toks),
+                    MsgPredicate::Contains(subs) => self.contains_matcher(subs),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ))
@@ -1282,14 +1417,14 @@ impl SegmentReader {
         let templates = self
             .templates()
             .map_err(|e| crate::codec::CodecError::new(e.to_string()))?;
-        let chunk = message::decode_chunk(bytes, n, templates)?;
+        let chunk = message::decode_chunk_rows(bytes, n, templates, wanted)?;
         let err = |e: SegmentError| crate::codec::CodecError::new(e.to_string());
         let mut out = Vec::with_capacity(n);
         for (row, t) in chunk.templates.iter().enumerate() {
             let mut m = String::new();
-            if wanted.is_none_or(|w| w.get(row).copied().unwrap_or(false)) {
+            let start = chunk.starts.get(row).copied().unwrap_or(usize::MAX);
+            if start != usize::MAX {
                 if let Some(tpl) = templates.get(*t as usize) {
-                    let start = chunk.starts.get(row).copied().unwrap_or(0);
                     let ords = chunk
                         .ordinals
                         .get(start..start + tpl.slots.len())
