@@ -607,6 +607,9 @@ pub struct Grouper {
     single: rustc_hash::FxHashMap<Box<str>, u64>,
     /// The same for records without the key.
     single_none: u64,
+    /// Counts of a [`Self::time_bucket_counts`] grouper by bucket start; rendered
+    /// as text once per bucket, at [`Self::finish`].
+    buckets: rustc_hash::FxHashMap<i64, u64>,
 }
 
 /// Parts of a grouper's short-key table.
@@ -685,6 +688,7 @@ impl Grouper {
             pending: 0,
             single: Default::default(),
             single_none: 0,
+            buckets: Default::default(),
         })
     }
 
@@ -694,6 +698,7 @@ impl Grouper {
             + self.short.iter().map(|t| t.len()).sum::<usize>()
             + self.single.len()
             + usize::from(self.single_none > 0)
+            + self.buckets.len()
     }
 
     /// Whether no record was added.
@@ -773,6 +778,9 @@ impl Grouper {
     /// Moves the one-key counts into `groups`.
     fn fold_single(&mut self) {
         self.flush_pending();
+        for (b, n) in std::mem::take(&mut self.buckets) {
+            self.add_counted(vec![Some(engine::ingest::time::format_rfc3339(b))], n);
+        }
         let none = std::mem::take(&mut self.single_none);
         if none > 0 {
             self.add_counted(vec![None], none);
@@ -880,10 +888,7 @@ impl Grouper {
     /// Adds `n` records of the bucket starting at `bucket_ns` to a
     /// [`Self::time_bucket_counts`] grouper.
     pub fn add_bucket_count(&mut self, bucket_ns: i64, n: u64) {
-        self.add_counted(
-            vec![Some(engine::ingest::time::format_rfc3339(bucket_ns))],
-            n,
-        );
+        *self.buckets.entry(bucket_ns).or_default() += n;
     }
 
     /// Adds `n` matching records to a [`Self::counts_only`] grouper.
@@ -909,6 +914,9 @@ impl Grouper {
     pub fn merge(&mut self, mut other: Grouper) {
         self.flush_pending();
         other.flush_pending();
+        for (b, n) in std::mem::take(&mut other.buckets) {
+            *self.buckets.entry(b).or_default() += n;
+        }
         self.single_none += std::mem::take(&mut other.single_none);
         for (k, n) in std::mem::take(&mut other.short).into_iter().flatten() {
             *self.short_part(k).entry(k).or_default() += n;
@@ -939,6 +947,26 @@ impl Grouper {
     /// of zero counts when nothing matched and there is no `by`); `top` the N largest
     /// counts, ties in ascending key order; `uniq` the distinct keys in order.
     pub fn finish(mut self) -> Table {
+        if let (Pipe::Stats { funcs, .. }, true) = (&self.pipe, self.groups.is_empty()) {
+            if !self.buckets.is_empty() && self.time_bucket_counts().is_some() {
+                // Only bucket counts: sorted as integers (the RFC 3339 text sorts the
+                // same way), each bucket rendered once.
+                let mut buckets: Vec<(i64, u64)> =
+                    std::mem::take(&mut self.buckets).into_iter().collect();
+                buckets.sort_unstable();
+                let mut columns: Vec<String> = self.keys.iter().map(key_name).collect();
+                columns.extend(funcs.iter().map(Agg::name));
+                let rows = buckets
+                    .into_iter()
+                    .map(|(b, n)| {
+                        let mut row = vec![Cell::Str(engine::ingest::time::format_rfc3339(b))];
+                        row.extend(funcs.iter().map(|_| Cell::I64(n as i64)));
+                        row
+                    })
+                    .collect();
+                return Table { columns, rows };
+            }
+        }
         self.fold_single();
         let Grouper {
             pipe,

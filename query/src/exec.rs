@@ -783,14 +783,37 @@ impl FieldKeys {
             }));
             return;
         }
-        // Few values: count by reference (a cheap hash of two integers) first.
-        let mut by_ref: rustc_hash::FxHashMap<Option<KeyRef>, u64> = Default::default();
+        // Few values: count by reference first, in arrays indexed by dictionary id.
+        let mut dense: Vec<Vec<u64>> = self.dicts.iter().map(|d| vec![0; d.len()]).collect();
+        let mut labels = vec![0u64; self.labels.len()];
+        let mut other: rustc_hash::FxHashMap<Option<KeyRef>, u64> = Default::default();
         for row in chosen {
-            *by_ref
-                .entry(self.key.get(*row).copied().flatten())
-                .or_default() += 1;
+            let k = self.key.get(*row).copied().flatten();
+            let slot = match k {
+                Some(KeyRef::Str(src, id)) => {
+                    dense.get_mut(src).and_then(|d| d.get_mut(id as usize))
+                }
+                Some(KeyRef::Label(id)) => labels.get_mut(id as usize),
+                _ => None,
+            };
+            match slot {
+                Some(c) => *c += 1,
+                None => *other.entry(k).or_default() += 1,
+            }
         }
-        for (k, n) in by_ref {
+        for (src, counts) in dense.iter().enumerate() {
+            for (id, n) in counts.iter().enumerate() {
+                if *n > 0 {
+                    g.add_single_key_count(self.resolve(KeyRef::Str(src, id as u32)), *n);
+                }
+            }
+        }
+        for (id, n) in labels.iter().enumerate() {
+            if *n > 0 {
+                g.add_single_key_count(self.resolve(KeyRef::Label(id as u32)), *n);
+            }
+        }
+        for (k, n) in other {
             g.add_single_key_count(k.and_then(|k| self.resolve(k)), n);
         }
     }
@@ -810,6 +833,41 @@ impl FieldKeys {
             })
             .collect()
     }
+}
+
+/// Counts every row of block `b` by field `k` straight from the dictionary ids of
+/// its first column, when that column is a string column every row has a value in
+/// (then no other source can apply). Returns whether it could.
+fn count_whole_string_column(
+    r: &SegmentReader,
+    b: usize,
+    k: &str,
+    g: &mut Grouper,
+) -> Result<bool, QueryError> {
+    let first = r.footer().columns.iter().position(|c| match c.kind {
+        ColumnKind::Level => k == "level",
+        ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => c.name == k,
+        _ => false,
+    });
+    let Some(col) = first else { return Ok(false) };
+    let Some(sc) = r.string_ids(col, b)? else {
+        return Ok(false);
+    };
+    let (None, Some(ids)) = (&sc.present, &sc.ids) else {
+        return Ok(false);
+    };
+    let mut counts = vec![0u64; sc.dict.len()];
+    for id in ids {
+        if let Some(c) = counts.get_mut(*id as usize) {
+            *c += 1;
+        }
+    }
+    for (v, n) in sc.dict.iter().zip(counts) {
+        if n > 0 {
+            g.add_single_key_count(Some(v), n);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether a field condition can be tested on the field's text alone (one distinct
@@ -937,14 +995,22 @@ fn scan_segment(
                     },
                     None => Vec::new(),
                 };
-                let mut counts: std::collections::BTreeMap<i64, u64> = Default::default();
+                // Rows are in time order within a block: count runs of one bucket.
+                let mut run: Option<(i64, u64)> = None;
                 for i in &chosen {
-                    if let Some(t) = times.get(*i) {
-                        *counts.entry(t - t.rem_euclid(step)).or_default() += 1;
+                    let Some(t) = times.get(*i) else { continue };
+                    let bucket = t - t.rem_euclid(step);
+                    match &mut run {
+                        Some((b, n)) if *b == bucket => *n += 1,
+                        _ => {
+                            if let Some((b, n)) = run.replace((bucket, 1)) {
+                                g.add_bucket_count(b, n);
+                            }
+                        }
                     }
                 }
-                for (bucket, n) in counts {
-                    g.add_bucket_count(bucket, n);
+                if let Some((b, n)) = run {
+                    g.add_bucket_count(b, n);
                 }
             }
             Sink::Groups(g)
@@ -953,7 +1019,9 @@ fn scan_segment(
             {
                 // One field key: count straight from the columns.
                 let k = g.single_field_key().unwrap_or_default().to_string();
-                FieldKeys::read(r, b, ctx.rows, &k)?.add_counts(&chosen, g);
+                if chosen.len() < ctx.rows || !count_whole_string_column(r, b, &k, g)? {
+                    FieldKeys::read(r, b, ctx.rows, &k)?.add_counts(&chosen, g);
+                }
             }
             Sink::Groups(g) if g.counts_by_fields() => {
                 // Count per distinct key within the block, then once into the grouper.
