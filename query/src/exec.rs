@@ -205,13 +205,13 @@ struct Prepared<'a> {
 /// Where matching records go: kept (for queries returning records) or grouped.
 enum Sink {
     Rows { rows: Vec<Record>, bytes: usize },
-    Groups(Grouper),
+    Groups(Box<Grouper>),
 }
 
 impl Sink {
     fn new(pipes: &[Pipe]) -> Sink {
         match pipes.first().and_then(Grouper::new) {
-            Some(g) => Sink::Groups(g),
+            Some(g) => Sink::Groups(Box::new(g)),
             None => Sink::Rows {
                 rows: Vec::new(),
                 bytes: 0,
@@ -242,7 +242,7 @@ impl Sink {
                 rows.extend(r2);
                 *bytes += b2;
             }
-            (Sink::Groups(g), Sink::Groups(g2)) => g.merge(g2),
+            (Sink::Groups(g), Sink::Groups(g2)) => g.merge(*g2),
             _ => {}
         }
         self.check(limits)
