@@ -14,6 +14,7 @@ use roaring::RoaringBitmap;
 
 use std::collections::BTreeSet;
 
+use engine::codec::strs::StrList;
 use engine::segment::{
     is_template_word, ColumnBlock, ColumnKind, ColumnMeta, MsgMatchers, MsgPredicate, Values,
 };
@@ -667,7 +668,7 @@ enum KeyRef {
 /// distinct value is done once.
 struct FieldKeys {
     key: Vec<Option<KeyRef>>,
-    dicts: Vec<Vec<String>>,
+    dicts: Vec<StrList>,
     texts: Vec<String>,
     labels: Vec<Option<String>>,
 }
@@ -675,7 +676,7 @@ struct FieldKeys {
 impl FieldKeys {
     fn read(r: &SegmentReader, b: usize, rows: usize, k: &str) -> Result<FieldKeys, QueryError> {
         let mut key: Vec<Option<KeyRef>> = vec![None; rows];
-        let mut dicts: Vec<Vec<String>> = Vec::new();
+        let mut dicts: Vec<StrList> = Vec::new();
         let mut texts: Vec<String> = Vec::new();
         for (col, meta) in r.footer().columns.iter().enumerate() {
             let applies = match meta.kind {
@@ -766,7 +767,7 @@ impl FieldKeys {
 
     fn resolve(&self, k: KeyRef) -> Option<&str> {
         match k {
-            KeyRef::Str(src, id) => self.dicts.get(src)?.get(id as usize).map(String::as_str),
+            KeyRef::Str(src, id) => self.dicts.get(src)?.get(id as usize),
             KeyRef::Text(i) => self.texts.get(i).map(String::as_str),
             KeyRef::Label(id) => self.labels.get(id as usize)?.as_deref(),
         }
@@ -774,7 +775,7 @@ impl FieldKeys {
 
     /// Adds the `chosen` rows to a one-key counting grouper, by value.
     fn add_counts(&self, chosen: &[usize], g: &mut Grouper) {
-        let distinct: usize = self.dicts.iter().map(Vec::len).sum::<usize>() + self.texts.len();
+        let distinct: usize = self.dicts.iter().map(StrList::len).sum::<usize>() + self.texts.len();
         if distinct * 4 > chosen.len() {
             // Values mostly distinct (a high-cardinality column): straight in.
             g.add_single_keys(chosen.iter().map(|row| {

@@ -23,11 +23,58 @@ fn concat<'a>(strings: impl Iterator<Item = &'a str>) -> Vec<u8> {
     raw
 }
 
-fn split(raw: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
+/// Strings decoded into one buffer: what a reader that looks values up by index
+/// needs, without an allocation per string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StrList {
+    text: String,
+    /// End of each string in `text`.
+    ends: Vec<u32>,
+}
+
+impl StrList {
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// String `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => *self.ends.get(i - 1)? as usize,
+        };
+        self.text.get(start..end)
+    }
+
+    /// The strings in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+fn split_list(raw: &[u8], n: usize) -> Result<StrList, CodecError> {
     let mut r = Reader::new(raw);
-    let mut out = Vec::with_capacity(n.min(1 << 20));
+    let mut out = StrList {
+        text: String::with_capacity(raw.len()),
+        ends: Vec::with_capacity(n.min(raw.len())),
+    };
+    let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
     for _ in 0..n {
-        out.push(r.str().map_err(|e| CodecError::new(e.to_string()))?);
+        let len = r.len(raw.len()).map_err(err)?;
+        let at = r.at;
+        let s = std::str::from_utf8(r.bytes(len).map_err(err)?)
+            .map_err(|_| CodecError::new(format!("string at byte {at} is not UTF-8")))?;
+        out.text.push_str(s);
+        let end = u32::try_from(out.text.len())
+            .map_err(|_| CodecError::new("string block over 4 GiB"))?;
+        out.ends.push(end);
     }
     if !r.done() {
         return Err(CodecError::new(format!(
@@ -87,13 +134,12 @@ pub fn codec_name(block: &[u8]) -> &'static str {
 /// Decodes a block of `n` strings.
 pub fn decode(b: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
     let (dict, ids) = decode_dict(b, n)?;
-    if ids.is_none() {
-        return Ok(dict);
-    }
+    let Some(ids) = ids else {
+        return Ok(dict.iter().map(str::to_string).collect());
+    };
     ids.into_iter()
-        .flatten()
         .map(|id| {
-            dict.get(id as usize).cloned().ok_or_else(|| {
+            dict.get(id as usize).map(str::to_string).ok_or_else(|| {
                 CodecError::new(format!("id {id} outside a dictionary of {}", dict.len()))
             })
         })
@@ -104,13 +150,13 @@ pub fn decode(b: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
 /// copying a value per row: `(dict, Some(ids))` for the dictionary codec, `(the
 /// strings, None)` (row i is `dict[i]`) for the others. Ids are checked against the
 /// dictionary.
-pub fn decode_dict(mut b: &[u8], n: usize) -> Result<(Vec<String>, Option<Vec<u32>>), CodecError> {
+pub fn decode_dict(mut b: &[u8], n: usize) -> Result<(StrList, Option<Vec<u32>>), CodecError> {
     let b = &mut b;
     match take_u8(b, "string codec tag")? {
-        ZSTD => Ok((split(&unzstd_frame(b)?, n)?, None)),
+        ZSTD => Ok((split_list(&unzstd_frame(b)?, n)?, None)),
         DICT => {
             let d = take_u32(b, "dictionary size")? as usize;
-            let dict = split(&unzstd_frame(b)?, d)?;
+            let dict = split_list(&unzstd_frame(b)?, d)?;
             let width = take_u8(b, "id width")?;
             let ids = bits::unpack(b, n, width)?
                 .into_iter()

@@ -135,7 +135,7 @@ pub struct StrColumn {
     /// Per row, whether it has a value; `None` means every row does.
     pub present: Option<Vec<bool>>,
     /// The values.
-    pub dict: Vec<String>,
+    pub dict: strs::StrList,
     /// Per row with a value, its index in `dict`; `None`: the i-th row with a value
     /// is `dict[i]`.
     pub ids: Option<Vec<u32>>,
