@@ -4,12 +4,14 @@ ripgrep, on the same generated rows, in the same run.
 
 Every query runs once right after the page cache is dropped and the engine is
 opened anew ("first"), then 10 more times ("warm", p50 reported). Heimdall is
-timed as a whole `heimdall query` process (open included); chDB and DuckDB
-in-process through their Python APIs; ripgrep as a process.
+timed in-process against a data directory opened once, as the server holds it
+(`query-latency`, which opens the engine, runs the query once and then --runs
+times), and also as a whole `heimdall query` process (open included); chDB and
+DuckDB in-process through their Python APIs; ripgrep as a process.
 
 Setup and run (see docs/benchmarks.md for the numbers):
 
-    cargo build --release -p heimdall-server -p heimdall-benches
+    cargo build --release -p heimdall-server -p heimdall-benches  # heimdall, heimdall-gen, query-latency
     target/release/heimdall-gen --lines 10000000 --seed 1 --format jsonl --out /tmp/gen10m.jsonl
     target/release/heimdall-gen --lines 10000000 --seed 1 --out /tmp/gen10m.log
     target/release/heimdall ingest --format jsonl --data-dir /tmp/hdj /tmp/gen10m.jsonl
@@ -96,6 +98,7 @@ def measure(fn, runs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--heimdall", default="target/release/heimdall")
+    ap.add_argument("--query-latency", default="target/release/query-latency")
     ap.add_argument("--data-dir", default="/tmp/hdj")
     ap.add_argument("--jsonl", default="/tmp/gen10m.jsonl")
     ap.add_argument("--raw", default="/tmp/gen10m.log")
@@ -104,7 +107,7 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated systems")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    systems = set(args.only.split(",")) if args.only else {"heimdall", "chdb", "duckdb", "rg"}
+    systems = set(args.only.split(",")) if args.only else {"heimdall", "cli", "chdb", "duckdb", "rg"}
 
     import chdb.session
     import duckdb
@@ -147,7 +150,13 @@ def main():
     for name, hq, cq, dq, rg in QUERIES:
         row = {"query": name}
         if "heimdall" in systems:
-            row["heimdall"] = measure(heimdall(hq), args.runs)
+            dropped = drop_caches()
+            p = subprocess.run([args.query_latency, "--data-dir", args.data_dir, "--runs", str(args.runs), hq],
+                               check=True, capture_output=True, text=True)
+            m = json.loads(p.stdout.splitlines()[-1])
+            row["heimdall"] = (m["open_ms"] + m["first_ms"], m["p50_ms"], [m["rows"], m["head"][:1]], dropped)
+        if "cli" in systems:
+            row["cli"] = measure(heimdall(hq), args.runs)
         if "chdb" in systems:
             holder = {}
 
@@ -190,12 +199,12 @@ def main():
         return "-" if v is None else f"{v[1]:.0f} / {v[0]:.0f}"
 
     print()
-    print("| query | Heimdall warm / first (ms) | chDB | DuckDB | ripgrep | Heimdall / chDB (warm) | Heimdall / DuckDB (warm) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| query | Heimdall (in-process) | `heimdall query` process | chDB | DuckDB | ripgrep | Heimdall / chDB (warm) | Heimdall / DuckDB (warm) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        h, c, d, g = r.get("heimdall"), r.get("chdb"), r.get("duckdb"), r.get("rg")
+        h, p, c, d, g = r.get("heimdall"), r.get("cli"), r.get("chdb"), r.get("duckdb"), r.get("rg")
         ratio = lambda a, b: "-" if a is None or b is None else f"{a[1] / b[1]:.2f}"
-        print(f"| {r['query']} | {cell(h)} | {cell(c)} | {cell(d)} | {cell(g)} | {ratio(h, c)} | {ratio(h, d)} |")
+        print(f"| {r['query']} | {cell(h)} | {cell(p)} | {cell(c)} | {cell(d)} | {cell(g)} | {ratio(h, c)} | {ratio(h, d)} |")
 
 
 if __name__ == "__main__":
