@@ -164,6 +164,9 @@ fn candidates(
             out
         }
         Filter::Field { field, cond } if field == "_msg" => match cond {
+            // A word the segment's dictionaries (already searched for the row
+            // matchers) do not hold needs no lookup.
+            Cond::Word(w) if m.never(&MsgPred::Word(w.clone())) => Some(RoaringBitmap::new()),
             Cond::Word(w) => Some(r.lookup(&msg_term(w))?),
             Cond::Prefix(p) => Some(r.lookup_prefix(&msg_term(p))?),
             Cond::Phrase(toks) => {
@@ -201,6 +204,16 @@ fn candidates(
 struct Prepared<'a> {
     preds: &'a [MsgPred],
     matchers: &'a MsgMatchers,
+}
+
+impl Prepared<'_> {
+    /// Whether `p` was prepared and matches nothing in the segment.
+    fn never(&self, p: &MsgPred) -> bool {
+        self.preds
+            .iter()
+            .position(|x| x == p)
+            .is_some_and(|i| self.matchers.never(i))
+    }
 }
 
 /// Where matching records go: kept (for queries returning records) or grouped.

@@ -198,6 +198,14 @@ enum Matcher {
 #[derive(Debug)]
 pub struct MsgMatchers(Vec<Matcher>);
 
+impl MsgMatchers {
+    /// Whether predicate `i` can match no row of the segment (its words are not in
+    /// the segment): then no index lookup is needed to know.
+    pub fn never(&self, i: usize) -> bool {
+        matches!(self.0.get(i), Some(Matcher::Never))
+    }
+}
+
 /// A condition on `_msg` checked on template ids and ordinals
 /// ([`SegmentReader::msg_rows`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
