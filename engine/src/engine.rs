@@ -85,6 +85,31 @@ pub enum EngineError {
         #[source]
         source: walrec::DecodeError,
     },
+    /// A producer's batch sequence number lower than every one remembered for it:
+    /// whether it was stored cannot be told.
+    #[error(
+        "producer {producer:?} sequence {seq} is older than the {window} remembered \
+         (lowest {oldest}): cannot tell whether it was stored; use increasing sequence \
+         numbers (or a new producer id)"
+    )]
+    SequenceTooOld {
+        /// The producer.
+        producer: String,
+        /// Its sequence number.
+        seq: u64,
+        /// The lowest one remembered.
+        oldest: u64,
+        /// How many are remembered.
+        window: usize,
+    },
+    /// The same (producer, sequence) is being stored by another request right now.
+    #[error("producer {producer:?} sequence {seq} is being stored by another request: retry")]
+    SequenceInFlight {
+        /// The producer.
+        producer: String,
+        /// Its sequence number.
+        seq: u64,
+    },
     /// An earlier flush failed: nothing more is flushed or ingested until the data
     /// directory is opened again (which replays the WAL).
     #[error("a flush failed, the engine no longer accepts writes (reopen to recover): {0}")]
@@ -117,10 +142,34 @@ struct State {
     flush_tickets: u64,
     /// Why a flush failed; once set, nothing more is flushed or ingested.
     failed: Option<String>,
+    /// Producers' recent batches, up to the last append ([`crate::dedup`]).
+    producers: crate::dedup::Producers,
+    /// (producer, sequence) pairs being appended right now.
+    in_flight: std::collections::HashSet<(String, u64)>,
     /// Open readers of listed segments, by file name, opened on first use. A query
     /// holds its own `Arc`s, so a segment compacted away mid-query stays mapped
     /// (and readable) until the query drops it, though its file is unlinked.
     readers: std::collections::HashMap<String, Arc<SegmentReader>>,
+}
+
+/// What [`Engine::ingest_with`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// Where the batch is in the WAL (for a duplicate: where it was stored first).
+    pub range: LsnRange,
+    /// Whether it was a retry of a stored batch, not stored again.
+    pub duplicate: bool,
+}
+
+/// Memory held by records not yet in segments, and the segment count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes of records in the memtable and in memtables being flushed.
+    pub memtable_bytes: usize,
+    /// Their records.
+    pub memtable_records: u64,
+    /// Segments listed in the manifest.
+    pub segments: usize,
 }
 
 /// A published segment as a query sees it: its manifest entry and an open reader.
@@ -212,6 +261,7 @@ impl Engine {
         }
         sweep_orphans(&dir, &manifest)?;
         let mut memtable = Memtable::default();
+        let mut producers = manifest.producers.clone();
         let mut replayed = 0u64;
         for rec in wal.replay(manifest.checkpoint_lsn)? {
             let rec = rec?;
@@ -222,6 +272,9 @@ impl Engine {
                 })?;
             let raw: u64 = batch.records.iter().map(|r| r.msg.len() as u64 + 1).sum();
             replayed += batch.records.len() as u64;
+            if let Some((p, seq)) = &batch.producer {
+                producers.record(p, *seq, rec.lsn, rec.lsn);
+            }
             memtable.insert(&batch.tenant, batch.records, raw);
         }
         if replayed > 0 {
@@ -247,6 +300,8 @@ impl Engine {
                 manifest,
                 flush_tickets: 0,
                 failed: None,
+                producers,
+                in_flight: Default::default(),
                 readers: Default::default(),
             }),
         })
@@ -264,7 +319,68 @@ impl Engine {
         records: Vec<Record>,
         raw_bytes: u64,
     ) -> Result<LsnRange> {
-        if records.is_empty() {
+        Ok(self
+            .ingest_with(tenant, records, raw_bytes, None)
+            .await?
+            .range)
+    }
+
+    /// [`Self::ingest`] for a batch that `producer` = (id, sequence) may retry: a
+    /// batch already stored is not stored again, and its first storing is reported
+    /// ([`crate::dedup`] for what is remembered).
+    pub async fn ingest_with(
+        &self,
+        tenant: &Tenant,
+        records: Vec<Record>,
+        raw_bytes: u64,
+        producer: Option<(String, u64)>,
+    ) -> Result<Ingested> {
+        if let Some((p, seq)) = &producer {
+            let mut st = self.state();
+            match st.producers.check(p, *seq) {
+                crate::dedup::Check::Duplicate(first, last) => {
+                    return Ok(Ingested {
+                        range: LsnRange { first, last },
+                        duplicate: true,
+                    })
+                }
+                crate::dedup::Check::TooOld(oldest) => {
+                    return Err(EngineError::SequenceTooOld {
+                        producer: p.clone(),
+                        seq: *seq,
+                        oldest,
+                        window: crate::dedup::WINDOW,
+                    })
+                }
+                crate::dedup::Check::New => {}
+            }
+            if !st.in_flight.insert((p.clone(), *seq)) {
+                return Err(EngineError::SequenceInFlight {
+                    producer: p.clone(),
+                    seq: *seq,
+                });
+            }
+        }
+        let res = self
+            .append(tenant, records, raw_bytes, producer.as_ref())
+            .await;
+        if let Some(key) = producer {
+            self.state().in_flight.remove(&key);
+        }
+        Ok(Ingested {
+            range: res?,
+            duplicate: false,
+        })
+    }
+
+    async fn append(
+        &self,
+        tenant: &Tenant,
+        records: Vec<Record>,
+        raw_bytes: u64,
+        producer: Option<&(String, u64)>,
+    ) -> Result<LsnRange> {
+        if records.is_empty() && producer.is_none() {
             let next = self.wal.written_lsn();
             return Ok(LsnRange {
                 first: next,
@@ -274,11 +390,51 @@ impl Engine {
         if let Some(why) = &self.state().failed {
             return Err(EngineError::FlushFailed(why.clone()));
         }
-        let payload = Bytes::from(walrec::encode(tenant, &records));
+        let payload = Bytes::from(walrec::encode_from(
+            tenant,
+            &records,
+            producer.map(|(p, s)| (p.as_str(), *s)),
+        ));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
-        self.state().memtable.insert(tenant, records, raw_bytes);
+        let mut st = self.state();
+        // Under the gate, like the memtable insert: a flush freezing both sees
+        // exactly the batches below its checkpoint.
+        if let Some((p, seq)) = producer {
+            st.producers.record(p, *seq, range.first, range.last);
+        }
+        st.memtable.insert(tenant, records, raw_bytes);
         Ok(range)
+    }
+
+    /// Memory held by records not yet in segments, and the segment count.
+    pub fn memory(&self) -> MemoryStats {
+        let st = self.state();
+        MemoryStats {
+            memtable_bytes: st.memtable.bytes()
+                + st.frozen.iter().map(|m| m.bytes()).sum::<usize>(),
+            memtable_records: st.memtable.rows() + st.frozen.iter().map(|m| m.rows()).sum::<u64>(),
+            segments: st.manifest.segments.len(),
+        }
+    }
+
+    /// The WAL's activity counters.
+    pub fn wal_stats(&self) -> wal::WalStats {
+        self.wal.stats()
+    }
+
+    /// Waits until everything appended is durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.wal.sync().await?;
+        Ok(())
+    }
+
+    /// Why the engine stopped accepting writes, if it did.
+    pub fn failure(&self) -> Option<String> {
+        let st = self.state();
+        st.failed
+            .clone()
+            .or_else(|| self.wal.failure().map(|e| e.to_string()))
     }
 
     /// Whether the memtable has reached its flush size.
@@ -294,14 +450,14 @@ impl Engine {
             .await
             .map_err(|_| EngineError::FlushFailed("engine closed".into()))?;
         let started = std::time::Instant::now();
-        let (frozen, checkpoint, ticket, first_seq) = {
+        let (frozen, checkpoint, ticket, first_seq, producers) = {
             let _exclusive = self.gate.write().await;
             let mut st = self.state();
             if let Some(why) = &st.failed {
                 return Err(EngineError::FlushFailed(why.clone()));
             }
             if st.memtable.rows() == 0 {
-                (None, 0, st.flush_tickets, 0)
+                (None, 0, st.flush_tickets, 0, Default::default())
             } else {
                 let m = Arc::new(std::mem::take(&mut st.memtable));
                 st.frozen.push(Arc::clone(&m));
@@ -309,7 +465,15 @@ impl Engine {
                 st.flush_tickets += 1;
                 let first_seq = st.next_seq;
                 st.next_seq += m.segments(self.cfg.pack_bytes).len() as u64;
-                (Some(m), self.wal.written_lsn(), ticket, first_seq)
+                // The producers table as of this instant covers exactly the WAL
+                // below the checkpoint: the manifest keeps it with the checkpoint.
+                (
+                    Some(m),
+                    self.wal.written_lsn(),
+                    ticket,
+                    first_seq,
+                    st.producers.clone(),
+                )
             }
         };
         let Some(frozen) = frozen else {
@@ -322,7 +486,10 @@ impl Engine {
         // Publish in freeze order: wait for every earlier flush.
         self.wait_turn(ticket).await?;
         let outcome = match written {
-            Ok(entries) => self.publish_flush(&frozen, entries, checkpoint).await,
+            Ok(entries) => {
+                self.publish_flush(&frozen, entries, checkpoint, producers)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let stats = match outcome {
@@ -362,6 +529,7 @@ impl Engine {
         frozen: &Arc<Memtable>,
         entries: Vec<SegmentEntry>,
         checkpoint: u64,
+        producers: crate::dedup::Producers,
     ) -> Result<FlushStats> {
         let mut stats = FlushStats::default();
         for e in &entries {
@@ -374,6 +542,7 @@ impl Engine {
             next.segments.extend(entries);
             next.next_segment = next.next_segment.max(st.next_seq);
             next.checkpoint_lsn = checkpoint;
+            next.producers = producers;
             next.raw_bytes += frozen.raw_bytes();
             next.publish(&self.dir)?;
             st.manifest = next;

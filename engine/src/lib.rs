@@ -8,6 +8,7 @@
 //! it.
 
 pub mod codec;
+pub mod dedup;
 pub mod engine;
 pub mod ingest;
 pub mod manifest;

@@ -47,6 +47,9 @@ pub struct Manifest {
     /// Raw input bytes of every record in the listed segments.
     #[serde(default)]
     pub raw_bytes: u64,
+    /// Producers' recent batches as of the checkpoint ([`crate::dedup`]).
+    #[serde(default)]
+    pub producers: crate::dedup::Producers,
 }
 
 impl Default for Manifest {
@@ -57,6 +60,7 @@ impl Default for Manifest {
             next_segment: 1,
             segments: Vec::new(),
             raw_bytes: 0,
+            producers: Default::default(),
         }
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! u8  version (1)
-//! u8  kind    (1 = record batch)
+//! u8  kind    (1 = record batch, 2 = record batch of an identified producer)
 //! str tenant
+//! [kind 2: str producer, varint sequence]
 //! varint count
 //! count x record:
 //!   zigzag-varint time_ns delta from the previous record (first: from 0)
@@ -27,6 +28,7 @@ use crate::wire::{put_str, put_varint, unzigzag, zigzag, Reader};
 /// Version byte written by this build.
 pub const WALREC_VERSION: u8 = 1;
 const KIND_RECORDS: u8 = 1;
+const KIND_PRODUCER_RECORDS: u8 = 2;
 /// Most records one batch may hold.
 pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 
@@ -39,14 +41,30 @@ pub struct Batch {
     pub tenant: Tenant,
     /// The records, in ingest order.
     pub records: Vec<Record>,
+    /// The producer that sent the batch and its sequence number, for idempotent
+    /// retries ([`crate::dedup`]).
+    pub producer: Option<(String, u64)>,
 }
 
 /// Encodes a batch of records of `tenant`.
 pub fn encode(tenant: &Tenant, records: &[Record]) -> Vec<u8> {
+    encode_from(tenant, records, None)
+}
+
+/// Encodes a batch of records of `tenant` sent by `producer` (id, sequence).
+pub fn encode_from(tenant: &Tenant, records: &[Record], producer: Option<(&str, u64)>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + records.iter().map(|r| r.msg.len() + 16).sum::<usize>());
     out.push(WALREC_VERSION);
-    out.push(KIND_RECORDS);
+    out.push(if producer.is_some() {
+        KIND_PRODUCER_RECORDS
+    } else {
+        KIND_RECORDS
+    });
     put_str(&mut out, tenant.as_str());
+    if let Some((id, seq)) = producer {
+        put_str(&mut out, id);
+        put_varint(&mut out, seq);
+    }
     put_varint(&mut out, records.len() as u64);
     let mut prev = 0i64;
     for r in records {
@@ -101,7 +119,7 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         ));
     }
     let kind = r.u8()?;
-    if kind != KIND_RECORDS {
+    if kind != KIND_RECORDS && kind != KIND_PRODUCER_RECORDS {
         return r.fail(format!("unknown payload kind {kind}"));
     }
     let tenant_at = r.at;
@@ -109,6 +127,12 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         offset: tenant_at,
         what: e.to_string(),
     })?;
+    let producer = if kind == KIND_PRODUCER_RECORDS {
+        let id = r.str()?;
+        Some((id, r.varint()?))
+    } else {
+        None
+    };
     // Each record takes at least 5 bytes, which bounds the count before allocating.
     let count = r.len(BATCH_RECORDS_MAX.min(payload.len() / 5))?;
     let mut records = Vec::with_capacity(count);
@@ -157,7 +181,11 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
     if r.at != payload.len() {
         return r.fail(format!("{} trailing bytes", payload.len() - r.at));
     }
-    Ok(Batch { tenant, records })
+    Ok(Batch {
+        tenant,
+        records,
+        producer,
+    })
 }
 
 #[cfg(test)]
@@ -196,12 +224,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(records in proptest::collection::vec(record(), 0..20)) {
+        fn round_trips(
+            records in proptest::collection::vec(record(), 0..20),
+            producer in proptest::option::of(("\\PC{0,12}", any::<u64>())),
+        ) {
             let t = Tenant::new("acme").unwrap();
-            let bytes = encode(&t, &records);
+            let bytes = encode_from(&t, &records, producer.as_ref().map(|(p, s)| (p.as_str(), *s)));
             let batch = decode(&bytes).unwrap();
             prop_assert_eq!(batch.tenant, t);
             prop_assert_eq!(batch.records, records);
+            prop_assert_eq!(batch.producer, producer);
         }
 
         #[test]

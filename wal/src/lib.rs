@@ -31,4 +31,4 @@ pub use format::Lsn;
 pub use reader::{Record, Replay};
 pub use recovery::RecoveryReport;
 pub use wal::{Backend, Wal, LOCK_FILE};
-pub use writer::{CheckpointStats, LsnRange, WalStats};
+pub use writer::{CheckpointStats, LsnRange, WalStats, SYNC_BUCKETS_US};

@@ -88,7 +88,16 @@ pub(crate) struct Counters {
     pub(crate) syncs: AtomicU64,
     pub(crate) sync_nanos: AtomicU64,
     pub(crate) write_nanos: AtomicU64,
+    /// `fdatasync` calls by duration: bucket i counts those at most
+    /// [`SYNC_BUCKETS_US`]`[i]` µs (and above the previous bound); the last, longer.
+    pub(crate) sync_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
 }
+
+/// Upper bounds (µs) of the `fdatasync` latency buckets of [`WalStats::sync_buckets`].
+pub const SYNC_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
 
 /// A snapshot of the WAL's activity counters since open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +114,9 @@ pub struct WalStats {
     pub sync_nanos: u64,
     /// Total time spent in writes, nanoseconds.
     pub write_nanos: u64,
+    /// `fdatasync` calls per duration bucket (not cumulative): bucket i holds those
+    /// of at most [`SYNC_BUCKETS_US`]`[i]` µs, the last those longer than all bounds.
+    pub sync_buckets: [u64; SYNC_BUCKETS_US.len() + 1],
 }
 
 impl Counters {
@@ -117,6 +129,7 @@ impl Counters {
             syncs: g(&self.syncs),
             sync_nanos: g(&self.sync_nanos),
             write_nanos: g(&self.write_nanos),
+            sync_buckets: std::array::from_fn(|i| self.sync_buckets.get(i).map_or(0, g)),
         }
     }
 }
@@ -837,9 +850,15 @@ async fn sync_files<F: LogFile>(
         let started = std::time::Instant::now();
         let res = f.sync_data().await;
         let c = &shared.stats;
+        let took = started.elapsed();
         c.sync_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         c.syncs.fetch_add(1, Ordering::Relaxed);
+        let us = took.as_micros() as u64;
+        let bucket = SYNC_BUCKETS_US.partition_point(|b| *b < us);
+        if let Some(b) = c.sync_buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(e) = res {
             let path = shared
                 .files()

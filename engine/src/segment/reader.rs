@@ -898,12 +898,26 @@ impl SegmentReader {
     /// How "a token contains one of `subs`" is recognised: by the templates' words
     /// and the dictionary's token texts, each checked once.
     fn contains_matcher(&self, subs: &[String]) -> Result<Matcher, SegmentError> {
-        let finders: Vec<memchr::memmem::Finder<'_>> = subs
+        // Compared with ASCII case folded: the dictionary keeps a template word's
+        // text lower-cased (its case lives in the template), so an exact-case
+        // check could miss it. Folding only widens the match, and callers verify
+        // the rows they get (a regex is run on each).
+        let folded: Vec<Vec<u8>> = subs
             .iter()
             .filter(|s| !s.is_empty())
-            .map(|s| memchr::memmem::Finder::new(s.as_bytes()))
+            .map(|s| s.bytes().map(|b| b.to_ascii_lowercase()).collect())
             .collect();
-        let hit = |t: &str| finders.iter().any(|f| f.find(t.as_bytes()).is_some());
+        let finders: Vec<memchr::memmem::Finder<'_>> = folded
+            .iter()
+            .map(|s| memchr::memmem::Finder::new(s.as_slice()))
+            .collect();
+        let buf = std::cell::RefCell::new(Vec::<u8>::new());
+        let hit = |t: &str| {
+            let mut b = buf.borrow_mut();
+            b.clear();
+            b.extend(t.bytes().map(|c| c.to_ascii_lowercase()));
+            finders.iter().any(|f| f.find(&b).is_some())
+        };
         let templates: Vec<bool> = self
             .templates()?
             .iter()
