@@ -369,6 +369,18 @@ fn table_pipe(p: &Pipe, mut t: Table) -> Table {
     match p {
         Pipe::Fields(names) => {
             let idx: Vec<Option<usize>> = names.iter().map(|n| col(&t, n)).collect();
+            // A name that is no column may be a stream label (as in filters and
+            // `stats by`): read from `_stream`.
+            let stream = col(&t, "_stream");
+            let label = |r: &[Cell], name: &str| -> Cell {
+                let Some(Cell::Str(json)) = stream.and_then(|i| r.get(i)) else {
+                    return Cell::Null;
+                };
+                serde_json::from_str::<engine::model::Labels>(json)
+                    .ok()
+                    .and_then(|l| l.get(name).cloned())
+                    .map_or(Cell::Null, Cell::Str)
+            };
             Table {
                 columns: names.clone(),
                 rows: t
@@ -376,7 +388,11 @@ fn table_pipe(p: &Pipe, mut t: Table) -> Table {
                     .into_iter()
                     .map(|r| {
                         idx.iter()
-                            .map(|i| i.and_then(|i| r.get(i).cloned()).unwrap_or(Cell::Null))
+                            .zip(names)
+                            .map(|(i, name)| match i {
+                                Some(i) => r.get(*i).cloned().unwrap_or(Cell::Null),
+                                None => label(&r, name),
+                            })
                             .collect()
                     })
                     .collect(),

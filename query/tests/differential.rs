@@ -154,7 +154,7 @@ fn pipes(rng: &mut TestRng) -> String {
         5 => " | top 3 by (host)".into(),
         6 => " | uniq by (host, level)".into(),
         7 => " | sort by (status desc, _time) | limit 7".into(),
-        8 => " | fields _time, level, host | limit 5".into(),
+        8 => " | fields _time, level, host, service | limit 5".into(),
         9 => [" | stats count() | fields count()", " | stats count() by (_time:1h)", " | stats count(), count() by (_time:1d)"][rng.gen_range(0..3)].into(),
         _ => " | stats max(latency) by (service, host) | sort by (max(latency)) desc | limit 3".into(),
     }

@@ -3,6 +3,7 @@
 //! only crate that uses `anyhow` and owns process concerns (exit codes, logging setup).
 
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -94,6 +94,23 @@ enum Command {
         /// The query, e.g. `error _time:1h | stats count() by (level)`.
         query: String,
     },
+    /// Run the server: gRPC ingest and Arrow Flight queries on one address, HTTP
+    /// (health, metrics, JSON-lines insert) on another. Defaults: data in
+    /// ./heimdall-data, gRPC 127.0.0.1:7400, HTTP 127.0.0.1:7401.
+    Serve {
+        /// TOML config file (see docs/server.md); flags and environment win over it.
+        #[arg(long, env = "HEIMDALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory.
+        #[arg(long, env = "HEIMDALL_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// gRPC (ingest + Flight) listen address, host:port (port 0: any free port).
+        #[arg(long, env = "HEIMDALL_GRPC_ADDR")]
+        grpc_addr: Option<String>,
+        /// HTTP listen address, host:port.
+        #[arg(long, env = "HEIMDALL_HTTP_ADDR")]
+        http_addr: Option<String>,
+    },
     /// Work with the write-ahead log of a data directory directly.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -159,6 +176,11 @@ enum WalCommand {
     },
 }
 
+/// Parses stream labels written `key=value,key=value`.
+pub(crate) fn parse_labels(s: &str) -> anyhow::Result<engine::model::Labels> {
+    data::parse_stream(s)
+}
+
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ingest {
@@ -207,6 +229,22 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             text: &query,
         }),
         Command::Compact { data_dir } => data::compact(&data_dir),
+        Command::Serve {
+            config,
+            data_dir,
+            grpc_addr,
+            http_addr,
+        } => {
+            let cfg = crate::serve::Config::load(
+                config.as_deref(),
+                &crate::serve::Overrides {
+                    data_dir,
+                    grpc_addr,
+                    http_addr,
+                },
+            )?;
+            crate::serve::run(cfg)
+        }
         Command::Wal(WalCommand::Dump { opts, from, limit }) => wal_cmd::dump(&opts, from, limit),
         Command::Wal(WalCommand::Stats { opts, json }) => wal_cmd::stats(&opts, json),
     }

@@ -1,0 +1,213 @@
+//! Server configuration: defaults, then a TOML file, then `HEIMDALL_*` environment
+//! variables, then command-line flags (each later source wins).
+//!
+//! ```toml
+//! data_dir = "./heimdall-data"
+//! grpc_addr = "127.0.0.1:7400"     # gRPC ingest + Arrow Flight
+//! http_addr = "127.0.0.1:7401"     # health, metrics, JSON-lines insert
+//!
+//! [limits]
+//! message_bytes_max = 16777216     # one gRPC message / HTTP body
+//! batch_records_max = 100000       # records in one push
+//! query_timeout = "30s"
+//! query_rows_max = 1000000
+//! query_groups_max = 1000000
+//! memtable_bytes_max = 268435456   # flush once the memtable holds this much
+//! backlog_bytes_max = 1073741824   # refuse writes (RESOURCE_EXHAUSTED) above this
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Default gRPC (ingest + Flight) address.
+pub(crate) const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7400";
+/// Default HTTP address.
+pub(crate) const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7401";
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) grpc_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) limits: Limits,
+}
+
+/// Request and resource limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Limits {
+    pub(crate) message_bytes_max: usize,
+    pub(crate) batch_records_max: usize,
+    #[serde(with = "duration_text")]
+    pub(crate) query_timeout: Duration,
+    pub(crate) query_rows_max: usize,
+    pub(crate) query_groups_max: usize,
+    pub(crate) memtable_bytes_max: usize,
+    pub(crate) backlog_bytes_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./heimdall-data"),
+            grpc_addr: DEFAULT_GRPC_ADDR.parse().unwrap_or_else(|_| loopback(7400)),
+            http_addr: DEFAULT_HTTP_ADDR.parse().unwrap_or_else(|_| loopback(7401)),
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            message_bytes_max: 16 << 20,
+            batch_records_max: 100_000,
+            query_timeout: Duration::from_secs(30),
+            query_rows_max: 1_000_000,
+            query_groups_max: 1_000_000,
+            memtable_bytes_max: 256 << 20,
+            backlog_bytes_max: 1 << 30,
+        }
+    }
+}
+
+/// Values given on the command line (or their environment variables), which win
+/// over the file.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Overrides {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) grpc_addr: Option<String>,
+    pub(crate) http_addr: Option<String>,
+}
+
+impl Config {
+    /// Loads `file` (if any) over the defaults, then applies `over`.
+    pub(crate) fn load(file: Option<&Path>, over: &Overrides) -> Result<Config> {
+        let mut cfg = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the config file {}", p.display()))?;
+                Config::parse(&text).with_context(|| format!("in {}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = &over.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(a) = &over.grpc_addr {
+            cfg.grpc_addr = a
+                .parse()
+                .with_context(|| format!("gRPC address {a:?} is not host:port"))?;
+        }
+        if let Some(a) = &over.http_addr {
+            cfg.http_addr = a
+                .parse()
+                .with_context(|| format!("HTTP address {a:?} is not host:port"))?;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML config (unknown keys are errors, so a typo is not ignored).
+    pub(crate) fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).context("invalid config")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let l = &self.limits;
+        if l.message_bytes_max < 1024 {
+            bail!("limits.message_bytes_max must be at least 1024");
+        }
+        if l.batch_records_max == 0 || l.query_rows_max == 0 || l.query_groups_max == 0 {
+            bail!("record, row and group limits must be positive");
+        }
+        if l.backlog_bytes_max < l.memtable_bytes_max {
+            bail!("limits.backlog_bytes_max must be at least limits.memtable_bytes_max");
+        }
+        if self.grpc_addr == self.http_addr && self.grpc_addr.port() != 0 {
+            bail!("grpc_addr and http_addr must differ");
+        }
+        Ok(())
+    }
+}
+
+/// Durations written as text: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number then ms, s, m or h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback() {
+        let c = Config::default();
+        assert!(c.grpc_addr.ip().is_loopback());
+        assert!(c.http_addr.ip().is_loopback());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let c = Config::parse(
+            "data_dir = \"/x\"\ngrpc_addr = \"127.0.0.1:1\"\n[limits]\nquery_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.limits.query_timeout, Duration::from_secs(5));
+        assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::parse("grpc_adr = \"127.0.0.1:1\"").is_err());
+        assert!(Config::parse("[limits]\nquery_timeout = \"5 parsecs\"").is_err());
+        assert!(Config::parse("grpc_addr = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}

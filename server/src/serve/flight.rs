@@ -1,0 +1,257 @@
+//! The Arrow Flight service: queries (`DoGet`, `GetFlightInfo`), ingest of Arrow
+//! record batches (`DoPut`) and operations (`DoAction`: `flush`, `compact`,
+//! `stats`).
+//!
+//! A ticket (and a `GetFlightInfo` command) is either a UTF-8 JSON object
+//! `{"query": "...", "tenant": "...", "limit": N}` (only `query` required) or the
+//! query text itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::{self, TryStreamExt};
+use serde::Deserialize;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Node;
+
+/// What a ticket asks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueryTicket {
+    pub(crate) query: String,
+    #[serde(default)]
+    pub(crate) tenant: Option<String>,
+    #[serde(default)]
+    pub(crate) limit: Option<u64>,
+}
+
+impl QueryTicket {
+    /// Parses ticket bytes: a JSON object, or the query text.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<QueryTicket, Status> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| Status::invalid_argument("the ticket is not UTF-8"))?;
+        if text.trim_start().starts_with('{') {
+            return serde_json::from_str(text).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "the ticket is not a query object {{\"query\": ..., \"tenant\": ..., \"limit\": N}}: {e}"
+                ))
+            });
+        }
+        Ok(QueryTicket {
+            query: text.to_string(),
+            tenant: None,
+            limit: None,
+        })
+    }
+
+    /// The query text with the ticket's limit applied as a last pipe.
+    pub(crate) fn text(&self) -> String {
+        match self.limit {
+            Some(n) => format!("{} | limit {n}", self.query),
+            None => self.query.clone(),
+        }
+    }
+}
+
+/// The Flight service of a node.
+#[derive(Clone)]
+pub(crate) struct Flight {
+    pub(crate) node: Arc<Node>,
+}
+
+type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Flight {
+    /// Runs a ticket's query on a blocking thread; its record batches.
+    async fn run(&self, t: QueryTicket) -> Result<Vec<arrow_array::RecordBatch>, Status> {
+        let node = Arc::clone(&self.node);
+        let started = Instant::now();
+        let res = tokio::task::spawn_blocking(move || node.query_batches(&t))
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))?;
+        self.node.metrics.query_latency.observe(started.elapsed());
+        self.node
+            .metrics
+            .queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if res.is_err() {
+            self.node
+                .metrics
+                .query_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        res
+    }
+}
+
+fn json_result(v: serde_json::Value) -> Stream<arrow_flight::Result> {
+    let body = bytes::Bytes::from(v.to_string());
+    Box::pin(stream::once(async move {
+        Ok(arrow_flight::Result { body })
+    }))
+}
+
+#[tonic::async_trait]
+impl FlightService for Flight {
+    type HandshakeStream = Stream<HandshakeResponse>;
+    type ListFlightsStream = Stream<FlightInfo>;
+    type DoGetStream = Stream<FlightData>;
+    type DoPutStream = Stream<PutResult>;
+    type DoExchangeStream = Stream<FlightData>;
+    type DoActionStream = Stream<arrow_flight::Result>;
+    type ListActionsStream = Stream<ActionType>;
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented(
+            "no authentication yet: call DoGet directly",
+        ))
+    }
+
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented(
+            "there are no stored flights: send a query in a DoGet ticket",
+        ))
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let desc = request.into_inner();
+        let ticket = QueryTicket::parse(&desc.cmd)?;
+        // The schema of a query's answer depends on the records it finds (their
+        // fields), so the query is run to learn it; the ticket runs it again.
+        let batches = self.run(ticket).await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| Status::internal("a query answered without a schema"))?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(format!("schema: {e}")))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(desc.cmd.clone())))
+            .with_descriptor(desc)
+            .with_total_records(i64::try_from(rows).unwrap_or(i64::MAX));
+        Ok(Response::new(info))
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("use GetFlightInfo"))
+    }
+
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        let desc = request.into_inner();
+        let batches = self.run(QueryTicket::parse(&desc.cmd)?).await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| Status::internal("a query answered without a schema"))?;
+        let options = arrow_ipc::writer::IpcWriteOptions::default();
+        let result: SchemaResult = arrow_flight::SchemaAsIpc::new(&schema, &options)
+            .try_into()
+            .map_err(|e: arrow_schema::ArrowError| Status::internal(e.to_string()))?;
+        Ok(Response::new(result))
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = QueryTicket::parse(&request.into_inner().ticket)?;
+        let batches = self.run(ticket).await?;
+        let schema = batches.first().map(|b| b.schema());
+        let mut encoder = FlightDataEncoderBuilder::new();
+        if let Some(s) = schema {
+            encoder = encoder.with_schema(s);
+        }
+        let out = encoder
+            .build(stream::iter(batches.into_iter().map(Ok)))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        let results = super::put::do_put(Arc::clone(&self.node), request.into_inner()).await?;
+        Ok(Response::new(Box::pin(stream::iter(results.into_iter().map(Ok)))))
+    }
+
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("DoExchange is not supported"))
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        let node = &self.node;
+        match action.r#type.as_str() {
+            "flush" => {
+                let s = node.flush().await?;
+                Ok(Response::new(json_result(serde_json::json!({
+                    "segments": s.segments,
+                    "rows": s.rows,
+                }))))
+            }
+            "compact" => {
+                let s = node.compact().await?;
+                Ok(Response::new(json_result(serde_json::json!({
+                    "merged": s.merged,
+                    "written": s.written,
+                }))))
+            }
+            "stats" => Ok(Response::new(json_result(node.stats_json().await?))),
+            other => Err(Status::invalid_argument(format!(
+                "unknown action {other:?}: the actions are flush, compact and stats"
+            ))),
+        }
+    }
+
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        let actions = [
+            ("flush", "Write the memtable to segments now; returns {segments, rows}."),
+            ("compact", "Merge each day's segments; returns {merged, written}."),
+            ("stats", "Records, segments, bytes and WAL state, as JSON."),
+        ];
+        let list: Vec<Result<ActionType, Status>> = actions
+            .iter()
+            .map(|(t, d)| {
+                Ok(ActionType {
+                    r#type: (*t).to_string(),
+                    description: (*d).to_string(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(stream::iter(list))))
+    }
+}

@@ -1,0 +1,214 @@
+//! Server metrics and their Prometheus text exposition (format 0.0.4). The set is
+//! small and fixed, so it is written out directly: counters as `_total`, gauges,
+//! and histograms as cumulative `_bucket{le=..}` lines with `_sum` and `_count`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use engine::engine::Engine;
+
+/// Upper bounds (seconds) of the request latency histograms.
+const LATENCY_BOUNDS_S: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// A latency histogram with fixed buckets, updated without locks.
+#[derive(Debug, Default)]
+pub(crate) struct Latency {
+    buckets: [AtomicU64; LATENCY_BOUNDS_S.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Latency {
+    pub(crate) fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BOUNDS_S.partition_point(|b| *b < s);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// Everything the server counts.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) ingested_records: AtomicU64,
+    pub(crate) ingested_bytes: AtomicU64,
+    pub(crate) ingest_batches: AtomicU64,
+    pub(crate) ingest_duplicates: AtomicU64,
+    pub(crate) ingest_rejected: AtomicU64,
+    pub(crate) ingest_latency: Latency,
+    pub(crate) queries: AtomicU64,
+    pub(crate) query_errors: AtomicU64,
+    pub(crate) query_latency: Latency,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) flush_errors: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    /// 1 while a flush runs.
+    pub(crate) flush_running: AtomicU64,
+}
+
+/// One metric family being written.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// A counter: named with its `_total` suffix (in the TYPE line too, as the
+    /// Prometheus text format has it).
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        let name = format!("{name}_total");
+        self.head(&name, "counter", help);
+        let _ = writeln!(self.out, "{name} {v}");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: f64) {
+        self.head(name, "gauge", help);
+        let _ = writeln!(self.out, "{name} {v}");
+    }
+
+    /// `counts` are per bucket (not cumulative), the last one above every bound.
+    fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+        self.head(name, "histogram", help);
+        let mut total = 0u64;
+        for (i, c) in counts.iter().enumerate() {
+            total += c;
+            match bounds.get(i) {
+                Some(b) => {
+                    let _ = writeln!(self.out, "{name}_bucket{{le=\"{b}\"}} {total}");
+                }
+                None => {
+                    let _ = writeln!(self.out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+                }
+            }
+        }
+        let _ = writeln!(self.out, "{name}_sum {sum}");
+        let _ = writeln!(self.out, "{name}_count {total}");
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of the server and its engine.
+    pub(crate) fn render(&self, engine: &Engine) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(4096);
+        let mut f = Family { out: &mut out };
+        f.counter(
+            "heimdall_ingested_records",
+            "Records acknowledged (durable in the WAL).",
+            g(&self.ingested_records),
+        );
+        f.counter(
+            "heimdall_ingested_bytes",
+            "Message bytes of the records acknowledged.",
+            g(&self.ingested_bytes),
+        );
+        f.counter(
+            "heimdall_ingest_batches",
+            "Batches acknowledged (duplicates included).",
+            g(&self.ingest_batches),
+        );
+        f.counter(
+            "heimdall_ingest_duplicates",
+            "Batches recognised as retries of stored ones and not stored again.",
+            g(&self.ingest_duplicates),
+        );
+        f.counter(
+            "heimdall_ingest_rejected",
+            "Batches refused (malformed, over a limit, or pushed back).",
+            g(&self.ingest_rejected),
+        );
+        let lat = &self.ingest_latency;
+        f.histogram(
+            "heimdall_ingest_ack_seconds",
+            "Time from receiving a batch to acknowledging it.",
+            &LATENCY_BOUNDS_S,
+            &lat.counts(),
+            g(&lat.sum_nanos) as f64 / 1e9,
+        );
+        let w = engine.wal_stats();
+        let bounds: Vec<f64> = wal::SYNC_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .collect();
+        f.histogram(
+            "heimdall_wal_fsync_seconds",
+            "Duration of WAL fdatasync calls.",
+            &bounds,
+            &w.sync_buckets,
+            w.sync_nanos as f64 / 1e9,
+        );
+        f.counter(
+            "heimdall_wal_bytes",
+            "Framed bytes written to the WAL.",
+            w.bytes,
+        );
+        let m = engine.memory();
+        f.gauge(
+            "heimdall_memtable_bytes",
+            "Bytes of records in memory, not yet in segments (being flushed included).",
+            m.memtable_bytes as f64,
+        );
+        f.gauge(
+            "heimdall_memtable_records",
+            "Records in memory, not yet in segments.",
+            m.memtable_records as f64,
+        );
+        f.gauge(
+            "heimdall_segments",
+            "Segments listed in the manifest.",
+            m.segments as f64,
+        );
+        f.counter(
+            "heimdall_queries",
+            "Queries answered or failed.",
+            g(&self.queries),
+        );
+        f.counter(
+            "heimdall_query_errors",
+            "Queries that failed.",
+            g(&self.query_errors),
+        );
+        let lat = &self.query_latency;
+        f.histogram(
+            "heimdall_query_seconds",
+            "Query execution time.",
+            &LATENCY_BOUNDS_S,
+            &lat.counts(),
+            g(&lat.sum_nanos) as f64 / 1e9,
+        );
+        f.counter("heimdall_flushes", "Memtable flushes completed.", g(&self.flushes));
+        f.counter(
+            "heimdall_flush_errors",
+            "Memtable flushes that failed.",
+            g(&self.flush_errors),
+        );
+        f.counter(
+            "heimdall_compactions",
+            "Compactions completed.",
+            g(&self.compactions),
+        );
+        f.gauge(
+            "heimdall_flush_running",
+            "Whether a background flush is running (1) or not (0).",
+            g(&self.flush_running) as f64,
+        );
+        out
+    }
+}

@@ -1,0 +1,335 @@
+//! `heimdall serve`: the database server. One engine, served over gRPC (ingest
+//! `heimdall.v1.Ingest` and Arrow Flight, on one address) and HTTP (health,
+//! readiness, Prometheus metrics, JSON-lines insert, on another), with a background
+//! flusher. SIGTERM or SIGINT: stop accepting, let in-flight requests finish, flush
+//! the memtable to segments and sync the WAL, exit 0.
+
+pub(crate) mod codec;
+pub(crate) mod config;
+mod flight;
+mod http;
+mod ingest;
+mod metrics;
+mod put;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use engine::engine::{CompactStats, Engine, EngineConfig, EngineError, FlushStats, Ingested};
+use engine::model::{Record, Tenant};
+use tokio::net::TcpListener;
+use tonic::Status;
+
+pub(crate) use config::{Config, Overrides};
+
+/// The generated gRPC ingest API.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+pub(crate) mod pb {
+    tonic::include_proto!("heimdall.v1");
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A running server's shared state.
+pub(crate) struct Node {
+    pub(crate) engine: Engine,
+    pub(crate) cfg: Config,
+    pub(crate) metrics: metrics::Metrics,
+    /// Set once recovered and serving; cleared at shutdown.
+    pub(crate) ready: AtomicBool,
+    flush_wake: tokio::sync::Notify,
+}
+
+impl Node {
+    pub(crate) fn rejected(&self) {
+        self.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stores a batch (or recognises a retried one), pushing back when the memtable
+    /// backlog is over its limit.
+    pub(crate) async fn ingest(
+        &self,
+        tenant: &Tenant,
+        records: Vec<Record>,
+        dedup: Option<(String, u64)>,
+    ) -> Result<Ingested, Status> {
+        let started = Instant::now();
+        let backlog = self.engine.memory().memtable_bytes;
+        if backlog > self.cfg.limits.backlog_bytes_max {
+            self.rejected();
+            self.flush_wake.notify_one();
+            let mut s = Status::resource_exhausted(format!(
+                "{backlog} bytes wait to be flushed (limit {}): retry later",
+                self.cfg.limits.backlog_bytes_max
+            ));
+            s.metadata_mut()
+                .insert("grpc-retry-pushback-ms", tonic::metadata::MetadataValue::from(500u32));
+            return Err(s);
+        }
+        let n = records.len() as u64;
+        let bytes: u64 = records.iter().map(|r| r.msg.len() as u64).sum();
+        let res = self
+            .engine
+            .ingest_with(tenant, records, bytes, dedup)
+            .await
+            .map_err(|e| {
+                self.rejected();
+                engine_status(e)
+            })?;
+        let m = &self.metrics;
+        m.ingest_batches.fetch_add(1, Ordering::Relaxed);
+        if res.duplicate {
+            m.ingest_duplicates.fetch_add(1, Ordering::Relaxed);
+        } else {
+            m.ingested_records.fetch_add(n, Ordering::Relaxed);
+            m.ingested_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        m.ingest_latency.observe(started.elapsed());
+        if self.engine.wants_flush() {
+            self.flush_wake.notify_one();
+        }
+        Ok(res)
+    }
+
+    /// Runs a query ticket (on a blocking thread: it is CPU work).
+    pub(crate) fn query_batches(
+        &self,
+        t: &flight::QueryTicket,
+    ) -> Result<Vec<arrow_array::RecordBatch>, Status> {
+        let tenant = Tenant::new(t.tenant.clone().unwrap_or_else(|| "default".into()))
+            .map_err(|e| Status::invalid_argument(format!("tenant: {e}")))?;
+        let l = &self.cfg.limits;
+        let limits = query::Limits {
+            deadline: l.query_timeout,
+            max_rows: l.query_rows_max,
+            max_groups: l.query_groups_max,
+            ..query::Limits::default()
+        };
+        let text = t.text();
+        let table = query::query(&self.engine, &tenant, &text, &limits).map_err(query_status)?;
+        query::arrow::to_record_batches(&table, 64 * 1024)
+            .map_err(|e| Status::internal(format!("arrow: {e}")))
+    }
+
+    /// Flushes the memtable on a blocking thread (segment writing is CPU work that
+    /// must not hold up the async workers).
+    pub(crate) async fn flush(self: &Arc<Self>) -> Result<FlushStats, Status> {
+        let node = Arc::clone(self);
+        self.metrics.flush_running.store(1, Ordering::Relaxed);
+        let res = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(node.engine.flush())
+        })
+        .await;
+        self.metrics.flush_running.store(0, Ordering::Relaxed);
+        match res {
+            Ok(Ok(s)) => {
+                self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                Ok(s)
+            }
+            Ok(Err(e)) => {
+                self.metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "flush failed");
+                Err(engine_status(e))
+            }
+            Err(e) => Err(Status::internal(format!("flush task failed: {e}"))),
+        }
+    }
+
+    /// Compacts on a blocking thread.
+    pub(crate) async fn compact(self: &Arc<Self>) -> Result<CompactStats, Status> {
+        let node = Arc::clone(self);
+        let res = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(node.engine.compact())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("compaction task failed: {e}")))?
+        .map_err(engine_status)?;
+        self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(res)
+    }
+
+    /// The `stats` action's answer.
+    pub(crate) async fn stats_json(self: &Arc<Self>) -> Result<serde_json::Value, Status> {
+        let node = Arc::clone(self);
+        let s = tokio::task::spawn_blocking(move || node.engine.stats())
+            .await
+            .map_err(|e| Status::internal(format!("stats task failed: {e}")))?
+            .map_err(engine_status)?;
+        Ok(serde_json::json!({
+            "records": s.records,
+            "segments": s.segments,
+            "raw_bytes": s.raw_bytes,
+            "column_bytes": s.column_bytes,
+            "index_bytes": s.index_bytes,
+            "metadata_bytes": s.metadata_bytes,
+            "wal_bytes": s.wal_bytes,
+            "memtable_bytes": self.engine.memory().memtable_bytes,
+        }))
+    }
+}
+
+/// The gRPC status for an engine error.
+fn engine_status(e: EngineError) -> Status {
+    match e {
+        EngineError::SequenceTooOld { .. } => Status::failed_precondition(e.to_string()),
+        EngineError::SequenceInFlight { .. } => Status::aborted(e.to_string()),
+        EngineError::FlushFailed(_) => Status::unavailable(e.to_string()),
+        EngineError::Wal(w @ wal::WalError::QueueFull { .. }) => {
+            Status::resource_exhausted(w.to_string())
+        }
+        EngineError::Wal(w @ wal::WalError::RecordTooLarge { .. }) => {
+            Status::invalid_argument(w.to_string())
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// The gRPC status for a query error: the query's fault or the server's.
+fn query_status(e: query::QueryError) -> Status {
+    use query::QueryError as Q;
+    match e {
+        Q::Parse(_) | Q::Regex(_) => Status::invalid_argument(e.to_string()),
+        Q::Deadline(_) => Status::deadline_exceeded(e.to_string()),
+        Q::TooManyRows(_) | Q::TooManyGroups(_) | Q::Memory(_) => {
+            Status::resource_exhausted(e.to_string())
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// Opens the engine, serves until SIGTERM/SIGINT, shuts down cleanly.
+pub(crate) fn run(cfg: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("heimdall-worker")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let grpc = TcpListener::bind(cfg.grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC address {}", cfg.grpc_addr))?;
+    let http = TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", cfg.http_addr))?;
+    let mut ecfg = EngineConfig::new(&cfg.data_dir);
+    ecfg.memtable_bytes_max = cfg.limits.memtable_bytes_max;
+    let started = Instant::now();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(ecfg))
+        .await
+        .context("recovery task")?
+        .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
+    let node = Arc::new(Node {
+        engine,
+        cfg: cfg.clone(),
+        metrics: metrics::Metrics::default(),
+        ready: AtomicBool::new(false),
+        flush_wake: tokio::sync::Notify::new(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let flusher = tokio::spawn(flush_loop(Arc::clone(&node), stop_rx.clone()));
+    let limit = cfg.limits.message_bytes_max;
+    let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService {
+        node: Arc::clone(&node),
+    })
+    .max_decoding_message_size(limit);
+    let flight = arrow_flight::flight_service_server::FlightServiceServer::new(flight::Flight {
+        node: Arc::clone(&node),
+    })
+    .max_decoding_message_size(limit);
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ingest)
+            .add_service(flight)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc),
+                stopped(stop_rx.clone()),
+            ),
+    );
+    let http_task = tokio::spawn(http::serve(http, Arc::clone(&node), stopped(stop_rx.clone())));
+    node.ready.store(true, Ordering::Release);
+    tracing::info!(
+        grpc = %grpc_addr,
+        http = %http_addr,
+        recovery_ms = started.elapsed().as_millis() as u64,
+        "serving"
+    );
+    // One machine-readable line, for scripts and tests (the ports may have been 0).
+    println!("heimdall: serving grpc={grpc_addr} http={http_addr}");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new requests, finishing the in-flight ones");
+    node.ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let grpc_res = grpc_task.await;
+    let http_res = http_task.await;
+    let _ = flusher.await;
+    // Everything acknowledged is in the WAL already; flushing leaves nothing to
+    // replay at the next start.
+    let flushed = node.flush().await;
+    let synced = node.engine.sync().await;
+    match grpc_res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "gRPC server ended with an error"),
+        Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+    }
+    match http_res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server ended with an error"),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    }
+    flushed.map_err(|s| anyhow::anyhow!("final flush: {}", s.message()))?;
+    synced.context("final WAL sync")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Flushes when the memtable is full (woken by ingest) or, once a second, when it
+/// holds anything older than the check before.
+async fn flush_loop(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = node.flush_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        if node.engine.wants_flush() {
+            // Errors are counted and logged in `flush`; a failed flush makes the
+            // engine refuse writes until restart.
+            let _ = node.flush().await;
+        }
+    }
+}

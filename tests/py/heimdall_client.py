@@ -1,0 +1,218 @@
+"""Clients of a running Heimdall server for the end-to-end tests, built only from
+libraries no one here wrote: grpcio (with stubs generated from
+server/proto/heimdall/v1/ingest.proto by grpcio-tools at run time), pyarrow.flight,
+and prometheus_client's text-format parser.
+
+Usage: python heimdall_client.py SCENARIO GRPC_ADDR HTTP_ADDR [ARGS...]
+Each scenario prints one JSON line with what it saw, or exits non-zero.
+"""
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import grpc
+import pyarrow as pa
+import pyarrow.flight as fl
+from prometheus_client.parser import text_string_to_metric_families
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROTO_ROOT = os.path.join(HERE, "..", "..", "server", "proto")
+
+
+def stubs():
+    """Generates and imports the Python stubs of the ingest API."""
+    from grpc_tools import protoc
+
+    out = tempfile.mkdtemp(prefix="heimdall-pb-")
+    rc = protoc.main([
+        "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out}", f"--grpc_python_out={out}",
+        os.path.join(PROTO_ROOT, "heimdall", "v1", "ingest.proto"),
+    ])
+    if rc != 0:
+        raise SystemExit(f"protoc failed: {rc}")
+    sys.path.insert(0, out)
+    from heimdall.v1 import ingest_pb2, ingest_pb2_grpc
+    return ingest_pb2, ingest_pb2_grpc
+
+
+def records(pb, ids, extra=None):
+    out = []
+    for i in ids:
+        r = pb.Record(msg=f"event id_{i} user login ok", level="INFO" if i % 5 else "ERROR")
+        r.fields.add(name="n", i64=i)
+        r.fields.add(name="host", str=f"h{i % 3}")
+        if extra:
+            r.stream.update(extra)
+        out.append(r)
+    return out
+
+
+def flight_rows(grpc_addr, query, tenant=None):
+    c = fl.connect(f"grpc://{grpc_addr}")
+    ticket = {"query": query}
+    if tenant:
+        ticket["tenant"] = tenant
+    t = c.do_get(fl.Ticket(json.dumps(ticket).encode())).read_all()
+    # Nanosecond timestamps do not convert to datetime: compare as integers.
+    if "_time" in t.schema.names:
+        t = t.set_column(t.schema.get_field_index("_time"), "_time", t.column("_time").cast(pa.int64()))
+    return t.to_pylist()
+
+
+def code_of(call):
+    try:
+        call()
+    except grpc.RpcError as e:
+        return e.code().name, e.details()
+    return "OK", ""
+
+
+def scenario_api(grpc_addr, http_addr):
+    """Push, retry, query, DoPut, GetFlightInfo, actions, metrics, bad requests."""
+    pb, pbg = stubs()
+    ch = grpc.insecure_channel(grpc_addr, options=[("grpc.max_send_message_length", 64 << 20)])
+    ingest = pbg.IngestStub(ch)
+    seen = {}
+    r1 = ingest.Push(pb.PushRequest(records=records(pb, range(0, 100)), stream={"service": "api"}))
+    seen["push"] = [r1.first_lsn, r1.last_lsn, r1.records]
+    # Idempotent retry: the second identical push is recognised.
+    req = pb.PushRequest(producer_id="p-1", sequence=7, records=records(pb, range(100, 150)))
+    a = ingest.Push(req)
+    b = ingest.Push(req)
+    seen["retry"] = [a.duplicates, b.duplicates, a.first_lsn == b.first_lsn]
+    # Streaming push of three batches.
+    def batches():
+        for k in range(3):
+            yield pb.PushRequest(records=records(pb, range(200 + 10 * k, 210 + 10 * k)))
+    s = ingest.PushStream(batches())
+    seen["stream"] = [s.batches, s.records]
+    # Refused requests, each with its status, while the server keeps serving.
+    big = pb.PushRequest(records=[pb.Record(msg="x" * (17 << 20))])
+    seen["oversized"] = code_of(lambda: ingest.Push(big))
+    bad_field = pb.PushRequest(records=[pb.Record(msg="m", fields=[pb.Field(name="_hidden", str="v")])])
+    seen["reserved_field"] = code_of(lambda: ingest.Push(bad_field))
+    seen["bad_tenant"] = code_of(lambda: ingest.Push(pb.PushRequest(tenant="a/b", records=records(pb, [1]))))
+    # Wrong message type on the ingest method: raw bytes that are not a PushRequest.
+    raw = ch.unary_unary("/heimdall.v1.Ingest/Push", request_serializer=lambda b: b,
+                         response_deserializer=lambda b: b)
+    seen["malformed"] = code_of(lambda: raw(b"\xff\xff\xff\xff\x0f"))
+
+    c = fl.connect(f"grpc://{grpc_addr}")
+    seen["count"] = flight_rows(grpc_addr, "* | stats count()")[0]["count()"]
+    seen["plain_ticket"] = c.do_get(fl.Ticket(b"id_42 | fields _msg")).read_all().to_pylist()
+    seen["by_level"] = flight_rows(grpc_addr, "* | stats count() by (level)")
+    seen["label"] = flight_rows(grpc_addr, "service:api | stats count()")[0]["count()"]
+    seen["field"] = flight_rows(grpc_addr, "n:>=140 n:<150 | stats count()")[0]["count()"]
+    info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps({"query": "id_7 | fields _msg, n"}).encode()))
+    seen["info"] = [info.schema.names, info.total_records,
+                    c.do_get(info.endpoints[0].ticket).read_all().to_pylist()]
+    t = pa.table({"_msg": ["put alpha", "put beta"], "level": ["WARN", None], "k": [1.5, None],
+                  "svc": ["w", "w"], "_time": pa.array([1_700_000_000_000_000_000, 1_700_000_000_000_000_001],
+                                                      type=pa.timestamp("ns", tz="UTC"))})
+    w, reader = c.do_put(fl.FlightDescriptor.for_command(json.dumps({"stream_fields": ["svc"]}).encode()), t.schema)
+    w.write_table(t)
+    w.done_writing()
+    meta = reader.read()
+    w.close()
+    seen["put"] = json.loads(meta.to_pybytes())["records"]
+    seen["put_rows"] = flight_rows(grpc_addr, "put | fields _time, _msg, level, k, svc | sort by (_time)")
+    bad = pa.table({"_msg": ["x"], "when": pa.array([[1]], type=pa.list_(pa.int64()))})
+    try:
+        w, reader = c.do_put(fl.FlightDescriptor.for_command(b"{}"), bad.schema)
+        w.write_table(bad)
+        w.done_writing()
+        reader.read()
+        w.close()
+        seen["put_bad"] = "OK"
+    except (fl.FlightError, pa.ArrowException) as e:
+        seen["put_bad"] = type(e).__name__ + ": " + str(e).split(". gRPC")[0]
+    try:
+        c.do_get(fl.Ticket(b"error | bogus")).read_all()
+        seen["bad_query"] = "OK"
+    except (fl.FlightError, pa.ArrowException) as e:
+        seen["bad_query"] = type(e).__name__ + ": " + str(e).split(". gRPC")[0]
+    seen["actions"] = sorted(a.type for a in c.list_actions())
+    seen["flush"] = json.loads(next(iter(c.do_action(fl.Action("flush", b"")))).body.to_pybytes())
+    seen["stats"] = json.loads(next(iter(c.do_action(fl.Action("stats", b"")))).body.to_pybytes())["records"]
+    seen["count_after_flush"] = flight_rows(grpc_addr, "* | stats count()")[0]["count()"]
+
+    with urllib.request.urlopen(f"http://{http_addr}/readyz") as r:
+        seen["readyz"] = [r.status, json.loads(r.read())["ready"]]
+    body = b'{"_msg": "from http id_9000", "level": "INFO"}\n{"_msg": "second", "x": 1}\n'
+    req = urllib.request.Request(f"http://{http_addr}/insert/jsonl?stream=service%3Dweb", data=body, method="POST")
+    with urllib.request.urlopen(req) as r:
+        seen["http_insert"] = json.loads(r.read())["records"]
+    bad_req = urllib.request.Request(f"http://{http_addr}/insert/jsonl", data=b"{not json\n", method="POST")
+    try:
+        urllib.request.urlopen(bad_req)
+        seen["http_bad"] = 200
+    except urllib.error.HTTPError as e:
+        seen["http_bad"] = [e.code, json.loads(e.read())["error"][:40]]
+    with urllib.request.urlopen(f"http://{http_addr}/metrics") as r:
+        text = r.read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    def sample(name, suffix=""):
+        return [s.value for s in fams[name].samples if s.name == name + suffix][0]
+    seen["metrics"] = {
+        "records": sample("heimdall_ingested_records", "_total"),
+        "duplicates": sample("heimdall_ingest_duplicates", "_total"),
+        "rejected": sample("heimdall_ingest_rejected", "_total") >= 4,
+        "fsyncs": sample("heimdall_wal_fsync_seconds", "_count") > 0,
+        "queries": sample("heimdall_query_seconds", "_count") > 0,
+        "segments": sample("heimdall_segments") >= 1,
+        "types": sorted({f.type for f in fams.values()}),
+    }
+    print(json.dumps(seen, sort_keys=True))
+
+
+def scenario_load(grpc_addr, http_addr, acked_path, start_id, threads, seconds):
+    """Pushes batches of unique ids from several threads until killed (or for
+    `seconds`); appends each acknowledged batch's ids to `acked_path` right after
+    its acknowledgement, so whoever kills the server knows what was promised."""
+    pb, pbg = stubs()
+    lock = threading.Lock()
+    next_id = [int(start_id)]
+    deadline = time.time() + float(seconds)
+    out = open(acked_path, "a", buffering=1)
+
+    def worker():
+        ch = grpc.insecure_channel(grpc_addr)
+        stub = pbg.IngestStub(ch)
+        while time.time() < deadline:
+            with lock:
+                first = next_id[0]
+                next_id[0] += 50
+            ids = range(first, first + 50)
+            try:
+                stub.Push(pb.PushRequest(records=records(pb, ids)), timeout=10)
+            except grpc.RpcError:
+                return  # the server is gone
+            with lock:
+                out.write(f"{first} {first + 50}\n")
+                out.flush()
+                os.fsync(out.fileno())
+
+    ts = [threading.Thread(target=worker) for _ in range(int(threads))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print(json.dumps({"next_id": next_id[0]}))
+
+
+def scenario_ids(grpc_addr, http_addr):
+    """Every stored id once per record: {"ids": [[id, count], ...]} for ids seen more than once, and the total."""
+    rows = flight_rows(grpc_addr, "* | stats count() by (n)")
+    counts = {int(r["n"]): r["count()"] for r in rows if r["n"] is not None}
+    print(json.dumps({"total": sum(counts.values()), "distinct": len(counts),
+                      "dupes": [[k, v] for k, v in counts.items() if v != 1][:20],
+                      "ids": sorted(counts)}))
+
+
+if __name__ == "__main__":
+    name, grpc_addr, http_addr, *rest = sys.argv[1:]
+    {"api": scenario_api, "load": scenario_load, "ids": scenario_ids}[name](grpc_addr, http_addr, *rest)
