@@ -22,6 +22,27 @@ if ! command -v dd >/dev/null; then
   echo "dd (coreutils) is required by the benchmark tool" >&2
 fi
 
+step "Python clients for the server tests (venv: pyarrow, grpcio, grpcio-tools, prometheus_client)"
+# Real clients no one here wrote, pinned, in a venv outside the clone (reused when
+# it already holds them).
+VENV="${HEIMDALL_TEST_VENV:-$HOME/.cache/heimdall-test-venv}"
+PY_REQS="pyarrow==26.0.1 grpcio==1.85.3 grpcio-tools==1.85.1 prometheus_client==0.26.0"
+if ! "$VENV/bin/python" -c "import pyarrow.flight, grpc, grpc_tools, prometheus_client" 2>/dev/null; then
+  command -v python3 >/dev/null || { echo "python3 is required for the server tests" >&2; exit 1; }
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian's python3 lacks ensurepip until python3-venv is installed.
+    if command -v apt-get >/dev/null; then
+      (apt-get update -qq && apt-get install -y -qq python3-venv) || sudo sh -c 'apt-get update -qq && apt-get install -y -qq python3-venv'
+    fi
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet $PY_REQS
+fi
+export HEIMDALL_TEST_PYTHON="$VENV/bin/python"
+"$HEIMDALL_TEST_PYTHON" -c "import pyarrow, grpc; print('pyarrow', pyarrow.__version__, 'grpcio', grpc.__version__)"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

@@ -213,6 +213,15 @@ def scenario_ids(grpc_addr, http_addr):
                       "ids": sorted(counts)}))
 
 
+def scenario_retry(grpc_addr, http_addr, producer, seq):
+    """Pushes the batch (producer, seq) of the api scenario again."""
+    pb, pbg = stubs()
+    ingest = pbg.IngestStub(grpc.insecure_channel(grpc_addr))
+    r = ingest.Push(pb.PushRequest(producer_id=producer, sequence=int(seq), records=records(pb, range(100, 150))))
+    print(json.dumps({"duplicates": r.duplicates, "first_lsn": r.first_lsn}))
+
+
 if __name__ == "__main__":
     name, grpc_addr, http_addr, *rest = sys.argv[1:]
-    {"api": scenario_api, "load": scenario_load, "ids": scenario_ids}[name](grpc_addr, http_addr, *rest)
+    scenarios = {"api": scenario_api, "load": scenario_load, "ids": scenario_ids, "retry": scenario_retry}
+    scenarios[name](grpc_addr, http_addr, *rest)

@@ -65,7 +65,7 @@ pub(crate) async fn do_put(
     let mut out = Vec::new();
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(|e| Status::invalid_argument(format!("DoPut data: {e}")))?;
-        let records = to_records(&batch, &cmd, super::now_ns())?;
+        let records = to_records(&batch, &cmd, super::now_ns()).inspect_err(|_| node.rejected())?;
         let reply = node.ingest(&tenant, records, None).await?;
         let meta = serde_json::json!({
             "records": batch.num_rows(),
