@@ -36,7 +36,13 @@ impl Server {
     /// "serving" line.
     fn start(dir: &Path) -> Server {
         let mut child = Command::new(heimdall_bin())
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(dir)
             .stdout(Stdio::piped())
@@ -126,7 +132,11 @@ fn cli_count(dir: &Path, q: &str) -> u64 {
         .arg(format!("{q} | stats count()"))
         .output()
         .expect("heimdall query");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     v["count()"].as_u64().expect("count")
 }
@@ -177,7 +187,10 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     );
     assert!(j("put_bad").as_str().unwrap().contains("cannot be stored"));
     assert!(j("bad_query").as_str().unwrap().contains("unknown pipe"));
-    assert_eq!(j("actions"), serde_json::json!(["compact", "flush", "stats"]));
+    assert_eq!(
+        j("actions"),
+        serde_json::json!(["compact", "flush", "stats"])
+    );
     assert_eq!(j("flush")["rows"], 182);
     assert_eq!(j("stats"), 182);
     assert_eq!(j("count_after_flush"), 182);
@@ -190,7 +203,10 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     for k in ["rejected", "fsyncs", "queries", "segments"] {
         assert_eq!(m[k], true, "{k}: {m}");
     }
-    assert_eq!(m["types"], serde_json::json!(["counter", "gauge", "histogram"]));
+    assert_eq!(
+        m["types"],
+        serde_json::json!(["counter", "gauge", "histogram"])
+    );
 
     // SIGTERM: a clean exit, everything in segments and readable without a server.
     let status = s.terminate();
@@ -273,15 +289,86 @@ fn kill_9_under_concurrent_grpc_ingest_loses_no_acknowledged_record() {
         let (a, b) = line.split_once(' ').expect("range");
         let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
         for id in a..b {
-            assert!(stored.contains(&id), "acknowledged id {id} lost (seed {seed})");
+            assert!(
+                stored.contains(&id),
+                "acknowledged id {id} lost (seed {seed})"
+            );
         }
         promised += b - a;
     }
-    assert!(promised > 0, "no batch was acknowledged: the test proved nothing");
+    assert!(
+        promised > 0,
+        "no batch was acknowledged: the test proved nothing"
+    );
     // Unacknowledged batches may be stored too, but only whole (50 ids each).
     assert_eq!(v["distinct"].as_u64().unwrap() % 50, 0);
     eprintln!(
         "{promised} acknowledged records over {rounds} kill -9 rounds, all stored once ({} stored)",
         v["total"]
     );
+}
+
+fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(heimdall_bin())
+        .args(args)
+        .output()
+        .expect("run heimdall");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `heimdall ingest --connect` and `heimdall query --connect` give what the
+/// embedded commands give on a data directory holding the same files.
+#[test]
+fn client_mode_answers_like_the_embedded_commands() {
+    let loghub = heimdall_e2e::loghub_dir();
+    let files: Vec<String> = [
+        "HDFS/HDFS_2k.log",
+        "Apache/Apache_2k.log",
+        "OpenSSH/OpenSSH_2k.log",
+    ]
+    .iter()
+    .map(|f| loghub.join(f).display().to_string())
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = dir.path().join("embedded");
+    let s = Server::start(&dir.path().join("served"));
+    let emb = embedded.display().to_string();
+    let mut args = vec!["ingest", "--data-dir", &emb];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, _, err) = run_cli(&args);
+    assert!(ok, "{err}");
+    let mut args = vec!["ingest", "--connect", &s.grpc];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out, err) = run_cli(&args);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ingested 6000 records"), "{out}");
+    for q in [
+        "* | stats count() by (level)",
+        "PacketResponder | stats count()",
+        "\"Failed password\" | top 5 by (_msg)",
+        "error | sort by (_time) | limit 3",
+        "~\"Dec\\W+04\" | stats count()",
+    ] {
+        for output in ["jsonl", "csv", "table"] {
+            let a = run_cli(&["query", "--data-dir", &emb, "--output", output, q]);
+            let b = run_cli(&["query", "--connect", &s.grpc, "--output", output, q]);
+            assert!(a.0 && b.0, "{q}: {} / {}", a.2, b.2);
+            assert!(!a.1.is_empty());
+            assert_eq!(a.1, b.1, "{q} --output {output}");
+        }
+    }
+    // The same refusal for a bad query, with the caret under the error.
+    let a = run_cli(&["query", "--data-dir", &emb, "error | bogus"]);
+    let b = run_cli(&["query", "--connect", &s.grpc, "error | bogus"]);
+    assert!(!a.0 && !b.0);
+    assert_eq!(a.2, b.2);
+    assert!(b.2.contains('^'), "{}", b.2);
+    // A server that is not there is a clear error, not a hang.
+    let c = run_cli(&["query", "--connect", "127.0.0.1:1", "*"]);
+    assert!(!c.0 && c.2.contains("cannot connect"), "{}", c.2);
+    assert!(s.terminate().success());
 }

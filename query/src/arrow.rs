@@ -171,9 +171,86 @@ pub fn to_record_batches(table: &Table, batch_rows: usize) -> Result<Vec<RecordB
     Ok(out)
 }
 
+/// The inverse of [`to_record_batches`], for clients: a timestamp becomes its RFC
+/// 3339 text (as the executor writes `_time`), integers, floats, booleans and
+/// strings their cells, nulls [`Cell::Null`]. Columns of another type are an error.
+/// (A column mixing integers and floats arrives as floats: it was one Arrow column.)
+pub fn from_record_batches(batches: &[RecordBatch]) -> Result<Table, ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampNanosecondType};
+    use arrow_array::Array;
+    let Some(first) = batches.first() else {
+        return Ok(Table {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        });
+    };
+    let schema = first.schema();
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows: Vec<Vec<Cell>> = Vec::new();
+    for b in batches {
+        let start = rows.len();
+        rows.extend((0..b.num_rows()).map(|_| Vec::with_capacity(columns.len())));
+        for (f, a) in schema.fields().iter().zip(b.columns()) {
+            let out = rows.get_mut(start..).unwrap_or_default();
+            for (i, row) in out.iter_mut().enumerate() {
+                if a.is_null(i) {
+                    row.push(Cell::Null);
+                    continue;
+                }
+                row.push(match a.data_type() {
+                    DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                        Cell::Str(engine::ingest::time::format_rfc3339(
+                            a.as_primitive::<TimestampNanosecondType>().value(i),
+                        ))
+                    }
+                    DataType::Int64 => Cell::I64(a.as_primitive::<Int64Type>().value(i)),
+                    DataType::Float64 => Cell::F64(a.as_primitive::<Float64Type>().value(i)),
+                    DataType::Boolean => Cell::Bool(a.as_boolean().value(i)),
+                    DataType::Utf8 => Cell::Str(a.as_string::<i32>().value(i).to_string()),
+                    other => {
+                        return Err(ArrowError::SchemaError(format!(
+                            "column {:?} has type {other}, not one a query answers with",
+                            f.name()
+                        )))
+                    }
+                });
+            }
+        }
+    }
+    Ok(Table { columns, rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_turn_back_into_the_same_table() {
+        let t = Table {
+            columns: vec![
+                "_time".into(),
+                "n".into(),
+                "f".into(),
+                "s".into(),
+                "b".into(),
+            ],
+            rows: (0..20_000)
+                .map(|i| {
+                    vec![
+                        Cell::Str(engine::ingest::time::format_rfc3339(i * 1_000_000_007)),
+                        if i % 7 == 0 { Cell::Null } else { Cell::I64(i) },
+                        Cell::F64(i as f64 / 4.0),
+                        Cell::Str(format!("v{i}")),
+                        Cell::Bool(i % 2 == 0),
+                    ]
+                })
+                .collect(),
+        };
+        let batches = to_record_batches(&t, 4096).unwrap();
+        assert!(batches.len() > 1);
+        assert_eq!(from_record_batches(&batches).unwrap(), t);
+    }
     use arrow_array::{Array, Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
 
     #[test]

@@ -38,7 +38,7 @@ fn now_ns() -> i64 {
 }
 
 /// Parses `key=value,key=value`.
-pub(super) fn parse_stream(s: &str) -> Result<Labels> {
+pub(crate) fn parse_stream(s: &str) -> Result<Labels> {
     let mut labels = Labels::new();
     for pair in s.split(',').filter(|p| !p.is_empty()) {
         let Some((k, v)) = pair.split_once('=') else {
@@ -52,7 +52,7 @@ pub(super) fn parse_stream(s: &str) -> Result<Labels> {
     Ok(labels)
 }
 
-struct Progress {
+pub(super) struct Progress {
     started: Instant,
     last: Instant,
     records: u64,
@@ -61,7 +61,38 @@ struct Progress {
 }
 
 impl Progress {
-    fn tick(&mut self) {
+    pub(super) fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+            last: Instant::now(),
+            records: 0,
+            bytes: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Counts `n` more records stored.
+    pub(super) fn stored(&mut self, n: u64) {
+        self.records += n;
+    }
+
+    /// The closing line: what was stored, how fast.
+    pub(super) fn summary(&self) {
+        let secs = self.started.elapsed().as_secs_f64();
+        println!(
+            "ingested {} records ({:.1} MB) in {secs:.2} s, {:.1} MB/s{}",
+            self.records,
+            self.bytes as f64 / 1e6,
+            self.bytes as f64 / 1e6 / secs.max(1e-9),
+            if self.skipped > 0 {
+                format!("; skipped {} bad lines", self.skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    pub(super) fn tick(&mut self) {
         if self.last.elapsed().as_secs() >= 2 {
             self.last = Instant::now();
             let secs = self.started.elapsed().as_secs_f64();
@@ -75,7 +106,7 @@ impl Progress {
     }
 }
 
-pub(super) struct IngestArgs<'a> {
+pub(crate) struct IngestArgs<'a> {
     pub(super) data_dir: &'a Path,
     pub(super) files: &'a [PathBuf],
     pub(super) format: FormatArg,
@@ -109,90 +140,39 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
     > = Default::default();
     // A flush was started and has not swapped the memtable out yet.
     let mut swap_pending = false;
-    let mut p = Progress {
-        started: Instant::now(),
-        last: Instant::now(),
-        records: 0,
-        bytes: 0,
-        skipped: 0,
-    };
+    let mut p = Progress::new();
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
     // Time the reader spent waiting for a flush to finish (flushing is the limit).
     let mut waited = std::time::Duration::ZERO;
     let (mut batch_bytes, mut batch_raw) = (0usize, 0u64);
-    let outcome = (|| -> Result<()> {
-        for path in a.files {
-            let mut input: Box<dyn BufRead> = if path == Path::new("-") {
-                Box::new(BufReader::new(io::stdin().lock()))
-            } else {
-                let f = std::fs::File::open(path)
-                    .with_context(|| format!("cannot open {}", path.display()))?;
-                Box::new(BufReader::with_capacity(1 << 20, f))
-            };
-            let mut line = Vec::new();
-            let mut line_no = 0u64;
-            loop {
-                line.clear();
-                let n = input
-                    .read_until(b'\n', &mut line)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                if n == 0 {
-                    break;
-                }
-                line_no += 1;
-                p.bytes += n as u64;
-                while matches!(line.last(), Some(b'\n' | b'\r')) {
-                    line.pop();
-                }
-                let parsed = line_text(&line).and_then(|text| match a.format {
-                    FormatArg::Raw => Ok(parse_raw(text, &ctx)),
-                    FormatArg::Jsonl => parse_json(text, &ctx),
-                });
-                let rec = match parsed {
-                    Ok(r) => r,
-                    Err(e) => {
-                        report(path, line_no, &e);
-                        match a.on_error {
-                            OnError::Skip => {
-                                p.skipped += 1;
-                                continue;
-                            }
-                            OnError::Abort => bail!(
-                                "{}:{line_no}: {e} (stopped; every earlier line is stored; --on-error skip goes on past bad lines)",
-                                path.display()
-                            ),
-                        }
+    let outcome = read_records(&a, &ctx, &mut p, |rec, n, p| {
+        batch_bytes += engine::memtable::record_bytes(&rec);
+        batch_raw += n;
+        batch.push(rec);
+        if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+            p.records += batch.len() as u64;
+            rt.block_on(engine.ingest(&tenant, std::mem::take(&mut batch), batch_raw))?;
+            (batch_bytes, batch_raw) = (0, 0);
+            let wants = engine.wants_flush();
+            swap_pending &= wants;
+            if wants && !swap_pending {
+                // Write segments on the other core while this one keeps
+                // parsing; wait only when the most flushes are in flight.
+                while flushing.len() >= in_flight {
+                    if let Some(h) = flushing.pop_front() {
+                        let waiting = Instant::now();
+                        rt.block_on(h)??;
+                        waited += waiting.elapsed();
                     }
-                };
-                batch_bytes += engine::memtable::record_bytes(&rec);
-                batch_raw += n as u64;
-                batch.push(rec);
-                if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
-                    p.records += batch.len() as u64;
-                    rt.block_on(engine.ingest(&tenant, std::mem::take(&mut batch), batch_raw))?;
-                    (batch_bytes, batch_raw) = (0, 0);
-                    let wants = engine.wants_flush();
-                    swap_pending &= wants;
-                    if wants && !swap_pending {
-                        // Write segments on the other core while this one keeps
-                        // parsing; wait only when the most flushes are in flight.
-                        while flushing.len() >= in_flight {
-                            if let Some(h) = flushing.pop_front() {
-                                let waiting = Instant::now();
-                                rt.block_on(h)??;
-                                waited += waiting.elapsed();
-                            }
-                        }
-                        let e = Arc::clone(&engine);
-                        flushing.push_back(rt.spawn(async move { e.flush().await }));
-                        swap_pending = true;
-                    }
-                    p.tick();
                 }
+                let e = Arc::clone(&engine);
+                flushing.push_back(rt.spawn(async move { e.flush().await }));
+                swap_pending = true;
             }
+            p.tick();
         }
         Ok(())
-    })();
+    });
     // Whatever happened, store what was read before it.
     if !batch.is_empty() {
         p.records += batch.len() as u64;
@@ -204,23 +184,71 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
     let engine =
         Arc::try_unwrap(engine).map_err(|_| anyhow::anyhow!("engine still shared at close"))?;
     rt.block_on(engine.close())?;
-    let secs = p.started.elapsed().as_secs_f64();
     tracing::debug!(
         waited_for_flush_seconds = waited.as_secs_f64(),
         "ingest finished"
     );
-    println!(
-        "ingested {} records ({:.1} MB) in {secs:.2} s, {:.1} MB/s{}",
-        p.records,
-        p.bytes as f64 / 1e6,
-        p.bytes as f64 / 1e6 / secs.max(1e-9),
-        if p.skipped > 0 {
-            format!("; skipped {} bad lines", p.skipped)
-        } else {
-            String::new()
-        }
-    );
+    p.summary();
     outcome
+}
+
+/// Reads every line of the input files (`-`: standard input), parses it in the
+/// chosen format and hands each record to `sink` with its input size in bytes. A bad
+/// line is reported with its file and number, then skipped or ends the run
+/// (`--on-error`).
+pub(super) fn read_records(
+    a: &IngestArgs<'_>,
+    ctx: &IngestContext,
+    p: &mut Progress,
+    mut sink: impl FnMut(Record, u64, &mut Progress) -> Result<()>,
+) -> Result<()> {
+    for path in a.files {
+        let mut input: Box<dyn BufRead> = if path == Path::new("-") {
+            Box::new(BufReader::new(io::stdin().lock()))
+        } else {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Box::new(BufReader::with_capacity(1 << 20, f))
+        };
+        let mut line = Vec::new();
+        let mut line_no = 0u64;
+        loop {
+            line.clear();
+            let n = input
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            p.bytes += n as u64;
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            let parsed = line_text(&line).and_then(|text| match a.format {
+                FormatArg::Raw => Ok(parse_raw(text, ctx)),
+                FormatArg::Jsonl => parse_json(text, ctx),
+            });
+            let rec = match parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    report(path, line_no, &e);
+                    match a.on_error {
+                        OnError::Skip => {
+                            p.skipped += 1;
+                            continue;
+                        }
+                        OnError::Abort => bail!(
+                            "{}:{line_no}: {e} (stopped; every earlier line is stored; --on-error skip goes on past bad lines)",
+                            path.display()
+                        ),
+                    }
+                }
+            };
+            sink(rec, n as u64, p)?;
+        }
+    }
+    Ok(())
 }
 
 fn report(path: &Path, line: u64, e: &LineError) {

@@ -2,6 +2,7 @@
 
 mod data;
 mod query_cmd;
+mod remote;
 mod wal_cmd;
 
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ enum Command {
         /// What to do with a bad line (malformed JSON, invalid UTF-8, over the size limit).
         #[arg(long, value_enum, default_value_t = OnError::Abort)]
         on_error: OnError,
+        /// Send the records to the server at this gRPC address (host:port) instead
+        /// of storing them in a data directory.
+        #[arg(long)]
+        connect: Option<String>,
         /// Input files; `-` reads standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -91,6 +96,10 @@ enum Command {
         /// pipes (`| limit N` first is not bound by it).
         #[arg(long, default_value_t = 1_000_000)]
         max_rows: usize,
+        /// Ask the server at this gRPC address (host:port) over Arrow Flight instead
+        /// of reading a data directory (its limits apply, not --max-rows).
+        #[arg(long)]
+        connect: Option<String>,
         /// The query, e.g. `error _time:1h | stats count() by (level)`.
         query: String,
     },
@@ -189,15 +198,22 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
             stream,
             on_error,
+            connect,
             files,
-        } => data::ingest(data::IngestArgs {
-            data_dir: &data_dir,
-            files: &files,
-            format,
-            tenant: &tenant,
-            stream: &stream,
-            on_error,
-        }),
+        } => {
+            let args = data::IngestArgs {
+                data_dir: &data_dir,
+                files: &files,
+                format,
+                tenant: &tenant,
+                stream: &stream,
+                on_error,
+            };
+            match connect {
+                Some(addr) => remote::ingest(&addr, args),
+                None => data::ingest(args),
+            }
+        }
         Command::Search {
             data_dir,
             tenant,
@@ -218,8 +234,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             timeout,
             max_rows,
+            connect,
             query,
         } => query_cmd::run(query_cmd::QueryArgs {
+            connect: connect.as_deref(),
             data_dir: &data_dir,
             tenant: &tenant,
             output,

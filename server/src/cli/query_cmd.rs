@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use engine::model::Tenant;
 use query::{Cell, Limits, QueryError, Table};
 
@@ -20,6 +20,7 @@ pub(super) enum QueryOutput {
 }
 
 pub(super) struct QueryArgs<'a> {
+    pub(super) connect: Option<&'a str>,
     pub(super) data_dir: &'a Path,
     pub(super) tenant: &'a str,
     pub(super) output: QueryOutput,
@@ -30,20 +31,30 @@ pub(super) struct QueryArgs<'a> {
 
 pub(super) fn run(a: QueryArgs<'_>) -> Result<()> {
     let tenant = Tenant::new(a.tenant).context("--tenant")?;
-    let engine = super::data::open(a.data_dir)?;
-    let limits = Limits {
-        deadline: a.timeout,
-        max_rows: a.max_rows,
-        ..Limits::default()
+    let parse_error = |e: query::ParseError| {
+        // Point at the place in the query.
+        let caret = " ".repeat(e.column.saturating_sub(1));
+        anyhow::anyhow!("{e}\n  {}\n  {caret}^", a.text)
     };
-    let table = match query::query(&engine, &tenant, a.text, &limits) {
-        Ok(t) => t,
-        Err(QueryError::Parse(e)) => {
-            // Point at the place in the query.
-            let caret = " ".repeat(e.column.saturating_sub(1));
-            bail!("{e}\n  {}\n  {caret}^", a.text);
+    let table = match a.connect {
+        Some(addr) => {
+            // Checked here first, so a typo gets the same answer as embedded.
+            query::parse(a.text, 0).map_err(parse_error)?;
+            super::remote::query(addr, tenant.as_str(), a.text, a.timeout)?
         }
-        Err(e) => return Err(e.into()),
+        None => {
+            let engine = super::data::open(a.data_dir)?;
+            let limits = Limits {
+                deadline: a.timeout,
+                max_rows: a.max_rows,
+                ..Limits::default()
+            };
+            match query::query(&engine, &tenant, a.text, &limits) {
+                Ok(t) => t,
+                Err(QueryError::Parse(e)) => return Err(parse_error(e)),
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

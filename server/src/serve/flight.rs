@@ -94,9 +94,9 @@ impl Flight {
 
 fn json_result(v: serde_json::Value) -> Stream<arrow_flight::Result> {
     let body = bytes::Bytes::from(v.to_string());
-    Box::pin(stream::once(async move {
-        Ok(arrow_flight::Result { body })
-    }))
+    Box::pin(stream::once(
+        async move { Ok(arrow_flight::Result { body }) },
+    ))
 }
 
 #[tonic::async_trait]
@@ -196,7 +196,9 @@ impl FlightService for Flight {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let results = super::put::do_put(Arc::clone(&self.node), request.into_inner()).await?;
-        Ok(Response::new(Box::pin(stream::iter(results.into_iter().map(Ok)))))
+        Ok(Response::new(Box::pin(stream::iter(
+            results.into_iter().map(Ok),
+        ))))
     }
 
     async fn do_exchange(
@@ -239,8 +241,14 @@ impl FlightService for Flight {
         _: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
         let actions = [
-            ("flush", "Write the memtable to segments now; returns {segments, rows}."),
-            ("compact", "Merge each day's segments; returns {merged, written}."),
+            (
+                "flush",
+                "Write the memtable to segments now; returns {segments, rows}.",
+            ),
+            (
+                "compact",
+                "Merge each day's segments; returns {merged, written}.",
+            ),
             ("stats", "Records, segments, bytes and WAL state, as JSON."),
         ];
         let list: Vec<Result<ActionType, Status>> = actions

@@ -66,7 +66,10 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         node.metrics.render(&node.engine),
     )
         .into_response()
@@ -131,7 +134,11 @@ async fn insert_jsonl(State(node): State<Arc<Node>>, uri: Uri, body: Bytes) -> R
                 Ok(l) => ctx.stream = l,
                 Err(e) => return bad(format!("stream: {e:#}")),
             },
-            other => return bad(format!("unknown parameter {other:?}: use tenant and stream")),
+            other => {
+                return bad(format!(
+                    "unknown parameter {other:?}: use tenant and stream"
+                ))
+            }
         }
     }
     let mut records = Vec::new();

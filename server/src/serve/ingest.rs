@@ -88,10 +88,15 @@ pub(crate) fn convert(req: PushRequest, records_max: usize, now: i64) -> Result<
     })
 }
 
-fn check_labels(labels: &std::collections::HashMap<String, String>, what: &str) -> Result<(), Status> {
+fn check_labels(
+    labels: &std::collections::HashMap<String, String>,
+    what: &str,
+) -> Result<(), Status> {
     for k in labels.keys() {
         if k.is_empty() {
-            return Err(Status::invalid_argument(format!("{what}: a label name is empty")));
+            return Err(Status::invalid_argument(format!(
+                "{what}: a label name is empty"
+            )));
         }
     }
     Ok(())
@@ -108,7 +113,9 @@ impl Ingest for IngestService {
         )
         .inspect_err(|_| node.rejected())?;
         let n = batch.records.len() as u64;
-        let reply = node.ingest(&batch.tenant, batch.records, batch.dedup).await?;
+        let reply = node
+            .ingest(&batch.tenant, batch.records, batch.dedup)
+            .await?;
         Ok(Response::new(PushResponse {
             first_lsn: reply.range.first,
             last_lsn: reply.range.last,
@@ -132,7 +139,9 @@ impl Ingest for IngestService {
             let batch = convert(req?, node.cfg.limits.batch_records_max, super::now_ns())
                 .inspect_err(|_| node.rejected())?;
             out.records += batch.records.len() as u64;
-            let reply = node.ingest(&batch.tenant, batch.records, batch.dedup).await?;
+            let reply = node
+                .ingest(&batch.tenant, batch.records, batch.dedup)
+                .await?;
             if reply.range.first <= reply.range.last {
                 out.first_lsn = out.first_lsn.min(reply.range.first);
                 out.last_lsn = out.last_lsn.max(reply.range.last);

@@ -193,7 +193,11 @@ impl Metrics {
             &lat.counts(),
             g(&lat.sum_nanos) as f64 / 1e9,
         );
-        f.counter("heimdall_flushes", "Memtable flushes completed.", g(&self.flushes));
+        f.counter(
+            "heimdall_flushes",
+            "Memtable flushes completed.",
+            g(&self.flushes),
+        );
         f.counter(
             "heimdall_flush_errors",
             "Memtable flushes that failed.",

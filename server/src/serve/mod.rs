@@ -76,8 +76,10 @@ impl Node {
                 "{backlog} bytes wait to be flushed (limit {}): retry later",
                 self.cfg.limits.backlog_bytes_max
             ));
-            s.metadata_mut()
-                .insert("grpc-retry-pushback-ms", tonic::metadata::MetadataValue::from(500u32));
+            s.metadata_mut().insert(
+                "grpc-retry-pushback-ms",
+                tonic::metadata::MetadataValue::from(500u32),
+            );
             return Err(s);
         }
         let n = records.len() as u64;
@@ -268,7 +270,11 @@ async fn serve(cfg: Config) -> Result<()> {
                 stopped(stop_rx.clone()),
             ),
     );
-    let http_task = tokio::spawn(http::serve(http, Arc::clone(&node), stopped(stop_rx.clone())));
+    let http_task = tokio::spawn(http::serve(
+        http,
+        Arc::clone(&node),
+        stopped(stop_rx.clone()),
+    ));
     node.ready.store(true, Ordering::Release);
     tracing::info!(
         grpc = %grpc_addr,

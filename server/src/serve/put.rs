@@ -14,8 +14,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -49,12 +49,13 @@ pub(crate) async fn do_put(
     // The command rides on the first message's descriptor.
     let cmd = match std::pin::Pin::new(&mut input).peek().await {
         Some(Ok(first)) => match &first.flight_descriptor {
-            Some(d) if !d.cmd.is_empty() => serde_json::from_slice::<PutCommand>(&d.cmd)
-                .map_err(|e| {
+            Some(d) if !d.cmd.is_empty() => {
+                serde_json::from_slice::<PutCommand>(&d.cmd).map_err(|e| {
                     Status::invalid_argument(format!(
                         "DoPut command is not {{\"tenant\", \"stream\", \"stream_fields\"}}: {e}"
                     ))
-                })?,
+                })?
+            }
             _ => PutCommand::default(),
         },
         _ => PutCommand::default(),
@@ -92,7 +93,9 @@ fn column<'a>(name: &str, a: &'a dyn Array) -> Result<Col<'a>, Status> {
         ($t:ty) => {{
             let p = a.as_primitive::<$t>();
             Col::I64(Box::new(move |i| {
-                (!p.is_null(i)).then(|| p.value(i)).and_then(|v| i64::try_from(v).ok())
+                (!p.is_null(i))
+                    .then(|| p.value(i))
+                    .and_then(|v| i64::try_from(v).ok())
             }))
         }};
     }
@@ -119,7 +122,9 @@ fn column<'a>(name: &str, a: &'a dyn Array) -> Result<Col<'a>, Status> {
         DataType::UInt64 => int!(UInt64Type),
         DataType::Float32 => {
             let p = a.as_primitive::<Float32Type>();
-            Col::F64(Box::new(move |i| (!p.is_null(i)).then(|| f64::from(p.value(i)))))
+            Col::F64(Box::new(move |i| {
+                (!p.is_null(i)).then(|| f64::from(p.value(i)))
+            }))
         }
         DataType::Float64 => {
             let p = a.as_primitive::<Float64Type>();
