@@ -1,0 +1,248 @@
+//! `ingest-load`: pushes log lines to a running `heimdall serve` over gRPC from N
+//! concurrent clients and reports sustained MB/s and lines/s, the acknowledgement
+//! latency (p50 / p99 / max of every push: an answer means durable in the WAL) and,
+//! with `--server-pid`, the server's peak RSS. `--doget QUERY` then times an Arrow
+//! Flight DoGet of the query's result (rows/s).
+//!
+//! ```sh
+//! target/release/heimdall serve --data-dir /tmp/hd-load &
+//! target/release/ingest-load --connect 127.0.0.1:7400 --input /tmp/gen10m.log \
+//!     --clients 8 --server-pid $! --doget '* | limit 1000000'
+//! ```
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use arrow_flight::{FlightClient, Ticket};
+use clap::Parser;
+use engine::ingest::{parse_raw, IngestContext};
+use engine::model::Value;
+use futures::TryStreamExt;
+
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+mod pb {
+    tonic::include_proto!("heimdall.v1");
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Push log lines to heimdall serve over gRPC and measure")]
+struct Args {
+    /// gRPC address of the server.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    connect: String,
+    /// Raw log lines to push (e.g. from heimdall-gen).
+    #[arg(long)]
+    input: PathBuf,
+    /// Concurrent clients (each with its own connection, one push in flight).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Lines per push.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Stop after this many lines (0: the whole input).
+    #[arg(long, default_value_t = 0)]
+    lines: u64,
+    /// Server process id, to report its peak RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// After the load, time a Flight DoGet of this query.
+    #[arg(long)]
+    doget: Option<String>,
+}
+
+fn to_pb(r: engine::model::Record) -> pb::Record {
+    pb::Record {
+        time_unix_nano: r.time_ns,
+        msg: r.msg,
+        stream: r.stream.into_iter().collect(),
+        level: r.level.unwrap_or_default(),
+        fields: r
+            .fields
+            .into_iter()
+            .map(|(name, v)| pb::Field {
+                name,
+                value: Some(match v {
+                    Value::Str(s) => pb::field::Value::Str(s),
+                    Value::I64(x) => pb::field::Value::I64(x),
+                    Value::F64(x) => pb::field::Value::F64(x),
+                    Value::Bool(x) => pb::field::Value::Bool(x),
+                }),
+            })
+            .collect(),
+    }
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let url = format!("http://{}", a.connect);
+    // Parsing runs on its own thread and hands batches (and their bytes) over.
+    let (tx, rx) = async_channel(a.clients * 2);
+    let input = a.input.clone();
+    let (batch, max_lines) = (a.batch, a.lines);
+    let reader = std::thread::spawn(move || -> Result<(u64, u64)> {
+        let f = std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
+        let ctx = IngestContext {
+            now_ns: 0,
+            ..IngestContext::default()
+        };
+        let (mut lines, mut bytes) = (0u64, 0u64);
+        let mut recs = Vec::with_capacity(batch);
+        let mut raw = 0u64;
+        for line in std::io::BufReader::with_capacity(1 << 20, f).lines() {
+            let line = line?;
+            raw += line.len() as u64 + 1;
+            recs.push(to_pb(parse_raw(&line, &ctx)));
+            lines += 1;
+            if recs.len() >= batch {
+                bytes += raw;
+                if tx.send_blocking((std::mem::take(&mut recs), raw)).is_err() {
+                    break;
+                }
+                raw = 0;
+            }
+            if max_lines > 0 && lines >= max_lines {
+                break;
+            }
+        }
+        if !recs.is_empty() {
+            bytes += raw;
+            let _ = tx.send_blocking((recs, raw));
+        }
+        Ok((lines, bytes))
+    });
+    let started = Instant::now();
+    let latencies: Vec<Vec<Duration>> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..a.clients {
+            let rx = rx.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let ch = tonic::transport::Endpoint::from_shared(url)?
+                    .connect()
+                    .await
+                    .context("connect")?;
+                let mut client =
+                    pb::ingest_client::IngestClient::new(ch).max_encoding_message_size(64 << 20);
+                let mut lat = Vec::new();
+                let mut seq = 0u64;
+                while let Ok((records, _)) = rx.recv().await {
+                    seq += 1;
+                    let req = pb::PushRequest {
+                        producer_id: format!("load-{c}"),
+                        sequence: seq,
+                        records,
+                        ..Default::default()
+                    };
+                    let t = Instant::now();
+                    client.push(req).await.context("push")?;
+                    lat.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(lat)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await??);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let (lines, bytes) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    let mut lat: Vec<Duration> = latencies.into_iter().flatten().collect();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let mut report = serde_json::json!({
+        "clients": a.clients,
+        "batch_lines": a.batch,
+        "lines": lines,
+        "mb": bytes as f64 / 1e6,
+        "seconds": secs,
+        "mb_per_s": bytes as f64 / 1e6 / secs,
+        "lines_per_s": lines as f64 / secs,
+        "ack_ms_p50": pct(0.50),
+        "ack_ms_p99": pct(0.99),
+        "ack_ms_max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        "server_peak_rss_mb": a.server_pid.and_then(peak_rss_mb),
+    });
+    if let Some(q) = &a.doget {
+        let (rows, s) = rt.block_on(async {
+            let ch = tonic::transport::Endpoint::from_shared(url.clone())?
+                .connect()
+                .await?;
+            let mut c = FlightClient::new(ch);
+            let t = Instant::now();
+            let batches: Vec<_> = c
+                .do_get(Ticket::new(q.clone()))
+                .await?
+                .try_collect()
+                .await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            Ok::<_, anyhow::Error>((rows, t.elapsed().as_secs_f64()))
+        })?;
+        report["doget_query"] = serde_json::json!(q);
+        report["doget_rows"] = serde_json::json!(rows);
+        report["doget_seconds"] = serde_json::json!(s);
+        report["doget_rows_per_s"] = serde_json::json!(rows as f64 / s);
+        if let Some(pid) = a.server_pid {
+            report["server_peak_rss_mb"] = serde_json::json!(peak_rss_mb(pid));
+        }
+    }
+    println!("{report}");
+    Ok(())
+}
+
+/// A bounded multi-consumer channel: the reader thread blocks when the clients are
+/// behind, so memory stays bounded.
+fn async_channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(cap);
+    (Sender(tx), Receiver(Arc::new(tokio::sync::Mutex::new(rx))))
+}
+
+struct Sender<T>(tokio::sync::mpsc::Sender<T>);
+
+impl<T> Sender<T> {
+    fn send_blocking(&self, v: T) -> Result<(), ()> {
+        self.0.blocking_send(v).map_err(|_| ())
+    }
+}
+
+struct Receiver<T>(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<T>>>);
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        Receiver(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Receiver<T> {
+    async fn recv(&self) -> Result<T, ()> {
+        self.0.lock().await.recv().await.ok_or(())
+    }
+}
