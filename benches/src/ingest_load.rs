@@ -191,6 +191,8 @@ fn main() -> Result<()> {
         "ack_ms_max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         "server_peak_rss_mb": a.server_pid.and_then(peak_rss_mb),
     });
+    // The load's numbers first: a failing DoGet must not lose them.
+    println!("{report}");
     if let Some(q) = &a.doget {
         let (rows, s) = rt.block_on(async {
             let ch = tonic::transport::Endpoint::from_shared(url.clone())?
@@ -213,8 +215,8 @@ fn main() -> Result<()> {
         if let Some(pid) = a.server_pid {
             report["server_peak_rss_mb"] = serde_json::json!(peak_rss_mb(pid));
         }
+        println!("{report}");
     }
-    println!("{report}");
     Ok(())
 }
 

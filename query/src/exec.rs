@@ -1097,11 +1097,40 @@ pub fn run(
     }
     let mut sink = Sink::new(&q.pipes);
     let mut mem_err = None;
+    // A leading `| limit N` over records keeps only the newest N of the memtable
+    // (which may hold more than the row limit), like it does over segments.
+    let leading_limit = match (q.pipes.first(), &sink) {
+        (Some(Pipe::Limit(n)), Sink::Rows { .. }) => {
+            Some(usize::try_from(*n).unwrap_or(usize::MAX))
+        }
+        _ => None,
+    };
+    let mut newest: Vec<Record> = Vec::new();
     let mut segments = engine.snapshot(tenant, bounds, |r| {
-        if mem_err.is_none() && compiled.matches(r) {
-            mem_err = sink.add(r.clone(), limits).err();
+        if mem_err.is_some() || !compiled.matches(r) {
+            return;
+        }
+        match leading_limit {
+            Some(n) => {
+                newest.push(r.clone());
+                // Keep it bounded: trim to the newest N whenever it doubles.
+                if newest.len() >= n.saturating_mul(2).max(1024) {
+                    newest.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
+                    newest.truncate(n);
+                }
+            }
+            None => mem_err = sink.add(r.clone(), limits).err(),
         }
     })?;
+    if let Some(n) = leading_limit {
+        newest.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
+        newest.truncate(n);
+        for r in newest {
+            if mem_err.is_none() {
+                mem_err = sink.add(r, limits).err();
+            }
+        }
+    }
     if let Some(e) = mem_err {
         return Err(e);
     }
