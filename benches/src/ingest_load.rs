@@ -133,11 +133,13 @@ fn main() -> Result<()> {
         Ok((lines, bytes))
     });
     let started = Instant::now();
+    let pushbacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let latencies: Vec<Vec<Duration>> = rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..a.clients {
             let rx = rx.clone();
             let url = url.clone();
+            let pushbacks = Arc::clone(&pushbacks);
             tasks.push(tokio::spawn(async move {
                 let ch = tonic::transport::Endpoint::from_shared(url)?
                     .connect()
@@ -156,7 +158,19 @@ fn main() -> Result<()> {
                         ..Default::default()
                     };
                     let t = Instant::now();
-                    client.push(req).await.context("push")?;
+                    // Pushed back: wait as told and retry the same batch (same
+                    // idempotency key), as a real client does; the latency counts
+                    // the whole wait.
+                    loop {
+                        match client.push(req.clone()).await {
+                            Ok(_) => break,
+                            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                                pushbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            Err(s) => return Err(anyhow::anyhow!("push: {}", s.message())),
+                        }
+                    }
                     lat.push(t.elapsed());
                 }
                 Ok::<_, anyhow::Error>(lat)
@@ -189,6 +203,7 @@ fn main() -> Result<()> {
         "ack_ms_p50": pct(0.50),
         "ack_ms_p99": pct(0.99),
         "ack_ms_max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        "pushbacks": pushbacks.load(std::sync::atomic::Ordering::Relaxed),
         "server_peak_rss_mb": a.server_pid.and_then(peak_rss_mb),
     });
     // The load's numbers first: a failing DoGet must not lose them.

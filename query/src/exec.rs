@@ -1140,17 +1140,26 @@ pub fn run(
     // newer than everything left are in hand.
     if let (Some(Pipe::Limit(n)), Sink::Rows { .. }) = (q.pipes.first(), &sink) {
         let n = usize::try_from(*n).unwrap_or(usize::MAX);
+        // Not bound by the row limit (what is kept is cut to N after each segment);
+        // the memory limit still holds.
+        let unbounded = Limits {
+            max_rows: usize::MAX,
+            ..limits.clone()
+        };
         for s in &segments {
-            if let Sink::Rows { rows, .. } = &mut sink {
+            if let Sink::Rows { rows, bytes } = &mut sink {
                 if rows.len() >= n {
                     rows.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
+                    *bytes = (*bytes as u128 * n as u128 / rows.len() as u128) as usize;
                     rows.truncate(n);
                     if rows.last().is_some_and(|r| r.time_ns > s.entry.max_time) {
                         break;
                     }
                 }
             }
-            scan_segment(s, q, &compiled, bounds, started, limits, &need, &mut sink)?;
+            scan_segment(
+                s, q, &compiled, bounds, started, &unbounded, &need, &mut sink,
+            )?;
         }
     } else {
         let threads = limits.threads.clamp(1, segments.len().max(1));

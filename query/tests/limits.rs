@@ -34,9 +34,25 @@ fn a_leading_limit_over_a_big_memtable_is_not_bound_by_the_row_limit() {
     let r = query(&e, &t, "* | limit 3 | fields _msg", &limits).unwrap();
     let msgs: Vec<String> = r.rows.iter().map(|row| row[0].text().unwrap()).collect();
     assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"]);
+    // The same once the records are in segments (several blocks, one segment).
+    rt_flush(&e);
+    let r = query(&e, &t, "* | limit 3 | fields _msg", &limits).unwrap();
+    let msgs: Vec<String> = r.rows.iter().map(|row| row[0].text().unwrap()).collect();
+    assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"]);
+    let r = query(&e, &t, "* | limit 1000 | stats count()", &limits).unwrap();
+    assert_eq!(r.rows[0][0], query::Cell::I64(1000));
     // Without the leading limit the row limit applies.
     assert!(matches!(
         query(&e, &t, "line | fields _msg | limit 3", &limits),
         Err(QueryError::TooManyRows(1000))
     ));
+}
+
+fn rt_flush(e: &Engine) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(e.flush())
+        .unwrap();
 }

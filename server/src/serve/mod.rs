@@ -232,6 +232,7 @@ async fn serve(cfg: Config) -> Result<()> {
         .with_context(|| format!("binding the HTTP address {}", cfg.http_addr))?;
     let mut ecfg = EngineConfig::new(&cfg.data_dir);
     ecfg.memtable_bytes_max = cfg.limits.memtable_bytes_max;
+    ecfg.flush_threads = cfg.limits.flush_threads;
     let started = Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::open(ecfg))
         .await
