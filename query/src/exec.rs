@@ -1150,7 +1150,10 @@ pub fn run(
             if let Sink::Rows { rows, bytes } = &mut sink {
                 if rows.len() >= n {
                     rows.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
-                    *bytes = (*bytes as u128 * n as u128 / rows.len() as u128) as usize;
+                    // (`| limit 0` gets here with no rows.)
+                    *bytes = (*bytes as u128 * n as u128)
+                        .checked_div(rows.len() as u128)
+                        .unwrap_or(0) as usize;
                     rows.truncate(n);
                     if rows.last().is_some_and(|r| r.time_ns > s.entry.max_time) {
                         break;

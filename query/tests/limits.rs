@@ -41,6 +41,10 @@ fn a_leading_limit_over_a_big_memtable_is_not_bound_by_the_row_limit() {
     assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"]);
     let r = query(&e, &t, "* | limit 1000 | stats count()", &limits).unwrap();
     assert_eq!(r.rows[0][0], query::Cell::I64(1000));
+    assert!(query(&e, &t, "* | limit 0", &limits)
+        .unwrap()
+        .rows
+        .is_empty());
     // Without the leading limit the row limit applies.
     assert!(matches!(
         query(&e, &t, "line | fields _msg | limit 3", &limits),
