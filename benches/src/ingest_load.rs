@@ -133,6 +133,9 @@ fn main() -> Result<()> {
         Ok((lines, bytes))
     });
     let started = Instant::now();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let pushbacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let latencies: Vec<Vec<Duration>> = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -152,7 +155,9 @@ fn main() -> Result<()> {
                 while let Ok((records, _)) = rx.recv().await {
                     seq += 1;
                     let req = pb::PushRequest {
-                        producer_id: format!("load-{c}"),
+                        // Unique per run: the server remembers producers across
+                        // restarts, and a new run starts its sequences at 1.
+                        producer_id: format!("load-{}-{run}-{c}", std::process::id()),
                         sequence: seq,
                         records,
                         ..Default::default()
