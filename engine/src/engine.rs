@@ -152,6 +152,18 @@ struct State {
     readers: std::collections::HashMap<String, Arc<SegmentReader>>,
 }
 
+impl State {
+    /// The open reader of listed segment `e`, opened on first use and cached.
+    fn reader(&mut self, dir: &Path, e: &SegmentEntry) -> Result<Arc<SegmentReader>> {
+        if let Some(r) = self.readers.get(&e.file) {
+            return Ok(Arc::clone(r));
+        }
+        let r = Arc::new(SegmentReader::open(dir.join(&e.file))?);
+        self.readers.insert(e.file.clone(), Arc::clone(&r));
+        Ok(r)
+    }
+}
+
 /// What [`Engine::ingest_with`] did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ingested {
@@ -633,7 +645,7 @@ impl Engine {
             if out.len() >= limit && out.last().is_some_and(|r| r.time_ns > s.max_time) {
                 break;
             }
-            let reader = SegmentReader::open(self.dir.join(&s.file))?;
+            let reader = self.state().reader(&self.dir, &s)?;
             let hits = reader.search_words(words)?;
             let mut by_block: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
             for (b, row) in hits {
@@ -668,38 +680,39 @@ impl Engine {
                 memtable(r);
             }
         }
-        let st = &mut *st;
-        let mut out = Vec::new();
-        for e in &st.manifest.segments {
-            if e.tenant != tenant.as_str() || e.max_time < time.0 || e.min_time >= time.1 {
-                continue;
-            }
-            let reader = match st.readers.get(&e.file) {
-                Some(r) => Arc::clone(r),
-                None => {
-                    let r = Arc::new(SegmentReader::open(self.dir.join(&e.file))?);
-                    st.readers.insert(e.file.clone(), Arc::clone(&r));
-                    r
-                }
-            };
-            out.push(SegmentHandle {
-                entry: e.clone(),
-                reader,
-            });
-        }
-        Ok(out)
+        let entries: Vec<SegmentEntry> = st
+            .manifest
+            .segments
+            .iter()
+            .filter(|e| e.tenant == tenant.as_str() && e.max_time >= time.0 && e.min_time < time.1)
+            .cloned()
+            .collect();
+        entries
+            .into_iter()
+            .map(|entry| {
+                let reader = st.reader(&self.dir, &entry)?;
+                Ok(SegmentHandle { entry, reader })
+            })
+            .collect()
     }
 
     /// Counts and sizes of the data directory.
     pub fn stats(&self) -> Result<EngineStats> {
-        let (manifest, mem_rows, mem_raw) = {
-            let st = self.state();
+        let (manifest, mem_rows, mem_raw, readers) = {
+            let mut st = self.state();
             let frozen_rows: u64 = st.frozen.iter().map(|m| m.rows()).sum();
             let frozen_raw: u64 = st.frozen.iter().map(|m| m.raw_bytes()).sum();
+            let manifest = st.manifest.clone();
+            let readers = manifest
+                .segments
+                .iter()
+                .map(|e| st.reader(&self.dir, e))
+                .collect::<Result<Vec<_>>>()?;
             (
-                st.manifest.clone(),
+                manifest,
                 st.memtable.rows() + frozen_rows,
                 st.memtable.raw_bytes() + frozen_raw,
+                readers,
             )
         };
         let mut s = EngineStats {
@@ -708,9 +721,8 @@ impl Engine {
             raw_bytes: mem_raw + manifest.raw_bytes,
             ..EngineStats::default()
         };
-        for e in &manifest.segments {
+        for (e, r) in manifest.segments.iter().zip(&readers) {
             s.records += e.rows;
-            let r = SegmentReader::open(self.dir.join(&e.file))?;
             let mut cols = 0u64;
             for c in &r.footer().columns {
                 let n: u64 = c.chunks.iter().map(|c| u64::from(c.len)).sum();

@@ -180,13 +180,10 @@ fn candidates(
                 }
                 out
             }
-            Cond::Regex(re) => {
-                let pred = regex_prefilter(re).map(MsgPred::Contains);
-                match pred.and_then(|p| m.preds.iter().position(|x| *x == p)) {
-                    Some(i) => r.matcher_blocks(m.matchers, i)?,
-                    None => None,
-                }
-            }
+            Cond::Regex(re) => match prefilter_of(m.preds, re) {
+                Some(i) => r.matcher_blocks(m.matchers, i)?,
+                None => None,
+            },
             _ => None,
         },
         // `_time` and `_stream` as fields have no index entries.
@@ -368,8 +365,11 @@ enum MsgPred {
     Prefix(String),
     /// Only for phrases of template words ([`template_phrase`]).
     Phrase(Vec<String>),
-    /// A regex's prefilter ([`regex_prefilter`]): a token contains one of these.
-    Contains(Vec<String>),
+    /// A regex's prefilter ([`regex_prefilter`]): a token contains one of `subs`.
+    Contains {
+        regex: String,
+        subs: Vec<String>,
+    },
 }
 
 impl MsgPred {
@@ -378,7 +378,7 @@ impl MsgPred {
             MsgPred::Word(w) => MsgPredicate::Word(w),
             MsgPred::Prefix(p) => MsgPredicate::Prefix(p),
             MsgPred::Phrase(t) => MsgPredicate::Phrase(t),
-            MsgPred::Contains(t) => MsgPredicate::Contains(t),
+            MsgPred::Contains { subs, .. } => MsgPredicate::Contains(subs),
         }
     }
 }
@@ -411,6 +411,24 @@ fn regex_prefilter(re: &str) -> Option<Vec<String>> {
         }
     }
     Some(out)
+}
+
+/// Where the prefilter of regex `re` is among `preds`, if it has one.
+fn prefilter_of(preds: &[MsgPred], re: &str) -> Option<usize> {
+    preds
+        .iter()
+        .position(|p| matches!(p, MsgPred::Contains { regex, .. } if regex == re))
+}
+
+/// What every segment of one query shares, worked out once.
+struct Plan<'a> {
+    q: &'a Query,
+    compiled: &'a Compiled,
+    bounds: (i64, i64),
+    started: Instant,
+    need: &'a Need,
+    /// The `_msg` conditions decided on ids ([`collect_msg_preds`]).
+    msg_preds: Vec<MsgPred>,
 }
 
 /// Whether a phrase is decided by templates alone: more than one token, none of
@@ -595,8 +613,9 @@ impl<'a> Block<'a> {
                         // Rows without a token holding the prefilter's strings
                         // cannot match: only the others are rebuilt and run
                         // through the regex.
-                        let pre = regex_prefilter(re)
-                            .map(|subs| and(mask, self.msg_pred(&MsgPred::Contains(subs))));
+                        let pre = prefilter_of(self.msg_preds, re)
+                            .and_then(|i| self.msg_rows.get(i))
+                            .map(|rows| and(mask, rows));
                         let mask = pre.as_deref().unwrap_or(mask);
                         self.texts_for(mask)?;
                         let re = self.compiled.regex(re);
@@ -692,14 +711,7 @@ impl FieldKeys {
         let mut dicts: Vec<StrList> = Vec::new();
         let mut texts: Vec<String> = Vec::new();
         for (col, meta) in r.footer().columns.iter().enumerate() {
-            let applies = match meta.kind {
-                ColumnKind::Level => k == "level",
-                ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
-                    meta.name == k
-                }
-                _ => false,
-            };
-            if !applies {
+            if !holds_field(meta, k) {
                 continue;
             }
             match meta.kind {
@@ -849,6 +861,16 @@ impl FieldKeys {
     }
 }
 
+/// Whether column `c` holds values of field `k` (the level column for `level`,
+/// else the field columns named `k`).
+fn holds_field(c: &ColumnMeta, k: &str) -> bool {
+    match c.kind {
+        ColumnKind::Level => k == "level",
+        ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => c.name == k,
+        _ => false,
+    }
+}
+
 /// Counts every row of block `b` by field `k` straight from the dictionary ids of
 /// its first column, when that column is a string column every row has a value in
 /// (then no other source can apply). Returns whether it could.
@@ -858,11 +880,7 @@ fn count_whole_string_column(
     k: &str,
     g: &mut Grouper,
 ) -> Result<bool, QueryError> {
-    let first = r.footer().columns.iter().position(|c| match c.kind {
-        ColumnKind::Level => k == "level",
-        ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => c.name == k,
-        _ => false,
-    });
+    let first = r.footer().columns.iter().position(|c| holds_field(c, k));
     let Some(col) = first else { return Ok(false) };
     let Some(sc) = r.string_ids(col, b)? else {
         return Ok(false);
@@ -932,7 +950,10 @@ fn collect_msg_preds(f: &Filter, out: &mut Vec<MsgPred>) {
             }
             Cond::Regex(re) => {
                 if let Some(subs) = regex_prefilter(re) {
-                    push(MsgPred::Contains(subs));
+                    push(MsgPred::Contains {
+                        regex: re.clone(),
+                        subs,
+                    });
                 }
             }
             _ => {}
@@ -942,26 +963,27 @@ fn collect_msg_preds(f: &Filter, out: &mut Vec<MsgPred>) {
 }
 
 /// Everything one segment contributes.
-#[allow(clippy::too_many_arguments)]
 fn scan_segment(
     seg: &SegmentHandle,
-    q: &Query,
-    compiled: &Compiled,
-    bounds: (i64, i64),
-    started: Instant,
+    plan: &Plan<'_>,
     limits: &Limits,
-    need: &Need,
     sink: &mut Sink,
 ) -> Result<(), QueryError> {
+    let Plan {
+        q,
+        compiled,
+        bounds,
+        started,
+        need,
+        ref msg_preds,
+    } = *plan;
     let r = &*seg.reader;
     let blocks = r.footer().blocks.clone();
-    // `_msg` conditions decided on ids, prepared once for the segment.
-    let mut msg_preds: Vec<MsgPred> = Vec::new();
-    collect_msg_preds(&q.filter, &mut msg_preds);
+    // The `_msg` conditions, prepared once for the segment.
     let preds: Vec<MsgPredicate<'_>> = msg_preds.iter().map(MsgPred::as_predicate).collect();
     let matchers = r.msg_matchers(&preds)?;
     let prepared = Prepared {
-        preds: &msg_preds,
+        preds: msg_preds,
         matchers: &matchers,
     };
     let cands = candidates(&q.filter, r, &prepared)?;
@@ -982,7 +1004,7 @@ fn scan_segment(
             meta.rows as usize,
             compiled,
             need,
-            &msg_preds,
+            msg_preds,
             &matchers,
         )?;
         let all = vec![true; ctx.rows];
@@ -1096,6 +1118,16 @@ pub fn run(
         need.names.extend(pipe.names);
     }
     let mut sink = Sink::new(&q.pipes);
+    let mut msg_preds: Vec<MsgPred> = Vec::new();
+    collect_msg_preds(&q.filter, &mut msg_preds);
+    let plan = Plan {
+        q,
+        compiled: &compiled,
+        bounds,
+        started,
+        need: &need,
+        msg_preds,
+    };
     let mut mem_err = None;
     // A leading `| limit N` over records keeps only the newest N of the memtable
     // (which may hold more than the row limit), like it does over segments.
@@ -1160,9 +1192,7 @@ pub fn run(
                     }
                 }
             }
-            scan_segment(
-                s, q, &compiled, bounds, started, &unbounded, &need, &mut sink,
-            )?;
+            scan_segment(s, &plan, &unbounded, &mut sink)?;
         }
     } else {
         let threads = limits.threads.clamp(1, segments.len().max(1));
@@ -1177,9 +1207,7 @@ pub fn run(
                             let Some(s) = segments.get(i) else {
                                 return Ok(mine);
                             };
-                            scan_segment(
-                                s, q, &compiled, bounds, started, limits, &need, &mut mine,
-                            )?;
+                            scan_segment(s, &plan, limits, &mut mine)?;
                         }
                     })
                 })

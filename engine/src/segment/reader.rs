@@ -988,31 +988,19 @@ impl SegmentReader {
             v.dedup();
             v
         };
+        // Entry j of dictionary block b is taken when its ordinal is in the set.
+        let pick = |set: &RoaringBitmap, b: u32, j: usize| {
+            if set.contains(b * per + j as u32) {
+                Want::Take
+            } else {
+                Want::Skip
+            }
+        };
         for b in blocks(strs) {
-            self.scan_terms(
-                b as usize,
-                |j, _| {
-                    if strs.contains(b * per + j as u32) {
-                        Want::Take
-                    } else {
-                        Want::Skip
-                    }
-                },
-                |_, bm| out |= bm,
-            )?;
+            self.scan_terms(b as usize, |j, _| pick(strs, b, j), |_, bm| out |= bm)?;
         }
         for b in blocks(ints) {
-            self.scan_ints(
-                b as usize,
-                |j, _| {
-                    if ints.contains(b * per + j as u32) {
-                        Want::Take
-                    } else {
-                        Want::Skip
-                    }
-                },
-                |_, bm| out |= bm,
-            )?;
+            self.scan_ints(b as usize, |j, _| pick(ints, b, j), |_, bm| out |= bm)?;
         }
         Ok(Some(out))
     }
