@@ -28,6 +28,10 @@ struct Args {
     /// Warm runs per query (after the first).
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Time the query to Arrow record batches (what Flight DoGet streams) instead
+    /// of to a table.
+    #[arg(long)]
+    arrow: bool,
     /// Queries, run in order.
     #[arg(required = true)]
     queries: Vec<String>,
@@ -46,6 +50,10 @@ fn main() -> Result<()> {
     let tenant = Tenant::new(a.tenant.as_str())?;
     let limits = Limits::default();
     for q in &a.queries {
+        if a.arrow {
+            time_arrow(&engine, &tenant, q, &limits, a.runs, open_ms)?;
+            continue;
+        }
         let t = Instant::now();
         let first = query::query(&engine, &tenant, q, &limits)?;
         let first_ms = ms(t.elapsed());
@@ -79,5 +87,44 @@ fn main() -> Result<()> {
             })
         );
     }
+    Ok(())
+}
+
+/// Times `q` to Arrow record batches (Flight's batch size), the way DoGet runs it.
+fn time_arrow(
+    engine: &Engine,
+    tenant: &Tenant,
+    q: &str,
+    limits: &Limits,
+    runs: usize,
+    open_ms: f64,
+) -> Result<()> {
+    let t = Instant::now();
+    let first = query::query_batches(engine, tenant, q, limits, 64 * 1024)?;
+    let first_ms = ms(t.elapsed());
+    let mut warm = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let again = query::query_batches(engine, tenant, q, limits, 64 * 1024)?;
+        warm.push(ms(t.elapsed()));
+        anyhow::ensure!(
+            again == first,
+            "query {q:?} answered differently on a rerun"
+        );
+    }
+    warm.sort_by(f64::total_cmp);
+    let p50 = warm.get(warm.len() / 2).copied().unwrap_or(first_ms);
+    let rows: usize = first.iter().map(|b| b.num_rows()).sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "query": q,
+            "arrow": true,
+            "open_ms": open_ms,
+            "first_ms": first_ms,
+            "p50_ms": p50,
+            "rows": rows,
+        })
+    );
     Ok(())
 }

@@ -13,6 +13,10 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use std::collections::{BTreeMap, HashMap};
+
+use engine::model::{Labels, Record, Value};
+
 use crate::eval::{Cell, Table};
 
 /// Rows per batch unless the caller asks otherwise.
@@ -171,6 +175,189 @@ pub fn to_record_batches(table: &Table, batch_rows: usize) -> Result<Vec<RecordB
     Ok(out)
 }
 
+/// Records (newest first) as record batches, the same batches as
+/// `to_record_batches(&records_table(records), batch_rows)` without the table:
+/// `_time` from its nanoseconds, `_stream` as JSON text (written once per run of
+/// equal label sets), `_msg`, `level` when any record has one, then every field by
+/// name, typed from its values like a table column.
+pub fn records_to_batches(
+    records: &[Record],
+    batch_rows: usize,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    const FIXED: [&str; 4] = ["_time", "_stream", "_msg", "level"];
+    let has_level = records.iter().any(|r| r.level.is_some());
+    // Field columns: name -> kind, from every value the column shows (the first
+    // value of a name within a record, as a table cell takes it).
+    let mut fields: BTreeMap<&str, Option<Kind>> = BTreeMap::new();
+    for r in records {
+        for (i, (k, v)) in r.fields.iter().enumerate() {
+            let fixed =
+                k == "_time" || k == "_stream" || k == "_msg" || (has_level && k == "level");
+            if fixed || r.fields.iter().take(i).any(|(k2, _)| k2 == k) {
+                continue;
+            }
+            let this = match v {
+                Value::Str(_) => Kind::Text,
+                Value::I64(_) => Kind::Int,
+                Value::F64(_) => Kind::Float,
+                Value::Bool(_) => Kind::Bool,
+            };
+            let slot = fields.entry(k.as_str()).or_insert(None);
+            *slot = Some(match (*slot, this) {
+                (None, t) => t,
+                (Some(a), b) if a == b => a,
+                (Some(Kind::Int), Kind::Float) | (Some(Kind::Float), Kind::Int) => Kind::Float,
+                _ => Kind::Text,
+            });
+        }
+    }
+    // An empty result has text columns, like an empty table.
+    let empty = records.is_empty();
+    let fixed_kind = |k: Kind| if empty { Kind::Text } else { k };
+    let mut kinds = vec![fixed_kind(Kind::Time), Kind::Text, Kind::Text];
+    let mut names: Vec<&str> = FIXED.iter().take(3).copied().collect();
+    if has_level {
+        names.push("level");
+        kinds.push(Kind::Text);
+    }
+    let index: HashMap<&str, usize> = fields
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (*k, names.len() + i))
+        .collect();
+    for (name, k) in &fields {
+        names.push(name);
+        kinds.push(k.unwrap_or(Kind::Text));
+    }
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .zip(&kinds)
+            .map(|(n, k)| Field::new(*n, data_type(*k), true))
+            .collect::<Vec<_>>(),
+    ));
+    let first_field = names.len() - fields.len();
+    let mut out = Vec::new();
+    let chunks: Vec<&[Record]> = if empty {
+        vec![&[]]
+    } else {
+        records.chunks(batch_rows.max(1)).collect()
+    };
+    let mut last_stream: Option<(&Labels, String)> = None;
+    for rows in chunks {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(names.len());
+        if empty {
+            cols.extend(
+                (0..first_field).map(|_| Arc::new(StringBuilder::new().finish()) as ArrayRef),
+            );
+        } else {
+            let mut t = TimestampNanosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+            t.append_slice(&rows.iter().map(|r| r.time_ns).collect::<Vec<_>>());
+            cols.push(Arc::new(t.finish()));
+            let mut st = StringBuilder::with_capacity(rows.len(), rows.len() * 2);
+            for r in rows {
+                match &last_stream {
+                    Some((l, text)) if *l == &r.stream => st.append_value(text),
+                    _ => {
+                        let text = serde_json::to_string(&r.stream).unwrap_or_default();
+                        st.append_value(&text);
+                        last_stream = Some((&r.stream, text));
+                    }
+                }
+            }
+            cols.push(Arc::new(st.finish()));
+            let bytes: usize = rows.iter().map(|r| r.msg.len()).sum();
+            let mut m = StringBuilder::with_capacity(rows.len(), bytes);
+            for r in rows {
+                m.append_value(&r.msg);
+            }
+            cols.push(Arc::new(m.finish()));
+            if has_level {
+                let mut l = StringBuilder::with_capacity(rows.len(), rows.len() * 5);
+                for r in rows {
+                    l.append_option(r.level.as_deref());
+                }
+                cols.push(Arc::new(l.finish()));
+            }
+        }
+        // Field columns: each record's values in their columns, nulls elsewhere.
+        let mut cells: Vec<Vec<(usize, &Value)>> = vec![Vec::new(); fields.len()];
+        for (row, r) in rows.iter().enumerate() {
+            for (k, v) in &r.fields {
+                let Some(c) = index.get(k.as_str()).map(|c| c - first_field) else {
+                    continue;
+                };
+                let Some(col) = cells.get_mut(c) else {
+                    continue;
+                };
+                if col.last().is_some_and(|(at, _)| *at == row) {
+                    continue; // a repeated name: the first value counts
+                }
+                col.push((row, v));
+            }
+        }
+        for (col, k) in cells.iter().zip(kinds.iter().skip(first_field)) {
+            cols.push(value_column(col, rows.len(), *k));
+        }
+        out.push(RecordBatch::try_new_with_options(
+            Arc::clone(&schema),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?);
+    }
+    Ok(out)
+}
+
+/// One field column of `rows` rows from its (row, value) pairs, in row order.
+fn value_column(cells: &[(usize, &Value)], rows: usize, k: Kind) -> ArrayRef {
+    let mut it = cells.iter().peekable();
+    let mut at = |row: usize| -> Option<&Value> { it.next_if(|(r, _)| *r == row).map(|(_, v)| *v) };
+    match k {
+        Kind::Int => {
+            let mut b = Int64Builder::with_capacity(rows);
+            for row in 0..rows {
+                b.append_option(match at(row) {
+                    Some(Value::I64(x)) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Float => {
+            let mut b = Float64Builder::with_capacity(rows);
+            for row in 0..rows {
+                b.append_option(match at(row) {
+                    Some(Value::I64(x)) => Some(*x as f64),
+                    Some(Value::F64(x)) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Bool => {
+            let mut b = BooleanBuilder::with_capacity(rows);
+            for row in 0..rows {
+                b.append_option(match at(row) {
+                    Some(Value::Bool(x)) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Time | Kind::Text => {
+            let mut b = StringBuilder::with_capacity(rows, rows * 8);
+            for row in 0..rows {
+                match at(row) {
+                    Some(Value::Str(s)) => b.append_value(s),
+                    Some(v) => b.append_value(v.to_text()),
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    }
+}
+
 /// The inverse of [`to_record_batches`], for clients: a timestamp becomes its RFC
 /// 3339 text (as the executor writes `_time`), integers, floats, booleans and
 /// strings their cells, nulls [`Cell::Null`]. Columns of another type are an error.
@@ -252,6 +439,78 @@ mod tests {
         assert_eq!(from_record_batches(&batches).unwrap(), t);
     }
     use arrow_array::{Array, Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
+
+    #[test]
+    fn records_convert_like_their_table() {
+        use crate::eval::records_table;
+        let rec = |t: i64,
+                   level: Option<&str>,
+                   stream: &[(&str, &str)],
+                   fields: Vec<(&str, Value)>| Record {
+            time_ns: t,
+            msg: format!("m{t}"),
+            stream: stream
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            level: level.map(str::to_string),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        };
+        let sets: Vec<Vec<Record>> = vec![
+            Vec::new(),
+            vec![rec(5, None, &[], vec![])],
+            vec![
+                rec(
+                    9,
+                    Some("INFO"),
+                    &[("app", "a")],
+                    vec![("n", Value::I64(1)), ("n", Value::Str("dup".into()))],
+                ),
+                rec(
+                    8,
+                    None,
+                    &[("app", "a")],
+                    vec![("n", Value::F64(2.5)), ("b", Value::Bool(true))],
+                ),
+                rec(
+                    7,
+                    None,
+                    &[("app", "b")],
+                    vec![("s", Value::I64(3)), ("_msg", Value::Str("shadow".into()))],
+                ),
+                rec(
+                    6,
+                    Some("WARN"),
+                    &[("app", "a")],
+                    vec![
+                        ("s", Value::Str("x".into())),
+                        ("level", Value::Str("f".into())),
+                    ],
+                ),
+                rec(
+                    5,
+                    None,
+                    &[],
+                    vec![("b", Value::Bool(false)), ("z", Value::F64(-0.5))],
+                ),
+            ],
+            // A field named `level` with no record level is an ordinary column.
+            vec![
+                rec(2, None, &[], vec![("level", Value::I64(4))]),
+                rec(1, None, &[], vec![]),
+            ],
+        ];
+        for records in &sets {
+            for batch_rows in [1, 2, 64] {
+                let want = to_record_batches(&records_table(records), batch_rows).unwrap();
+                let got = records_to_batches(records, batch_rows).unwrap();
+                assert_eq!(got, want, "{records:?} in batches of {batch_rows}");
+            }
+        }
+    }
 
     #[test]
     fn types_follow_the_values() {

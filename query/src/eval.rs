@@ -264,7 +264,8 @@ pub struct Table {
 /// `_time`, `_stream`, `_msg`, `level` when any has one, then every field by name.
 pub fn records_table(records: &[Record]) -> Table {
     let mut columns: Vec<String> = vec!["_time".into(), "_stream".into(), "_msg".into()];
-    if records.iter().any(|r| r.level.is_some()) {
+    let has_level = records.iter().any(|r| r.level.is_some());
+    if has_level {
         columns.push("level".into());
     }
     let fixed: BTreeSet<String> = columns.iter().cloned().collect();
@@ -283,7 +284,8 @@ pub fn records_table(records: &[Record]) -> Table {
                     "_time" => Cell::Str(engine::ingest::time::format_rfc3339(r.time_ns)),
                     "_stream" => Cell::Str(serde_json::to_string(&r.stream).unwrap_or_default()),
                     "_msg" => Cell::Str(r.msg.clone()),
-                    "level" => r.level.clone().map_or(Cell::Null, Cell::Str),
+                    // (A field named `level` shows when no record has a level.)
+                    "level" if has_level => r.level.clone().map_or(Cell::Null, Cell::Str),
                     name => r
                         .fields
                         .iter()

@@ -92,8 +92,38 @@ pub fn run_batches(
     limits: &Limits,
     batch_rows: usize,
 ) -> Result<Vec<arrow_array::RecordBatch>, QueryError> {
-    let table = run(engine, tenant, q, limits)?;
-    Ok(crate::arrow::to_record_batches(&table, batch_rows)?)
+    match answer(engine, tenant, q, limits)? {
+        // Records through nothing but limits go to Arrow straight from the records
+        // (no table of cells, no `_time` text): what Flight DoGet streams.
+        Answer::Rows(mut rows) if q.pipes.iter().all(|p| matches!(p, Pipe::Limit(_))) => {
+            for p in &q.pipes {
+                if let Pipe::Limit(n) = p {
+                    rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX));
+                }
+            }
+            Ok(crate::arrow::records_to_batches(&rows, batch_rows)?)
+        }
+        a => Ok(crate::arrow::to_record_batches(
+            &a.into_table(q),
+            batch_rows,
+        )?),
+    }
+}
+
+/// What the scan leaves: matching records (newest first), or a grouping pipe's table.
+enum Answer {
+    Rows(Vec<Record>),
+    Groups(Table),
+}
+
+impl Answer {
+    /// The query's result table: the rest of the pipes applied.
+    fn into_table(self, q: &Query) -> Table {
+        match self {
+            Answer::Rows(rows) => apply_pipes(&q.pipes, &rows),
+            Answer::Groups(t) => apply_table_pipes(q.pipes.get(1..).unwrap_or(&[]), t),
+        }
+    }
 }
 
 /// Parses and runs `text` for `tenant`.
@@ -105,6 +135,19 @@ pub fn query(
 ) -> Result<Table, QueryError> {
     let q = crate::parse::parse(text, now_ns())?;
     run(engine, tenant, &q, limits)
+}
+
+/// Parses and runs `text` for `tenant`; the result as Arrow record batches of at
+/// most `batch_rows` rows ([`run_batches`]).
+pub fn query_batches(
+    engine: &Engine,
+    tenant: &Tenant,
+    text: &str,
+    limits: &Limits,
+    batch_rows: usize,
+) -> Result<Vec<arrow_array::RecordBatch>, QueryError> {
+    let q = crate::parse::parse(text, now_ns())?;
+    run_batches(engine, tenant, &q, limits, batch_rows)
 }
 
 fn now_ns() -> i64 {
@@ -1106,6 +1149,16 @@ pub fn run(
     q: &Query,
     limits: &Limits,
 ) -> Result<Table, QueryError> {
+    Ok(answer(engine, tenant, q, limits)?.into_table(q))
+}
+
+/// Scans for a parsed query: its matching records or its groups.
+fn answer(
+    engine: &Engine,
+    tenant: &Tenant,
+    q: &Query,
+    limits: &Limits,
+) -> Result<Answer, QueryError> {
     let started = Instant::now();
     let compiled = Compiled::new(&q.filter)?;
     let bounds = time_bounds(&q.filter);
@@ -1224,8 +1277,8 @@ pub fn run(
     Ok(match sink {
         Sink::Rows { mut rows, .. } => {
             rows.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
-            apply_pipes(&q.pipes, &rows)
+            Answer::Rows(rows)
         }
-        Sink::Groups(g) => apply_table_pipes(q.pipes.get(1..).unwrap_or(&[]), g.finish()),
+        Sink::Groups(g) => Answer::Groups(g.finish()),
     })
 }

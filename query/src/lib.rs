@@ -10,5 +10,5 @@ pub mod parse;
 
 pub use engine;
 pub use eval::{Cell, Table};
-pub use exec::{query, run, run_batches, Limits, QueryError};
+pub use exec::{query, query_batches, run, run_batches, Limits, QueryError};
 pub use parse::{parse, ParseError};

@@ -6,7 +6,7 @@ use engine::engine::{Engine, EngineConfig};
 use engine::model::{Record, Tenant, Value};
 use proptest::prelude::*;
 use query::eval::run_naive;
-use query::{parse, run, Limits};
+use query::{parse, run, run_batches, Limits};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -190,6 +190,10 @@ proptest! {
             prop_assert_eq!(&got.columns, &want.columns, "{}", text);
             prop_assert_eq!(got.rows.len(), want.rows.len(), "{}", text);
             prop_assert_eq!(&got, &want, "{}", text);
+            // What Flight streams: the same rows as Arrow, whichever path built them.
+            let batches = run_batches(&e, &t, &q, &Limits::default(), 7).unwrap();
+            let want_batches = query::arrow::to_record_batches(&want, 7).unwrap();
+            prop_assert_eq!(batches, want_batches, "{}", text);
         }
     }
 }

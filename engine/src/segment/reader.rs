@@ -1430,8 +1430,11 @@ impl SegmentReader {
         let chunk = message::decode_chunk_rows(bytes, n, templates, wanted)?;
         let err = |e: SegmentError| crate::codec::CodecError::new(e.to_string());
         let mut out = Vec::with_capacity(n);
+        // Rendered in one scratch buffer, then copied to a string of its exact size:
+        // one allocation per message, none of a growing string's reallocations.
+        let mut m = String::new();
         for (row, t) in chunk.templates.iter().enumerate() {
-            let mut m = String::new();
+            m.clear();
             let start = chunk.starts.get(row).copied().unwrap_or(usize::MAX);
             if start != usize::MAX {
                 if let Some(tpl) = templates.get(*t as usize) {
@@ -1448,7 +1451,7 @@ impl SegmentReader {
                     )?;
                 }
             }
-            out.push(m);
+            out.push(m.as_str().to_owned());
         }
         Ok(out)
     }

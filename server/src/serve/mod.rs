@@ -122,9 +122,7 @@ impl Node {
             ..query::Limits::default()
         };
         let text = t.text();
-        let table = query::query(&self.engine, &tenant, &text, &limits).map_err(query_status)?;
-        query::arrow::to_record_batches(&table, 64 * 1024)
-            .map_err(|e| Status::internal(format!("arrow: {e}")))
+        query::query_batches(&self.engine, &tenant, &text, &limits, 64 * 1024).map_err(query_status)
     }
 
     /// Flushes the memtable on a blocking thread (segment writing is CPU work that
