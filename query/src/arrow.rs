@@ -184,6 +184,22 @@ pub fn records_to_batches(
     records: &[Record],
     batch_rows: usize,
 ) -> Result<Vec<RecordBatch>, ArrowError> {
+    let mut out = Vec::new();
+    records_to_batches_each(records, batch_rows, |b| {
+        out.push(b);
+        true
+    })?;
+    Ok(out)
+}
+
+/// [`records_to_batches`], handing each batch to `emit` as soon as it is built (so a
+/// caller can send one while the next is built); stops early when `emit` returns
+/// false.
+pub fn records_to_batches_each(
+    records: &[Record],
+    batch_rows: usize,
+    mut emit: impl FnMut(RecordBatch) -> bool,
+) -> Result<(), ArrowError> {
     const FIXED: [&str; 4] = ["_time", "_stream", "_msg", "level"];
     let has_level = records.iter().any(|r| r.level.is_some());
     // Field columns: name -> kind, from every value the column shows (the first
@@ -237,7 +253,6 @@ pub fn records_to_batches(
             .collect::<Vec<_>>(),
     ));
     let first_field = names.len() - fields.len();
-    let mut out = Vec::new();
     let chunks: Vec<&[Record]> = if empty {
         vec![&[]]
     } else {
@@ -299,13 +314,16 @@ pub fn records_to_batches(
         for (col, k) in cells.iter().zip(kinds.iter().skip(first_field)) {
             cols.push(value_column(col, rows.len(), *k));
         }
-        out.push(RecordBatch::try_new_with_options(
+        let batch = RecordBatch::try_new_with_options(
             Arc::clone(&schema),
             cols,
             &RecordBatchOptions::new().with_row_count(Some(rows.len())),
-        )?);
+        )?;
+        if !emit(batch) {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One field column of `rows` rows from its (row, value) pairs, in row order.

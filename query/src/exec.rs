@@ -92,6 +92,25 @@ pub fn run_batches(
     limits: &Limits,
     batch_rows: usize,
 ) -> Result<Vec<arrow_array::RecordBatch>, QueryError> {
+    let mut out = Vec::new();
+    run_batches_each(engine, tenant, q, limits, batch_rows, |b| {
+        out.push(b);
+        true
+    })?;
+    Ok(out)
+}
+
+/// [`run_batches`], handing each batch to `emit` as soon as it is built (Flight
+/// DoGet sends one while the next is converted); stops early when `emit` returns
+/// false.
+pub fn run_batches_each(
+    engine: &Engine,
+    tenant: &Tenant,
+    q: &Query,
+    limits: &Limits,
+    batch_rows: usize,
+    mut emit: impl FnMut(arrow_array::RecordBatch) -> bool,
+) -> Result<(), QueryError> {
     match answer(engine, tenant, q, limits)? {
         // Records through nothing but limits go to Arrow straight from the records
         // (no table of cells, no `_time` text): what Flight DoGet streams.
@@ -101,12 +120,18 @@ pub fn run_batches(
                     rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX));
                 }
             }
-            Ok(crate::arrow::records_to_batches(&rows, batch_rows)?)
+            Ok(crate::arrow::records_to_batches_each(
+                &rows, batch_rows, emit,
+            )?)
         }
-        a => Ok(crate::arrow::to_record_batches(
-            &a.into_table(q),
-            batch_rows,
-        )?),
+        a => {
+            for b in crate::arrow::to_record_batches(&a.into_table(q), batch_rows)? {
+                if !emit(b) {
+                    break;
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -148,6 +173,11 @@ pub fn query_batches(
 ) -> Result<Vec<arrow_array::RecordBatch>, QueryError> {
     let q = crate::parse::parse(text, now_ns())?;
     run_batches(engine, tenant, &q, limits, batch_rows)
+}
+
+/// Parses `text` (relative times against now).
+pub fn parse_now(text: &str) -> Result<Query, QueryError> {
+    Ok(crate::parse::parse(text, now_ns())?)
 }
 
 fn now_ns() -> i64 {

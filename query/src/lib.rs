@@ -10,5 +10,7 @@ pub mod parse;
 
 pub use engine;
 pub use eval::{Cell, Table};
-pub use exec::{query, query_batches, run, run_batches, Limits, QueryError};
+pub use exec::{
+    parse_now, query, query_batches, run, run_batches, run_batches_each, Limits, QueryError,
+};
 pub use parse::{parse, ParseError};

@@ -1527,10 +1527,33 @@ impl SegmentReader {
             offset: 0,
             what: what.to_string(),
         };
-        // Stream labels repeat: parse each distinct text once per block.
-        let mut labels: std::collections::HashMap<String, Labels> = Default::default();
         for (col, meta) in self.footer.columns.iter().enumerate() {
             if !want(meta) {
+                continue;
+            }
+            if meta.kind == ColumnKind::Stream {
+                // Stream labels repeat: each distinct text is parsed once per block,
+                // from the column's dictionary (no string per row).
+                let Some(sc) = self.string_ids(col, block)? else {
+                    continue;
+                };
+                let parsed = sc
+                    .dict
+                    .iter()
+                    .map(serde_json::from_str::<Labels>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| bad("bad _stream labels"))?;
+                for (row, id) in sc.row_ids(rows).into_iter().enumerate() {
+                    let (Some(t), Some(id)) = (slot.get(row).copied().flatten(), id) else {
+                        continue;
+                    };
+                    let l = parsed
+                        .get(id as usize)
+                        .ok_or_else(|| bad("stream id out of range"))?;
+                    if let Some(rec) = out.get_mut(t) {
+                        rec.stream = l.clone();
+                    }
+                }
                 continue;
             }
             let Some(cb) = self.read_rows(col, block, only)? else {
@@ -1563,17 +1586,6 @@ impl SegmentReader {
                         };
                         match meta.kind {
                             ColumnKind::Msg => rec.msg = x,
-                            ColumnKind::Stream => {
-                                rec.stream = match labels.get(&x) {
-                                    Some(l) => l.clone(),
-                                    None => {
-                                        let l: Labels = serde_json::from_str(&x)
-                                            .map_err(|_| bad("bad _stream labels"))?;
-                                        labels.insert(x, l.clone());
-                                        l
-                                    }
-                                }
-                            }
                             ColumnKind::Level => rec.level = Some(x),
                             ColumnKind::Str => rec.fields.push((meta.name.clone(), Value::Str(x))),
                             _ => return Err(bad("column values do not match the column kind")),

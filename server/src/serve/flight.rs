@@ -7,16 +7,19 @@
 //! query text itself.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use futures::stream::{self, TryStreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -179,14 +182,36 @@ impl FlightService for Flight {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = QueryTicket::parse(&request.into_inner().ticket)?;
-        let batches = self.run(ticket).await?;
-        let schema = batches.first().map(|b| b.schema());
-        let mut encoder = FlightDataEncoderBuilder::new();
-        if let Some(s) = schema {
-            encoder = encoder.with_schema(s);
-        }
-        let out = encoder
-            .build(stream::iter(batches.into_iter().map(Ok)))
+        // The query runs on a blocking thread and hands over each batch as soon as
+        // it is built, so converting the next batch overlaps encoding and sending
+        // this one; the channel holds two, so a slow client slows the query down
+        // instead of piling batches up in memory.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Status>>(2);
+        let node = Arc::clone(&self.node);
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let res = node.query_each(&ticket, |b| tx.blocking_send(Ok(b)).is_ok());
+            node.metrics.query_latency.observe(started.elapsed());
+            node.metrics.queries.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = res {
+                node.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        // The first answer decides between an error status and a stream.
+        let first = match rx.recv().await {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Err(e),
+            None => return Err(Status::internal("query task ended without an answer")),
+        };
+        let schema = first.schema();
+        let rest = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+        let input = stream::once(async move { Ok(first) })
+            .chain(rest)
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
+        let out = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(input)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(out)))
     }

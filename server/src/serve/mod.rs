@@ -112,6 +112,21 @@ impl Node {
         &self,
         t: &flight::QueryTicket,
     ) -> Result<Vec<arrow_array::RecordBatch>, Status> {
+        let mut out = Vec::new();
+        self.query_each(t, |b| {
+            out.push(b);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Runs a query ticket, handing each record batch to `emit` as it is built;
+    /// stops early when `emit` returns false (the client went away).
+    pub(crate) fn query_each(
+        &self,
+        t: &flight::QueryTicket,
+        emit: impl FnMut(arrow_array::RecordBatch) -> bool,
+    ) -> Result<(), Status> {
         let tenant = Tenant::new(t.tenant.clone().unwrap_or_else(|| "default".into()))
             .map_err(|e| Status::invalid_argument(format!("tenant: {e}")))?;
         let l = &self.cfg.limits;
@@ -121,8 +136,9 @@ impl Node {
             max_groups: l.query_groups_max,
             ..query::Limits::default()
         };
-        let text = t.text();
-        query::query_batches(&self.engine, &tenant, &text, &limits, 64 * 1024).map_err(query_status)
+        let q = query::parse_now(&t.text()).map_err(query_status)?;
+        query::run_batches_each(&self.engine, &tenant, &q, &limits, 64 * 1024, emit)
+            .map_err(query_status)
     }
 
     /// Flushes the memtable on a blocking thread (segment writing is CPU work that
