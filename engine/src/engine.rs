@@ -144,6 +144,10 @@ struct State {
     failed: Option<String>,
     /// Producers' recent batches, up to the last append ([`crate::dedup`]).
     producers: crate::dedup::Producers,
+    /// Source positions, up to the last append: for a source that numbers its
+    /// records (a Kafka partition's offsets), the position after the last one
+    /// stored, moved by the same WAL record as the records.
+    positions: std::collections::BTreeMap<String, u64>,
     /// (producer, sequence) pairs being appended right now.
     in_flight: std::collections::HashSet<(String, u64)>,
     /// Open readers of listed segments, by file name, opened on first use. A query
@@ -274,6 +278,7 @@ impl Engine {
         sweep_orphans(&dir, &manifest)?;
         let mut memtable = Memtable::default();
         let mut producers = manifest.producers.clone();
+        let mut positions = manifest.positions.clone();
         let mut replayed = 0u64;
         for rec in wal.replay(manifest.checkpoint_lsn)? {
             let rec = rec?;
@@ -287,6 +292,7 @@ impl Engine {
             if let Some((p, seq)) = &batch.producer {
                 producers.record(p, *seq, rec.lsn, rec.lsn);
             }
+            positions.extend(batch.positions);
             memtable.insert(&batch.tenant, batch.records, raw);
         }
         if replayed > 0 {
@@ -313,6 +319,7 @@ impl Engine {
                 flush_tickets: 0,
                 failed: None,
                 producers,
+                positions,
                 in_flight: Default::default(),
                 readers: Default::default(),
             }),
@@ -374,7 +381,7 @@ impl Engine {
             }
         }
         let res = self
-            .append(tenant, records, raw_bytes, producer.as_ref())
+            .append(tenant, records, raw_bytes, producer.as_ref(), &[])
             .await;
         if let Some(key) = producer {
             self.state().in_flight.remove(&key);
@@ -385,14 +392,47 @@ impl Engine {
         })
     }
 
+    /// Appends records of `tenant` that move source `positions` (key, position
+    /// after the batch): the records and the positions are one WAL record, durable
+    /// together, so after any crash [`Engine::position`] says exactly which of the
+    /// source's records are stored. What a consumer of a numbered source (a Kafka
+    /// partition) needs for exactly-once: resume from the stored position.
+    pub async fn ingest_positioned(
+        &self,
+        tenant: &Tenant,
+        records: Vec<Record>,
+        raw_bytes: u64,
+        positions: Vec<(String, u64)>,
+    ) -> Result<LsnRange> {
+        self.append(tenant, records, raw_bytes, None, &positions)
+            .await
+    }
+
+    /// The stored position of source `key` (the position after its last stored
+    /// record), if any of its records were ever stored.
+    pub fn position(&self, key: &str) -> Option<u64> {
+        self.state().positions.get(key).copied()
+    }
+
+    /// Every stored source position whose key starts with `prefix`.
+    pub fn positions(&self, prefix: &str) -> Vec<(String, u64)> {
+        self.state()
+            .positions
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     async fn append(
         &self,
         tenant: &Tenant,
         records: Vec<Record>,
         raw_bytes: u64,
         producer: Option<&(String, u64)>,
+        positions: &[(String, u64)],
     ) -> Result<LsnRange> {
-        if records.is_empty() && producer.is_none() {
+        if records.is_empty() && producer.is_none() && positions.is_empty() {
             let next = self.wal.written_lsn();
             return Ok(LsnRange {
                 first: next,
@@ -402,10 +442,11 @@ impl Engine {
         if let Some(why) = &self.state().failed {
             return Err(EngineError::FlushFailed(why.clone()));
         }
-        let payload = Bytes::from(walrec::encode_from(
+        let payload = Bytes::from(walrec::encode_with(
             tenant,
             &records,
             producer.map(|(p, s)| (p.as_str(), *s)),
+            positions,
         ));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -414,6 +455,9 @@ impl Engine {
         // exactly the batches below its checkpoint.
         if let Some((p, seq)) = producer {
             st.producers.record(p, *seq, range.first, range.last);
+        }
+        for (k, v) in positions {
+            st.positions.insert(k.clone(), *v);
         }
         st.memtable.insert(tenant, records, raw_bytes);
         Ok(range)
@@ -462,7 +506,7 @@ impl Engine {
             .await
             .map_err(|_| EngineError::FlushFailed("engine closed".into()))?;
         let started = std::time::Instant::now();
-        let (frozen, checkpoint, ticket, first_seq, producers) = {
+        let (frozen, checkpoint, ticket, first_seq, sources) = {
             let _exclusive = self.gate.write().await;
             let mut st = self.state();
             if let Some(why) = &st.failed {
@@ -484,7 +528,7 @@ impl Engine {
                     self.wal.written_lsn(),
                     ticket,
                     first_seq,
-                    st.producers.clone(),
+                    (st.producers.clone(), st.positions.clone()),
                 )
             }
         };
@@ -499,7 +543,7 @@ impl Engine {
         self.wait_turn(ticket).await?;
         let outcome = match written {
             Ok(entries) => {
-                self.publish_flush(&frozen, entries, checkpoint, producers)
+                self.publish_flush(&frozen, entries, checkpoint, sources)
                     .await
             }
             Err(e) => Err(e),
@@ -541,7 +585,10 @@ impl Engine {
         frozen: &Arc<Memtable>,
         entries: Vec<SegmentEntry>,
         checkpoint: u64,
-        producers: crate::dedup::Producers,
+        (producers, positions): (
+            crate::dedup::Producers,
+            std::collections::BTreeMap<String, u64>,
+        ),
     ) -> Result<FlushStats> {
         let mut stats = FlushStats::default();
         for e in &entries {
@@ -555,6 +602,7 @@ impl Engine {
             next.next_segment = next.next_segment.max(st.next_seq);
             next.checkpoint_lsn = checkpoint;
             next.producers = producers;
+            next.positions = positions;
             next.raw_bytes += frozen.raw_bytes();
             next.publish(&self.dir)?;
             st.manifest = next;

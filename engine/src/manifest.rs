@@ -50,6 +50,9 @@ pub struct Manifest {
     /// Producers' recent batches as of the checkpoint ([`crate::dedup`]).
     #[serde(default)]
     pub producers: crate::dedup::Producers,
+    /// Source positions as of the checkpoint (see [`crate::engine::Engine::position`]).
+    #[serde(default)]
+    pub positions: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Manifest {
@@ -61,6 +64,7 @@ impl Default for Manifest {
             segments: Vec::new(),
             raw_bytes: 0,
             producers: Default::default(),
+            positions: Default::default(),
         }
     }
 }

@@ -5,9 +5,12 @@
 //!
 //! ```text
 //! u8  version (1)
-//! u8  kind    (1 = record batch, 2 = record batch of an identified producer)
+//! u8  kind    (1 = record batch, 2 = record batch of an identified producer,
+//!              3 = record batch with source positions)
 //! str tenant
 //! [kind 2: str producer, varint sequence]
+//! [kind 3: u8 has_producer, [str producer, varint sequence],
+//!          varint n_positions, n x (str source key, varint next position)]
 //! varint count
 //! count x record:
 //!   zigzag-varint time_ns delta from the previous record (first: from 0)
@@ -29,6 +32,9 @@ use crate::wire::{put_str, put_varint, unzigzag, zigzag, Reader};
 pub const WALREC_VERSION: u8 = 1;
 const KIND_RECORDS: u8 = 1;
 const KIND_PRODUCER_RECORDS: u8 = 2;
+const KIND_POSITIONED_RECORDS: u8 = 3;
+/// Most source positions one batch may carry.
+pub const BATCH_POSITIONS_MAX: usize = 1 << 16;
 /// Most records one batch may hold.
 pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 
@@ -44,6 +50,10 @@ pub struct Batch {
     /// The producer that sent the batch and its sequence number, for idempotent
     /// retries ([`crate::dedup`]).
     pub producer: Option<(String, u64)>,
+    /// Source positions the batch moves to: (source key, position after the
+    /// batch's last record of that source), e.g. a Kafka partition's next offset.
+    /// Written in the same WAL record as the records, so both are durable together.
+    pub positions: Vec<(String, u64)>,
 }
 
 /// Encodes a batch of records of `tenant`.
@@ -53,17 +63,38 @@ pub fn encode(tenant: &Tenant, records: &[Record]) -> Vec<u8> {
 
 /// Encodes a batch of records of `tenant` sent by `producer` (id, sequence).
 pub fn encode_from(tenant: &Tenant, records: &[Record], producer: Option<(&str, u64)>) -> Vec<u8> {
+    encode_with(tenant, records, producer, &[])
+}
+
+/// Encodes a batch of records of `tenant`, from `producer` if given, moving the
+/// source `positions` (key, next position) if any.
+pub fn encode_with(
+    tenant: &Tenant,
+    records: &[Record],
+    producer: Option<(&str, u64)>,
+    positions: &[(String, u64)],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + records.iter().map(|r| r.msg.len() + 16).sum::<usize>());
     out.push(WALREC_VERSION);
-    out.push(if producer.is_some() {
-        KIND_PRODUCER_RECORDS
-    } else {
-        KIND_RECORDS
+    out.push(match (producer.is_some(), positions.is_empty()) {
+        (_, false) => KIND_POSITIONED_RECORDS,
+        (true, true) => KIND_PRODUCER_RECORDS,
+        (false, true) => KIND_RECORDS,
     });
     put_str(&mut out, tenant.as_str());
+    if !positions.is_empty() {
+        out.push(u8::from(producer.is_some()));
+    }
     if let Some((id, seq)) = producer {
         put_str(&mut out, id);
         put_varint(&mut out, seq);
+    }
+    if !positions.is_empty() {
+        put_varint(&mut out, positions.len() as u64);
+        for (key, next) in positions {
+            put_str(&mut out, key);
+            put_varint(&mut out, *next);
+        }
     }
     put_varint(&mut out, records.len() as u64);
     let mut prev = 0i64;
@@ -119,7 +150,10 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         ));
     }
     let kind = r.u8()?;
-    if kind != KIND_RECORDS && kind != KIND_PRODUCER_RECORDS {
+    if !matches!(
+        kind,
+        KIND_RECORDS | KIND_PRODUCER_RECORDS | KIND_POSITIONED_RECORDS
+    ) {
         return r.fail(format!("unknown payload kind {kind}"));
     }
     let tenant_at = r.at;
@@ -127,12 +161,33 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         offset: tenant_at,
         what: e.to_string(),
     })?;
-    let producer = if kind == KIND_PRODUCER_RECORDS {
+    let has_producer = match kind {
+        KIND_PRODUCER_RECORDS => true,
+        KIND_POSITIONED_RECORDS => match r.u8()? {
+            0 => false,
+            1 => true,
+            other => return r.fail(format!("bad producer flag {other}")),
+        },
+        _ => false,
+    };
+    let producer = if has_producer {
         let id = r.str()?;
         Some((id, r.varint()?))
     } else {
         None
     };
+    let mut positions = Vec::new();
+    if kind == KIND_POSITIONED_RECORDS {
+        // Each position takes at least 2 bytes, which bounds the count.
+        let n = r.len(BATCH_POSITIONS_MAX.min(payload.len() / 2))?;
+        if n == 0 {
+            return r.fail("a positioned batch with no positions".to_string());
+        }
+        for _ in 0..n {
+            let key = r.str()?;
+            positions.push((key, r.varint()?));
+        }
+    }
     // Each record takes at least 5 bytes, which bounds the count before allocating.
     let count = r.len(BATCH_RECORDS_MAX.min(payload.len() / 5))?;
     let mut records = Vec::with_capacity(count);
@@ -185,6 +240,7 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         tenant,
         records,
         producer,
+        positions,
     })
 }
 
@@ -227,13 +283,15 @@ mod tests {
         fn round_trips(
             records in proptest::collection::vec(record(), 0..20),
             producer in proptest::option::of(("\\PC{0,12}", any::<u64>())),
+            positions in proptest::collection::vec(("\\PC{0,12}", any::<u64>()), 0..4),
         ) {
             let t = Tenant::new("acme").unwrap();
-            let bytes = encode_from(&t, &records, producer.as_ref().map(|(p, s)| (p.as_str(), *s)));
+            let bytes = encode_with(&t, &records, producer.as_ref().map(|(p, s)| (p.as_str(), *s)), &positions);
             let batch = decode(&bytes).unwrap();
             prop_assert_eq!(batch.tenant, t);
             prop_assert_eq!(batch.records, records);
             prop_assert_eq!(batch.producer, producer);
+            prop_assert_eq!(batch.positions, positions);
         }
 
         #[test]
@@ -242,8 +300,11 @@ mod tests {
         }
 
         #[test]
-        fn every_truncation_is_an_error(records in proptest::collection::vec(record(), 1..5)) {
-            let bytes = encode(&Tenant::default(), &records);
+        fn every_truncation_is_an_error(
+            records in proptest::collection::vec(record(), 1..5),
+            positions in proptest::collection::vec(("[a-z/0-9]{0,12}", any::<u64>()), 0..3),
+        ) {
+            let bytes = encode_with(&Tenant::default(), &records, None, &positions);
             for cut in 0..bytes.len() {
                 prop_assert!(decode(&bytes[..cut]).is_err());
             }

@@ -334,3 +334,66 @@ fn first_dup(first: engine::engine::Ingested) -> engine::engine::Ingested {
         ..first
     }
 }
+
+/// Source positions ride in the same WAL record as their records: after a reopen
+/// (WAL replay), after a flush (manifest) and after both, the stored position of
+/// each source says exactly how many of its records are stored.
+#[test]
+fn source_positions_are_durable_with_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let t = Tenant::default();
+    let key = |p: u32| format!("kafka/g/logs/{p}");
+    // Partition p's record n is "p{p} n{n}"; a batch stores n in [from, to).
+    let batch = |p: u32, from: u64, to: u64| -> Vec<Record> {
+        (from..to)
+            .map(|n| rec(n as i64, &format!("p{p} n{n}")))
+            .collect()
+    };
+    let count =
+        |e: &Engine, p: u32| e.search(&t, &[&format!("p{p}")], 10_000).unwrap().len() as u64;
+    {
+        let e = Engine::open(cfg(dir.path())).unwrap();
+        assert_eq!(e.position(&key(0)), None);
+        rt.block_on(e.ingest_positioned(&t, batch(0, 0, 50), 0, vec![(key(0), 50)]))
+            .unwrap();
+        rt.block_on(e.ingest_positioned(
+            &t,
+            [batch(1, 0, 30), batch(2, 0, 7)].concat(),
+            0,
+            vec![(key(1), 30), (key(2), 7)],
+        ))
+        .unwrap();
+        assert_eq!(e.position(&key(0)), Some(50));
+        assert_eq!(
+            e.positions("kafka/g/logs/"),
+            vec![(key(0), 50), (key(1), 30), (key(2), 7)]
+        );
+        assert_eq!(e.positions("kafka/other/"), vec![]);
+    }
+    // Reopen: positions come back from the WAL.
+    {
+        let e = Engine::open(cfg(dir.path())).unwrap();
+        assert_eq!(
+            e.positions("kafka/"),
+            vec![(key(0), 50), (key(1), 30), (key(2), 7)]
+        );
+        rt.block_on(e.flush()).unwrap();
+        rt.block_on(e.ingest_positioned(&t, batch(0, 50, 80), 0, vec![(key(0), 80)]))
+            .unwrap();
+    }
+    // Reopen: the manifest's positions (as of the flush), then the WAL's after it.
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(
+        e.positions("kafka/"),
+        vec![(key(0), 80), (key(1), 30), (key(2), 7)]
+    );
+    for p in 0..3 {
+        assert_eq!(count(&e, p), e.position(&key(p)).unwrap(), "partition {p}");
+    }
+    rt.block_on(e.flush()).unwrap();
+    drop(e);
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(e.position(&key(0)), Some(80));
+    assert_eq!(count(&e, 0), 80);
+}
