@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use wal::{LsnRange, Wal, WalConfig, WalError};
 
-use crate::manifest::{Manifest, ManifestError, SegmentEntry};
+use crate::manifest::{Manifest, ManifestError, SegmentEntry, SourcePosition};
 use crate::memtable::Memtable;
 use crate::memtable::SegmentGroup;
 use crate::model::{Record, Tenant};
 use crate::segment::{write_segment_refs, SegmentError, SegmentOptions, SegmentReader};
 use crate::walrec;
+pub use crate::walrec::{Position, Retract};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -147,13 +148,28 @@ struct State {
     /// Source positions, up to the last append: for a source that numbers its
     /// records (a Kafka partition's offsets), the position after the last one
     /// stored, moved by the same WAL record as the records.
-    positions: std::collections::BTreeMap<String, u64>,
+    positions: std::collections::BTreeMap<String, SourcePosition>,
     /// (producer, sequence) pairs being appended right now.
     in_flight: std::collections::HashSet<(String, u64)>,
     /// Open readers of listed segments, by file name, opened on first use. A query
     /// holds its own `Arc`s, so a segment compacted away mid-query stays mapped
     /// (and readable) until the query drops it, though its file is unlinked.
     readers: std::collections::HashMap<String, Arc<SegmentReader>>,
+}
+
+/// A source's position after a retraction back to `next`.
+fn retracted(before: Option<&SourcePosition>, next: u64) -> SourcePosition {
+    let first = before.map_or(next, |p| p.first.min(next));
+    SourcePosition { first, next }
+}
+
+/// What [`Engine::ingest_positioned`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positioned {
+    /// The batch's WAL record.
+    pub range: LsnRange,
+    /// `Some(records taken back)` when the confirmation asked for a retraction.
+    pub retracted: Option<u64>,
 }
 
 impl State {
@@ -292,7 +308,19 @@ impl Engine {
             if let Some((p, seq)) = &batch.producer {
                 producers.record(p, *seq, rec.lsn, rec.lsn);
             }
-            positions.extend(batch.positions);
+            for p in batch.positions {
+                positions.insert(
+                    p.key,
+                    SourcePosition {
+                        first: p.first,
+                        next: p.next,
+                    },
+                );
+            }
+            if let Some(r) = &batch.retract {
+                memtable.remove(&batch.tenant, |rec| r.matches(rec));
+                positions.insert(r.key.clone(), retracted(positions.get(&r.key), r.next));
+            }
             memtable.insert(&batch.tenant, batch.records, raw);
         }
         if replayed > 0 {
@@ -381,7 +409,7 @@ impl Engine {
             }
         }
         let res = self
-            .append(tenant, records, raw_bytes, producer.as_ref(), &[])
+            .append(tenant, records, raw_bytes, producer.as_ref())
             .await;
         if let Some(key) = producer {
             self.state().in_flight.remove(&key);
@@ -392,30 +420,77 @@ impl Engine {
         })
     }
 
-    /// Appends records of `tenant` that move source `positions` (key, position
-    /// after the batch): the records and the positions are one WAL record, durable
-    /// together, so after any crash [`Engine::position`] says exactly which of the
-    /// source's records are stored. What a consumer of a numbered source (a Kafka
-    /// partition) needs for exactly-once: resume from the stored position.
+    /// Appends records of `tenant` that move a numbered source (a Kafka
+    /// partition) to `position`: the records and the position are one WAL record,
+    /// durable together, so after any crash [`Engine::position`] says exactly which
+    /// of the source's records are stored, and a consumer resumes from there.
+    ///
+    /// Once the batch is durable and in the memtable, `confirm` runs (it may block:
+    /// call this from a thread of your own, not a runtime worker) while flushes
+    /// wait, so the batch is still in the memtable when it returns: `None` keeps
+    /// the batch; a [`Retract`] takes back what it names (the hand-over of the
+    /// batch failed), durably too.
     pub async fn ingest_positioned(
         &self,
         tenant: &Tenant,
         records: Vec<Record>,
         raw_bytes: u64,
-        positions: Vec<(String, u64)>,
-    ) -> Result<LsnRange> {
-        self.append(tenant, records, raw_bytes, None, &positions)
-            .await
+        position: Position,
+        confirm: impl FnOnce(LsnRange) -> Option<Retract>,
+    ) -> Result<Positioned> {
+        if let Some(why) = &self.state().failed {
+            return Err(EngineError::FlushFailed(why.clone()));
+        }
+        let positions = [position];
+        let payload = Bytes::from(walrec::encode_with(tenant, &records, None, &positions));
+        let _shared = self.gate.read().await;
+        let range = self.wal.append_batch(vec![payload]).await?;
+        {
+            let mut st = self.state();
+            for p in positions {
+                st.positions.insert(
+                    p.key,
+                    SourcePosition {
+                        first: p.first,
+                        next: p.next,
+                    },
+                );
+            }
+            st.memtable.insert(tenant, records, raw_bytes);
+        }
+        let retracted = match confirm(range) {
+            None => None,
+            Some(r) => Some(self.retract_locked(tenant, &r).await?),
+        };
+        Ok(Positioned { range, retracted })
     }
 
-    /// The stored position of source `key` (the position after its last stored
-    /// record), if any of its records were ever stored.
-    pub fn position(&self, key: &str) -> Option<u64> {
+    /// Takes back records of a numbered source stored but not handed over (see
+    /// [`Retract`]), durably: a WAL record, then the memtable. Only records still in
+    /// the memtable can go: call it before any flush after [`Engine::open`] (a
+    /// source that resolves its last batch at start-up). How many records went.
+    pub async fn retract(&self, tenant: &Tenant, r: &Retract) -> Result<u64> {
+        let _shared = self.gate.read().await;
+        self.retract_locked(tenant, r).await
+    }
+
+    async fn retract_locked(&self, tenant: &Tenant, r: &Retract) -> Result<u64> {
+        let payload = Bytes::from(walrec::encode_retract(tenant, r));
+        self.wal.append_batch(vec![payload]).await?;
+        let mut st = self.state();
+        let removed = st.memtable.remove(tenant, |rec| r.matches(rec));
+        let p = retracted(st.positions.get(&r.key), r.next);
+        st.positions.insert(r.key.clone(), p);
+        Ok(removed)
+    }
+
+    /// The stored position of source `key`, if any of its records were ever stored.
+    pub fn position(&self, key: &str) -> Option<SourcePosition> {
         self.state().positions.get(key).copied()
     }
 
     /// Every stored source position whose key starts with `prefix`.
-    pub fn positions(&self, prefix: &str) -> Vec<(String, u64)> {
+    pub fn positions(&self, prefix: &str) -> Vec<(String, SourcePosition)> {
         self.state()
             .positions
             .range(prefix.to_string()..)
@@ -430,9 +505,8 @@ impl Engine {
         records: Vec<Record>,
         raw_bytes: u64,
         producer: Option<&(String, u64)>,
-        positions: &[(String, u64)],
     ) -> Result<LsnRange> {
-        if records.is_empty() && producer.is_none() && positions.is_empty() {
+        if records.is_empty() && producer.is_none() {
             let next = self.wal.written_lsn();
             return Ok(LsnRange {
                 first: next,
@@ -446,7 +520,7 @@ impl Engine {
             tenant,
             &records,
             producer.map(|(p, s)| (p.as_str(), *s)),
-            positions,
+            &[],
         ));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -455,9 +529,6 @@ impl Engine {
         // exactly the batches below its checkpoint.
         if let Some((p, seq)) = producer {
             st.producers.record(p, *seq, range.first, range.last);
-        }
-        for (k, v) in positions {
-            st.positions.insert(k.clone(), *v);
         }
         st.memtable.insert(tenant, records, raw_bytes);
         Ok(range)
@@ -587,7 +658,7 @@ impl Engine {
         checkpoint: u64,
         (producers, positions): (
             crate::dedup::Producers,
-            std::collections::BTreeMap<String, u64>,
+            std::collections::BTreeMap<String, SourcePosition>,
         ),
     ) -> Result<FlushStats> {
         let mut stats = FlushStats::default();

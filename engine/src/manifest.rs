@@ -52,7 +52,16 @@ pub struct Manifest {
     pub producers: crate::dedup::Producers,
     /// Source positions as of the checkpoint (see [`crate::engine::Engine::position`]).
     #[serde(default)]
-    pub positions: std::collections::BTreeMap<String, u64>,
+    pub positions: std::collections::BTreeMap<String, SourcePosition>,
+}
+
+/// Where the stored records of a numbered source (a Kafka partition) end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// The source position of the first record of the last batch stored.
+    pub first: u64,
+    /// The source position after the last record stored.
+    pub next: u64,
 }
 
 impl Default for Manifest {

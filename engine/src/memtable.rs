@@ -81,6 +81,30 @@ impl Memtable {
         }
     }
 
+    /// Removes the records of `tenant` that `drop` picks; how many went.
+    pub fn remove(&mut self, tenant: &Tenant, mut drop: impl FnMut(&Record) -> bool) -> u64 {
+        let mut removed = 0u64;
+        for ((t, _), part) in self.parts.iter_mut() {
+            if t != tenant {
+                continue;
+            }
+            part.records.retain(|r| {
+                if !drop(r) {
+                    return true;
+                }
+                let b = record_bytes(r);
+                part.bytes -= b;
+                self.bytes -= b;
+                self.rows -= 1;
+                self.raw_bytes = self.raw_bytes.saturating_sub(r.msg.len() as u64 + 1);
+                removed += 1;
+                false
+            });
+        }
+        self.parts.retain(|_, p| !p.records.is_empty());
+        removed
+    }
+
     /// Approximate memory held.
     pub fn bytes(&self) -> usize {
         self.bytes

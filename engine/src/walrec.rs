@@ -6,11 +6,13 @@
 //! ```text
 //! u8  version (1)
 //! u8  kind    (1 = record batch, 2 = record batch of an identified producer,
-//!              3 = record batch with source positions)
+//!              3 = record batch with source positions, 4 = retraction)
 //! str tenant
 //! [kind 2: str producer, varint sequence]
 //! [kind 3: u8 has_producer, [str producer, varint sequence],
-//!          varint n_positions, n x (str source key, varint next position)]
+//!          varint n_positions, n x (str source key, varint first, varint next)]
+//! [kind 4: str source key, varint next, varint n_equals, n x (str name, value),
+//!          str offset field, zigzag-varint from; no records follow]
 //! varint count
 //! count x record:
 //!   zigzag-varint time_ns delta from the previous record (first: from 0)
@@ -19,6 +21,7 @@
 //!   u8 has_level, [str level]
 //!   varint n_fields, n x (str name, u8 tag, value)  tag: 0 str, 1 i64 (zigzag varint),
 //!                                                        2 f64 (8 bytes), 3 bool (u8)
+//! value = u8 tag, then as for a field
 //! str = varint length + UTF-8 bytes
 //! ```
 //!
@@ -33,6 +36,7 @@ pub const WALREC_VERSION: u8 = 1;
 const KIND_RECORDS: u8 = 1;
 const KIND_PRODUCER_RECORDS: u8 = 2;
 const KIND_POSITIONED_RECORDS: u8 = 3;
+const KIND_RETRACT: u8 = 4;
 /// Most source positions one batch may carry.
 pub const BATCH_POSITIONS_MAX: usize = 1 << 16;
 /// Most records one batch may hold.
@@ -50,10 +54,102 @@ pub struct Batch {
     /// The producer that sent the batch and its sequence number, for idempotent
     /// retries ([`crate::dedup`]).
     pub producer: Option<(String, u64)>,
-    /// Source positions the batch moves to: (source key, position after the
-    /// batch's last record of that source), e.g. a Kafka partition's next offset.
+    /// Source positions the batch moves (e.g. a Kafka partition's offsets).
     /// Written in the same WAL record as the records, so both are durable together.
-    pub positions: Vec<(String, u64)>,
+    pub positions: Vec<Position>,
+    /// A retraction (a kind 4 payload, which carries no records).
+    pub retract: Option<Retract>,
+}
+
+/// Where a batch leaves a numbered source (a Kafka partition): the batch holds its
+/// records from position `first` up to, not including, `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The source, e.g. `kafka/GROUP/TOPIC/PARTITION`.
+    pub key: String,
+    /// The source position of the batch's first record.
+    pub first: u64,
+    /// The source position after the batch's last record.
+    pub next: u64,
+}
+
+/// Takes back the records of a source from a position on (records stored but whose
+/// hand-over was not confirmed): every record of `tenant` whose fields equal
+/// `equals` and whose integer field `field` is at least `from` is removed, and the
+/// source's position goes back to `next`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retract {
+    /// The source.
+    pub key: String,
+    /// The source position after the retraction.
+    pub next: u64,
+    /// Fields that identify the source's records (e.g. topic and partition).
+    pub equals: Vec<(String, Value)>,
+    /// The integer field holding a record's source position (e.g. its offset).
+    pub field: String,
+    /// Records at this source position and later are removed.
+    pub from: i64,
+}
+
+impl Retract {
+    /// Whether `r` is one of the records this retraction removes.
+    pub fn matches(&self, r: &Record) -> bool {
+        let field = |name: &str| r.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        self.equals.iter().all(|(k, v)| field(k) == Some(v))
+            && matches!(field(&self.field), Some(Value::I64(x)) if *x >= self.from)
+    }
+}
+
+/// Encodes a retraction of `tenant`'s records.
+pub fn encode_retract(tenant: &Tenant, r: &Retract) -> Vec<u8> {
+    let mut out = vec![WALREC_VERSION, KIND_RETRACT];
+    put_str(&mut out, tenant.as_str());
+    put_str(&mut out, &r.key);
+    put_varint(&mut out, r.next);
+    put_varint(&mut out, r.equals.len() as u64);
+    for (k, v) in &r.equals {
+        put_str(&mut out, k);
+        put_value(&mut out, v);
+    }
+    put_str(&mut out, &r.field);
+    put_varint(&mut out, zigzag(r.from));
+    out
+}
+
+fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Str(s) => {
+            out.push(0);
+            put_str(out, s);
+        }
+        Value::I64(i) => {
+            out.push(1);
+            put_varint(out, zigzag(*i));
+        }
+        Value::F64(x) => {
+            out.push(2);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Value::Bool(b) => {
+            out.push(3);
+            out.push(u8::from(*b));
+        }
+    }
+}
+
+fn get_value(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
+    Ok(match r.u8()? {
+        0 => Value::Str(r.str()?),
+        1 => Value::I64(unzigzag(r.varint()?)),
+        2 => {
+            let b = r.bytes(8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Value::F64(f64::from_le_bytes(a))
+        }
+        3 => Value::Bool(r.u8()? != 0),
+        other => return r.fail(format!("bad value tag {other}")),
+    })
 }
 
 /// Encodes a batch of records of `tenant`.
@@ -67,12 +163,12 @@ pub fn encode_from(tenant: &Tenant, records: &[Record], producer: Option<(&str, 
 }
 
 /// Encodes a batch of records of `tenant`, from `producer` if given, moving the
-/// source `positions` (key, next position) if any.
+/// source `positions` if any.
 pub fn encode_with(
     tenant: &Tenant,
     records: &[Record],
     producer: Option<(&str, u64)>,
-    positions: &[(String, u64)],
+    positions: &[Position],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + records.iter().map(|r| r.msg.len() + 16).sum::<usize>());
     out.push(WALREC_VERSION);
@@ -91,9 +187,10 @@ pub fn encode_with(
     }
     if !positions.is_empty() {
         put_varint(&mut out, positions.len() as u64);
-        for (key, next) in positions {
-            put_str(&mut out, key);
-            put_varint(&mut out, *next);
+        for p in positions {
+            put_str(&mut out, &p.key);
+            put_varint(&mut out, p.first);
+            put_varint(&mut out, p.next);
         }
     }
     put_varint(&mut out, records.len() as u64);
@@ -117,24 +214,7 @@ pub fn encode_with(
         put_varint(&mut out, r.fields.len() as u64);
         for (name, value) in &r.fields {
             put_str(&mut out, name);
-            match value {
-                Value::Str(s) => {
-                    out.push(0);
-                    put_str(&mut out, s);
-                }
-                Value::I64(i) => {
-                    out.push(1);
-                    put_varint(&mut out, zigzag(*i));
-                }
-                Value::F64(x) => {
-                    out.push(2);
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-                Value::Bool(b) => {
-                    out.push(3);
-                    out.push(u8::from(*b));
-                }
-            }
+            put_value(&mut out, value);
         }
     }
     out
@@ -152,7 +232,7 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
     let kind = r.u8()?;
     if !matches!(
         kind,
-        KIND_RECORDS | KIND_PRODUCER_RECORDS | KIND_POSITIONED_RECORDS
+        KIND_RECORDS | KIND_PRODUCER_RECORDS | KIND_POSITIONED_RECORDS | KIND_RETRACT
     ) {
         return r.fail(format!("unknown payload kind {kind}"));
     }
@@ -161,6 +241,33 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         offset: tenant_at,
         what: e.to_string(),
     })?;
+    if kind == KIND_RETRACT {
+        let key = r.str()?;
+        let next = r.varint()?;
+        let mut equals = Vec::new();
+        for _ in 0..r.len(payload.len())? {
+            let k = r.str()?;
+            equals.push((k, get_value(&mut r)?));
+        }
+        let field = r.str()?;
+        let from = unzigzag(r.varint()?);
+        if r.at != payload.len() {
+            return r.fail(format!("{} trailing bytes", payload.len() - r.at));
+        }
+        return Ok(Batch {
+            tenant,
+            records: Vec::new(),
+            producer: None,
+            positions: Vec::new(),
+            retract: Some(Retract {
+                key,
+                next,
+                equals,
+                field,
+                from,
+            }),
+        });
+    }
     let has_producer = match kind {
         KIND_PRODUCER_RECORDS => true,
         KIND_POSITIONED_RECORDS => match r.u8()? {
@@ -185,7 +292,9 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         }
         for _ in 0..n {
             let key = r.str()?;
-            positions.push((key, r.varint()?));
+            let first = r.varint()?;
+            let next = r.varint()?;
+            positions.push(Position { key, first, next });
         }
     }
     // Each record takes at least 5 bytes, which bounds the count before allocating.
@@ -211,19 +320,7 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         let mut fields = Vec::with_capacity(n_fields.min(1024));
         for _ in 0..n_fields {
             let name = r.str()?;
-            let value = match r.u8()? {
-                0 => Value::Str(r.str()?),
-                1 => Value::I64(unzigzag(r.varint()?)),
-                2 => {
-                    let b = r.bytes(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    Value::F64(f64::from_le_bytes(a))
-                }
-                3 => Value::Bool(r.u8()? != 0),
-                other => return r.fail(format!("bad value tag {other}")),
-            };
-            fields.push((name, value));
+            fields.push((name, get_value(&mut r)?));
         }
         records.push(Record {
             time_ns,
@@ -241,6 +338,7 @@ pub fn decode(payload: &[u8]) -> Result<Batch, DecodeError> {
         records,
         producer,
         positions,
+        retract: None,
     })
 }
 
@@ -283,8 +381,12 @@ mod tests {
         fn round_trips(
             records in proptest::collection::vec(record(), 0..20),
             producer in proptest::option::of(("\\PC{0,12}", any::<u64>())),
-            positions in proptest::collection::vec(("\\PC{0,12}", any::<u64>()), 0..4),
+            positions in proptest::collection::vec(("\\PC{0,12}", any::<u64>(), any::<u64>()), 0..4),
         ) {
+            let positions: Vec<Position> = positions
+                .into_iter()
+                .map(|(key, first, next)| Position { key, first, next })
+                .collect();
             let t = Tenant::new("acme").unwrap();
             let bytes = encode_with(&t, &records, producer.as_ref().map(|(p, s)| (p.as_str(), *s)), &positions);
             let batch = decode(&bytes).unwrap();
@@ -292,6 +394,27 @@ mod tests {
             prop_assert_eq!(batch.records, records);
             prop_assert_eq!(batch.producer, producer);
             prop_assert_eq!(batch.positions, positions);
+            prop_assert_eq!(batch.retract, None);
+        }
+
+        #[test]
+        fn retractions_round_trip(
+            key in "\\PC{0,12}",
+            next in any::<u64>(),
+            equals in proptest::collection::vec(("[a-z.]{1,8}", value()), 0..3),
+            field in "[a-z.]{1,8}",
+            from in any::<i64>(),
+        ) {
+            let t = Tenant::new("acme").unwrap();
+            let r = Retract { key, next, equals, field, from };
+            let bytes = encode_retract(&t, &r);
+            let batch = decode(&bytes).unwrap();
+            prop_assert_eq!(batch.tenant, t);
+            prop_assert!(batch.records.is_empty());
+            prop_assert_eq!(batch.retract, Some(r));
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
         }
 
         #[test]
@@ -304,6 +427,10 @@ mod tests {
             records in proptest::collection::vec(record(), 1..5),
             positions in proptest::collection::vec(("[a-z/0-9]{0,12}", any::<u64>()), 0..3),
         ) {
+            let positions: Vec<Position> = positions
+                .into_iter()
+                .map(|(key, next)| Position { key, first: next / 2, next })
+                .collect();
             let bytes = encode_with(&Tenant::default(), &records, None, &positions);
             for cut in 0..bytes.len() {
                 prop_assert!(decode(&bytes[..cut]).is_err());

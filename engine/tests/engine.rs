@@ -337,63 +337,122 @@ fn first_dup(first: engine::engine::Ingested) -> engine::engine::Ingested {
 
 /// Source positions ride in the same WAL record as their records: after a reopen
 /// (WAL replay), after a flush (manifest) and after both, the stored position of
-/// each source says exactly how many of its records are stored.
+/// each source says exactly how many of its records are stored; a retraction (at
+/// hand-over time or at start-up) takes back exactly the records it names, durably.
 #[test]
 fn source_positions_are_durable_with_their_records() {
+    use engine::engine::{Position, Retract};
+    use engine::manifest::SourcePosition;
+    use engine::model::Value;
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let t = Tenant::default();
-    let key = |p: u32| format!("kafka/g/logs/{p}");
-    // Partition p's record n is "p{p} n{n}"; a batch stores n in [from, to).
-    let batch = |p: u32, from: u64, to: u64| -> Vec<Record> {
+    let key = |p: i64| format!("kafka/g/logs/{p}");
+    // Partition p's record at offset n is "p{p} n{n}" with fields partition, offset.
+    let batch = |p: i64, from: u64, to: u64| -> Vec<Record> {
         (from..to)
-            .map(|n| rec(n as i64, &format!("p{p} n{n}")))
+            .map(|n| {
+                let mut r = rec(n as i64, &format!("p{p} n{n}"));
+                r.fields = vec![
+                    ("partition".into(), Value::I64(p)),
+                    ("offset".into(), Value::I64(n as i64)),
+                ];
+                r
+            })
             .collect()
     };
+    let pos = |p: i64, first: u64, next: u64| Position {
+        key: key(p),
+        first,
+        next,
+    };
+    let tail = |p: i64, from: i64, next: u64| Retract {
+        key: key(p),
+        next,
+        equals: vec![("partition".into(), Value::I64(p))],
+        field: "offset".into(),
+        from,
+    };
     let count =
-        |e: &Engine, p: u32| e.search(&t, &[&format!("p{p}")], 10_000).unwrap().len() as u64;
+        |e: &Engine, p: i64| e.search(&t, &[&format!("p{p}")], 10_000).unwrap().len() as u64;
+    let sp = |first, next| SourcePosition { first, next };
+    let keep = |_| None;
     {
         let e = Engine::open(cfg(dir.path())).unwrap();
         assert_eq!(e.position(&key(0)), None);
-        rt.block_on(e.ingest_positioned(&t, batch(0, 0, 50), 0, vec![(key(0), 50)]))
+        rt.block_on(e.ingest_positioned(&t, batch(0, 0, 50), 0, pos(0, 0, 50), keep))
             .unwrap();
-        rt.block_on(e.ingest_positioned(
-            &t,
-            [batch(1, 0, 30), batch(2, 0, 7)].concat(),
-            0,
-            vec![(key(1), 30), (key(2), 7)],
-        ))
-        .unwrap();
-        assert_eq!(e.position(&key(0)), Some(50));
+        rt.block_on(e.ingest_positioned(&t, batch(1, 0, 30), 0, pos(1, 0, 30), keep))
+            .unwrap();
+        // A batch whose hand-over fails is taken back at once.
+        let got = rt
+            .block_on(
+                e.ingest_positioned(&t, batch(1, 30, 40), 0, pos(1, 30, 40), |_| {
+                    Some(tail(1, 30, 30))
+                }),
+            )
+            .unwrap();
+        assert_eq!(got.retracted, Some(10));
+        rt.block_on(e.ingest_positioned(&t, batch(2, 0, 7), 0, pos(2, 0, 7), keep))
+            .unwrap();
+        assert_eq!(e.position(&key(0)), Some(sp(0, 50)));
+        assert_eq!(e.position(&key(1)), Some(sp(30, 30)));
+        assert_eq!(count(&e, 1), 30);
         assert_eq!(
             e.positions("kafka/g/logs/"),
-            vec![(key(0), 50), (key(1), 30), (key(2), 7)]
+            vec![
+                (key(0), sp(0, 50)),
+                (key(1), sp(30, 30)),
+                (key(2), sp(0, 7))
+            ]
         );
         assert_eq!(e.positions("kafka/other/"), vec![]);
     }
-    // Reopen: positions come back from the WAL.
+    // Reopen: positions and the retraction come back from the WAL.
     {
         let e = Engine::open(cfg(dir.path())).unwrap();
         assert_eq!(
             e.positions("kafka/"),
-            vec![(key(0), 50), (key(1), 30), (key(2), 7)]
+            vec![
+                (key(0), sp(0, 50)),
+                (key(1), sp(30, 30)),
+                (key(2), sp(0, 7))
+            ]
         );
+        assert_eq!(count(&e, 1), 30);
         rt.block_on(e.flush()).unwrap();
-        rt.block_on(e.ingest_positioned(&t, batch(0, 50, 80), 0, vec![(key(0), 80)]))
+        rt.block_on(e.ingest_positioned(&t, batch(0, 50, 80), 0, pos(0, 50, 80), keep))
             .unwrap();
     }
-    // Reopen: the manifest's positions (as of the flush), then the WAL's after it.
-    let e = Engine::open(cfg(dir.path())).unwrap();
-    assert_eq!(
-        e.positions("kafka/"),
-        vec![(key(0), 80), (key(1), 30), (key(2), 7)]
-    );
-    for p in 0..3 {
-        assert_eq!(count(&e, p), e.position(&key(p)).unwrap(), "partition {p}");
+    // Reopen: the manifest's positions (as of the flush), then the WAL's after it;
+    // then a start-up retraction of partition 0's last batch from offset 60.
+    {
+        let e = Engine::open(cfg(dir.path())).unwrap();
+        assert_eq!(
+            e.positions("kafka/"),
+            vec![
+                (key(0), sp(50, 80)),
+                (key(1), sp(30, 30)),
+                (key(2), sp(0, 7))
+            ]
+        );
+        for p in 0..3 {
+            assert_eq!(
+                count(&e, p),
+                e.position(&key(p)).unwrap().next,
+                "partition {p}"
+            );
+        }
+        assert_eq!(rt.block_on(e.retract(&t, &tail(0, 60, 60))).unwrap(), 20);
+        assert_eq!(e.position(&key(0)), Some(sp(50, 60)));
     }
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(e.position(&key(0)), Some(sp(50, 60)));
+    assert_eq!(count(&e, 0), 60);
+    assert_eq!(count(&e, 2), 7);
     rt.block_on(e.flush()).unwrap();
     drop(e);
     let e = Engine::open(cfg(dir.path())).unwrap();
-    assert_eq!(e.position(&key(0)), Some(80));
-    assert_eq!(count(&e, 0), 80);
+    assert_eq!(e.position(&key(0)), Some(sp(50, 60)));
+    assert_eq!(count(&e, 0), 60);
 }

@@ -50,6 +50,23 @@ pub(super) fn dump(opts: &WalOpts, from: Option<u64>, limit: Option<usize>) -> R
         let rec = rec?;
         let batch = engine::walrec::decode(&rec.payload)
             .with_context(|| format!("WAL record {} is not an engine record batch", rec.lsn))?;
+        // Source positions and retractions (Kafka offsets) print as lines of their own.
+        for p in &batch.positions {
+            let line = serde_json::json!({
+                "lsn": rec.lsn,
+                "tenant": batch.tenant.as_str(),
+                "position": {"source": p.key, "first": p.first, "next": p.next},
+            });
+            writeln!(out, "{line}")?;
+        }
+        if let Some(r) = &batch.retract {
+            let line = serde_json::json!({
+                "lsn": rec.lsn,
+                "tenant": batch.tenant.as_str(),
+                "retract": {"source": r.key, "next": r.next, "field": r.field, "from": r.from},
+            });
+            writeln!(out, "{line}")?;
+        }
         for r in &batch.records {
             if limit.is_some_and(|l| printed >= l) {
                 break 'records;
