@@ -15,8 +15,16 @@
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! flush_threads = 2                # segment writers (default: the cores)
 //! backlog_bytes_max = 268435456    # refuse writes (RESOURCE_EXHAUSTED) above this
+//!
+//! [[sources.kafka]]                # any number of these; see docs/kafka.md
+//! brokers = "127.0.0.1:9092"
+//! topics = ["logs"]
+//! group = "heimdall"
+//! format = "jsonl"                 # or "raw"
+//! tenant = "default"
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +45,131 @@ pub(crate) struct Config {
     pub(crate) grpc_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
     pub(crate) limits: Limits,
+    pub(crate) sources: Sources,
+}
+
+/// Sources Heimdall consumes itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Sources {
+    pub(crate) kafka: Vec<KafkaSource>,
+}
+
+/// How a source's messages become records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SourceFormat {
+    /// The message is the record's `_msg` (a leading timestamp is its `_time`).
+    #[default]
+    Raw,
+    /// The message is a JSON object, read like `heimdall ingest --format jsonl`.
+    Jsonl,
+}
+
+/// One `[[sources.kafka]]`: topics consumed by a consumer group, exactly once
+/// into the WAL (docs/kafka.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KafkaSource {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub(crate) brokers: String,
+    pub(crate) topics: Vec<String>,
+    /// Consumer group: nodes with the same group share the partitions.
+    pub(crate) group: String,
+    #[serde(default)]
+    pub(crate) format: SourceFormat,
+    #[serde(default = "default_tenant")]
+    pub(crate) tenant: String,
+    /// Stream labels of every record (beside the `kafka.*` fields).
+    #[serde(default)]
+    pub(crate) stream: BTreeMap<String, String>,
+    /// Store the message key (as text) in this field.
+    #[serde(default)]
+    pub(crate) key_field: Option<String>,
+    /// Store these message headers (name -> field name).
+    #[serde(default)]
+    pub(crate) header_fields: BTreeMap<String, String>,
+    /// Stream labels of dead letters (undecodable or oversized messages).
+    #[serde(default = "default_dead_letter_stream")]
+    pub(crate) dead_letter_stream: BTreeMap<String, String>,
+    /// A message larger than this is a dead letter (its first bytes are kept).
+    #[serde(default = "default_message_bytes_max")]
+    pub(crate) message_bytes_max: usize,
+    /// Most messages in one WAL batch.
+    #[serde(default = "default_batch_records_max")]
+    pub(crate) batch_records_max: usize,
+    /// Most message bytes in one WAL batch.
+    #[serde(default = "default_batch_bytes_max")]
+    pub(crate) batch_bytes_max: usize,
+    /// How long a batch waits for more messages.
+    #[serde(default = "default_linger", with = "duration_text")]
+    pub(crate) linger: Duration,
+    /// The topic where nodes record which node consumes which partition from
+    /// which offset on (created when missing).
+    #[serde(default = "default_ledger_topic")]
+    pub(crate) ledger_topic: String,
+    /// Join the group as a static member named after this node (Kafka's
+    /// `group.instance.id`): a restarted node takes its partitions back at once,
+    /// without a rebalance of the group. Its partitions move to another node only
+    /// once the session times out (and never on brokers that do not expire static
+    /// members, such as tansu 0.6).
+    #[serde(default)]
+    pub(crate) static_membership: bool,
+    /// Extra librdkafka consumer properties (e.g. `"session.timeout.ms"`).
+    #[serde(default)]
+    pub(crate) options: BTreeMap<String, String>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+fn default_dead_letter_stream() -> BTreeMap<String, String> {
+    [("source".to_string(), "kafka-dead-letter".to_string())].into()
+}
+fn default_message_bytes_max() -> usize {
+    1 << 20
+}
+fn default_batch_records_max() -> usize {
+    10_000
+}
+fn default_batch_bytes_max() -> usize {
+    8 << 20
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_ledger_topic() -> String {
+    "heimdall-ledger".into()
+}
+
+impl KafkaSource {
+    /// A short name for logs and metrics: `GROUP/TOPIC,TOPIC`.
+    pub(crate) fn name(&self) -> String {
+        format!("{}/{}", self.group, self.topics.join(","))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let name = self.name();
+        if self.brokers.trim().is_empty() || self.topics.is_empty() || self.group.is_empty() {
+            bail!("sources.kafka {name}: brokers, topics and group must be given");
+        }
+        if self
+            .topics
+            .iter()
+            .any(|t| t.is_empty() || t == &self.ledger_topic)
+        {
+            bail!("sources.kafka {name}: topic names must be non-empty and not the ledger topic");
+        }
+        engine::model::Tenant::new(self.tenant.as_str())
+            .map_err(|e| anyhow::anyhow!("sources.kafka {name}: tenant: {e}"))?;
+        if self.batch_records_max == 0
+            || self.batch_bytes_max < 1024
+            || self.message_bytes_max < 1024
+        {
+            bail!("sources.kafka {name}: batch_records_max must be positive, batch_bytes_max and message_bytes_max at least 1024");
+        }
+        Ok(())
+    }
 }
 
 /// Request and resource limits.
@@ -61,6 +194,7 @@ impl Default for Config {
             grpc_addr: DEFAULT_GRPC_ADDR.parse().unwrap_or_else(|_| loopback(7400)),
             http_addr: DEFAULT_HTTP_ADDR.parse().unwrap_or_else(|_| loopback(7401)),
             limits: Limits::default(),
+            sources: Sources::default(),
         }
     }
 }
@@ -151,6 +285,9 @@ impl Config {
         if self.grpc_addr == self.http_addr && self.grpc_addr.port() != 0 {
             bail!("grpc_addr and http_addr must differ");
         }
+        for k in &self.sources.kafka {
+            k.validate()?;
+        }
         Ok(())
     }
 }
@@ -213,6 +350,24 @@ mod tests {
         assert!(Config::parse("grpc_adr = \"127.0.0.1:1\"").is_err());
         assert!(Config::parse("[limits]\nquery_timeout = \"5 parsecs\"").is_err());
         assert!(Config::parse("grpc_addr = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn kafka_sources() {
+        let c = Config::parse(
+            "[[sources.kafka]]\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"logs\"]\ngroup = \"heimdall\"\nformat = \"jsonl\"\ntenant = \"default\"\n",
+        )
+        .unwrap();
+        let k = &c.sources.kafka[0];
+        assert_eq!(k.format, SourceFormat::Jsonl);
+        assert_eq!(k.ledger_topic, "heimdall-ledger");
+        assert_eq!(k.name(), "heimdall/logs");
+        assert!(
+            Config::parse("[[sources.kafka]]\nbrokers = \"b\"\ntopics = []\ngroup = \"g\"\n")
+                .is_err()
+        );
+        assert!(Config::parse("[[sources.kafka]]\nbrokers = \"b\"\ntopics = [\"t\"]\ngroup = \"g\"\nformat = \"xml\"\n").is_err());
+        assert!(Config::parse("[[sources.kafka]]\nbrokers = \"b\"\ntopics = [\"t\"]\ngroup = \"g\"\ntenant = \"no spaces\"\n").is_err());
     }
 
     #[test]

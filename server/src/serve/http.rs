@@ -55,6 +55,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
         "engine_error": failed,
         "memtable_bytes": node.engine.memory().memtable_bytes,
         "backlog_limit_bytes": node.cfg.limits.backlog_bytes_max,
+        "sources": node.sources.status.iter().map(|s| s.json()).collect::<Vec<_>>(),
     });
     if ready && failed.is_none() {
         json(StatusCode::OK, body)
@@ -70,7 +71,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        node.metrics.render(&node.engine),
+        node.metrics.render(&node.engine, &node.sources),
     )
         .into_response()
 }

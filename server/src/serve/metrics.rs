@@ -105,7 +105,7 @@ impl Family<'_> {
 
 impl Metrics {
     /// The Prometheus text exposition of the server and its engine.
-    pub(crate) fn render(&self, engine: &Engine) -> String {
+    pub(crate) fn render(&self, engine: &Engine, sources: &super::kafka::Sources) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let mut f = Family { out: &mut out };
@@ -213,6 +213,90 @@ impl Metrics {
             "Whether a background flush is running (1) or not (0).",
             g(&self.flush_running) as f64,
         );
+        render_sources(&mut f, sources);
         out
     }
+}
+
+/// Per Kafka source and partition: lag, records, bytes, dead letters, errors.
+fn render_sources(f: &mut Family<'_>, sources: &super::kafka::Sources) {
+    if sources.status.is_empty() {
+        return;
+    }
+    type Pick = fn(&super::kafka::PartitionStatus) -> Option<f64>;
+    let families: [(&str, &str, &str, Pick); 6] = [
+        (
+            "heimdall_kafka_lag_messages",
+            "gauge",
+            "Messages on the broker not stored yet (high watermark minus stored position).",
+            |s| s.lag().map(|l| l as f64),
+        ),
+        (
+            "heimdall_kafka_records_total",
+            "counter",
+            "Records stored from the partition (dead letters included).",
+            |s| Some(s.records as f64),
+        ),
+        (
+            "heimdall_kafka_bytes_total",
+            "counter",
+            "Message bytes stored from the partition.",
+            |s| Some(s.bytes as f64),
+        ),
+        (
+            "heimdall_kafka_dead_lettered_total",
+            "counter",
+            "Messages stored as dead letters.",
+            |s| Some(s.dead_lettered as f64),
+        ),
+        (
+            "heimdall_kafka_errors_total",
+            "counter",
+            "Offset commits that failed.",
+            |s| Some(s.errors as f64),
+        ),
+        (
+            "heimdall_kafka_position",
+            "gauge",
+            "Next offset to store.",
+            |s| Some(s.position as f64),
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        f.head(name, kind, help);
+        for src in &sources.status {
+            let Ok(parts) = src.partitions.lock() else {
+                continue;
+            };
+            for ((topic, p), st) in parts.iter() {
+                if let Some(v) = pick(st) {
+                    let _ = writeln!(
+                        f.out,
+                        "{name}{{source=\"{}\",topic=\"{topic}\",partition=\"{p}\"}} {v}",
+                        escape(&src.name)
+                    );
+                }
+            }
+        }
+    }
+    f.head(
+        "heimdall_kafka_source_errors_total",
+        "counter",
+        "Source failures and restarts.",
+    );
+    for src in &sources.status {
+        let _ = writeln!(
+            f.out,
+            "heimdall_kafka_source_errors_total{{source=\"{}\"}} {}",
+            escape(&src.name),
+            src.errors.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

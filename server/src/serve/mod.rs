@@ -9,6 +9,7 @@ pub(crate) mod config;
 mod flight;
 mod http;
 mod ingest;
+pub(crate) mod kafka;
 mod metrics;
 mod put;
 
@@ -51,7 +52,9 @@ pub(crate) struct Node {
     pub(crate) metrics: metrics::Metrics,
     /// Set once recovered and serving; cleared at shutdown.
     pub(crate) ready: AtomicBool,
-    flush_wake: tokio::sync::Notify,
+    pub(crate) flush_wake: tokio::sync::Notify,
+    /// Kafka sources consumed by this node.
+    pub(crate) sources: kafka::Sources,
 }
 
 impl Node {
@@ -194,6 +197,7 @@ impl Node {
             "metadata_bytes": s.metadata_bytes,
             "wal_bytes": s.wal_bytes,
             "memtable_bytes": self.engine.memory().memtable_bytes,
+            "sources": self.sources.status.iter().map(|s| s.json()).collect::<Vec<_>>(),
         }))
     }
 }
@@ -258,7 +262,21 @@ async fn serve(cfg: Config) -> Result<()> {
         metrics: metrics::Metrics::default(),
         ready: AtomicBool::new(false),
         flush_wake: tokio::sync::Notify::new(),
+        sources: kafka::Sources::new(&cfg.sources.kafka),
     });
+    // Before any flush: each Kafka source takes back a last batch stored but not
+    // handed over before the last stop (it is still in the memtable).
+    for (kcfg, status) in cfg.sources.kafka.iter().zip(&node.sources.status) {
+        match tokio::time::timeout(Duration::from_secs(60), kafka::resolve(&node, kcfg, status))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(source = %status.name, error = %format!("{e:#}"),
+                "could not check the last Kafka batches against the broker; keeping them"),
+            Err(_) => tracing::error!(source = %status.name,
+                "the broker did not answer within 60 s; keeping the last Kafka batches"),
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -290,6 +308,7 @@ async fn serve(cfg: Config) -> Result<()> {
         Arc::clone(&node),
         stopped(stop_rx.clone()),
     ));
+    node.sources.start(&node)?;
     node.ready.store(true, Ordering::Release);
     tracing::info!(
         grpc = %grpc_addr,
@@ -304,6 +323,10 @@ async fn serve(cfg: Config) -> Result<()> {
     tracing::info!("shutting down: no new requests, finishing the in-flight ones");
     node.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
+    {
+        let node = Arc::clone(&node);
+        let _ = tokio::task::spawn_blocking(move || node.sources.stop()).await;
+    }
     let grpc_res = grpc_task.await;
     let http_res = http_task.await;
     let _ = flusher.await;

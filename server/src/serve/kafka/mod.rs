@@ -1,0 +1,1040 @@
+//! Kafka sources: each `[[sources.kafka]]` is consumed by a supervised task (its own
+//! thread, a librdkafka consumer in the source's consumer group), exactly once into
+//! the WAL. The guarantee, its protocol and its limits are in docs/kafka.md; in
+//! short:
+//!
+//! - A batch of one partition's messages is stored as one WAL record that also
+//!   moves the partition's position (`kafka/GROUP/TOPIC/PARTITION` -> next offset,
+//!   [`Engine::ingest_positioned`]): records and offset are durable together.
+//! - On every assignment the consumer starts each partition at the offset recovered
+//!   from Heimdall's own data, unless another node consumed the partition since (the
+//!   ledger, [`ledger`]); then at the broker's committed offset.
+//! - After storing a batch the offsets are committed to the broker (synchronously,
+//!   while flushes wait), so the next owner of the partition starts after it.
+//! - A node killed between storing a batch and committing it finds, at its next
+//!   start, the batch uncommitted: it takes it back ([`Engine::retract`]) unless
+//!   it can tell the commit went through; whoever owns the partition next reads it
+//!   again from the broker.
+
+pub(crate) mod decode;
+pub(crate) mod ledger;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use engine::engine::{Position, Retract};
+use engine::model::{Tenant, Value};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::Headers;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList};
+
+use self::decode::{Decoder, Message, OFFSET_FIELD, PARTITION_FIELD, TOPIC_FIELD};
+use self::ledger::{claim_key, Claims, Ledger};
+use super::config::KafkaSource;
+use super::Node;
+
+/// How long a broker request may take before the source retries.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The engine key of a partition's position.
+pub(crate) fn position_key(group: &str, topic: &str, partition: i32) -> String {
+    format!("kafka/{group}/{topic}/{partition}")
+}
+
+/// (topic, partition) of a position key of `group`.
+fn parse_position_key(group: &str, key: &str) -> Option<(String, i32)> {
+    let rest = key
+        .strip_prefix("kafka/")?
+        .strip_prefix(group)?
+        .strip_prefix('/')?;
+    let (topic, p) = rest.rsplit_once('/')?;
+    Some((topic.to_string(), p.parse().ok()?))
+}
+
+/// What one partition of a source has done, for metrics and `stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct PartitionStatus {
+    pub(crate) assigned: bool,
+    /// Next offset to store (from Heimdall's data).
+    pub(crate) position: i64,
+    /// The broker's high watermark, as of the last statistics (-1: unknown).
+    pub(crate) high_watermark: i64,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) errors: u64,
+    /// Records per second over the last statistics interval.
+    pub(crate) records_per_s: f64,
+    pub(crate) bytes_per_s: f64,
+    #[serde(skip)]
+    window: (u64, u64, Option<Instant>),
+}
+
+impl PartitionStatus {
+    /// Messages the broker holds that are not stored yet.
+    pub(crate) fn lag(&self) -> Option<i64> {
+        (self.high_watermark >= 0).then(|| (self.high_watermark - self.position).max(0))
+    }
+}
+
+/// A source's shared state: what the task is doing and per-partition counts.
+#[derive(Debug)]
+pub(crate) struct SourceStatus {
+    pub(crate) name: String,
+    state: Mutex<String>,
+    pub(crate) partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
+    pub(crate) errors: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) retracted: AtomicU64,
+}
+
+impl SourceStatus {
+    pub(crate) fn new(name: String) -> SourceStatus {
+        SourceStatus {
+            name,
+            state: Mutex::new("starting".into()),
+            partitions: Mutex::new(BTreeMap::new()),
+            errors: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            retracted: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn state(&self) -> String {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_state(&self, s: impl Into<String>) {
+        if let Ok(mut st) = self.state.lock() {
+            *st = s.into();
+        }
+    }
+
+    fn with_partition(&self, topic: &str, p: i32, f: impl FnOnce(&mut PartitionStatus)) {
+        if let Ok(mut m) = self.partitions.lock() {
+            let e = m
+                .entry((topic.to_string(), p))
+                .or_insert_with(|| PartitionStatus {
+                    high_watermark: -1,
+                    ..PartitionStatus::default()
+                });
+            f(e);
+        }
+    }
+
+    /// The whole status as JSON (the `stats` action, `/readyz`).
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let parts: Vec<serde_json::Value> = self
+            .partitions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((t, p), s)| {
+                        let mut v = serde_json::to_value(s).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("topic".into(), t.clone().into());
+                            o.insert("partition".into(), (*p).into());
+                            o.insert("lag".into(), s.lag().into());
+                        }
+                        v
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        serde_json::json!({
+            "source": self.name,
+            "kind": "kafka",
+            "state": self.state(),
+            "errors": self.errors.load(Ordering::Relaxed),
+            "restarts": self.restarts.load(Ordering::Relaxed),
+            "retracted_records": self.retracted.load(Ordering::Relaxed),
+            "partitions": parts,
+        })
+    }
+}
+
+/// The persistent id of this node (a file in the data directory), which names it
+/// in the ledger.
+pub(crate) fn node_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let id = format!("{:016x}", h.finish());
+    let tmp = data_dir.join("node-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// The librdkafka settings shared by a source's clients.
+fn base_config(cfg: &KafkaSource) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    c.set("client.id", "heimdall");
+    for (k, v) in &cfg.options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The retraction of `topic`/`partition`'s records from offset `from` on.
+fn tail(group: &str, topic: &str, partition: i32, from: i64) -> Retract {
+    Retract {
+        key: position_key(group, topic, partition),
+        next: from.max(0) as u64,
+        equals: vec![
+            (TOPIC_FIELD.into(), Value::Str(topic.to_string())),
+            (PARTITION_FIELD.into(), Value::I64(i64::from(partition))),
+        ],
+        field: OFFSET_FIELD.into(),
+        from,
+    }
+}
+
+/// Offsets by (topic, partition).
+type Offsets = BTreeMap<(String, i32), i64>;
+
+/// The broker's committed offsets of `parts` for the source's group (-1: none).
+fn committed(
+    consumer: &BaseConsumer<impl ConsumerContext>,
+    parts: &[(String, i32)],
+) -> Result<Offsets> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in parts {
+        tpl.add_partition(t, *p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, BROKER_TIMEOUT)
+        .context("fetching the committed offsets")?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| {
+            let o = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            ((e.topic().to_string(), e.partition()), o)
+        })
+        .collect())
+}
+
+/// Start-up: for each partition this node stored records of, takes back the last
+/// batch's records that were not handed over (see the module docs). Run before
+/// any flush, so those records are still in the memtable.
+pub(crate) async fn resolve(
+    node: &Arc<Node>,
+    cfg: &KafkaSource,
+    status: &SourceStatus,
+) -> Result<()> {
+    status.set_state("resolving the last batches");
+    let me = node_id(&node.cfg.data_dir)?;
+    let tenant = Tenant::new(cfg.tenant.as_str())?;
+    let prefix = format!("kafka/{}/", cfg.group);
+    let mine: Vec<((String, i32), engine::manifest::SourcePosition)> = node
+        .engine
+        .positions(&prefix)
+        .into_iter()
+        .filter_map(|(k, p)| parse_position_key(&cfg.group, &k).map(|tp| (tp, p)))
+        .filter(|((t, _), _)| cfg.topics.contains(t))
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let base = base_config(cfg);
+    let (claims, committed) = {
+        let cfg = cfg.clone();
+        let parts: Vec<(String, i32)> = mine.iter().map(|(tp, _)| tp.clone()).collect();
+        tokio::task::spawn_blocking(move || -> Result<(Claims, Offsets)> {
+            let ledger = Ledger::new(&base, &cfg.ledger_topic)?;
+            let claims = ledger.read(BROKER_TIMEOUT)?;
+            let consumer: BaseConsumer = base
+                .clone()
+                .set("group.id", &cfg.group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .context("creating a consumer")?;
+            let committed = committed(&consumer, &parts)?;
+            Ok((claims, committed))
+        })
+        .await
+        .context("resolution task")??
+    };
+    for ((topic, p), pos) in mine {
+        let key = claim_key(&cfg.group, &topic, p);
+        let list = claims.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let c = committed.get(&(topic.clone(), p)).copied().unwrap_or(-1);
+        let next = pos.next as i64;
+        let first = pos.first as i64;
+        if first >= next {
+            continue;
+        }
+        // Claims by other nodes after this node's last one: they started where the
+        // broker's committed offset was then.
+        let after_mine = list
+            .iter()
+            .rposition(|cl| cl.node == me)
+            .map_or(list, |i| list.get(i + 1..).unwrap_or_default());
+        let foreign = after_mine.iter().map(|cl| cl.from).min();
+        let mut cut: Option<i64> = foreign.filter(|s| *s < next);
+        if c >= 0 && c < next {
+            cut = Some(cut.map_or(c, |x| x.min(c)));
+        } else if c < 0 && !list.is_empty() {
+            // Nothing committed, ever, though the ledger knows the partition: this
+            // node's first batch was never handed over.
+            cut = Some(cut.map_or(first, |x| x.min(first)));
+        }
+        let Some(cut) = cut else { continue };
+        let from = cut.max(first);
+        if from >= next {
+            continue;
+        }
+        let removed = node
+            .engine
+            .retract(&tenant, &tail(&cfg.group, &topic, p, from))
+            .await?;
+        status.retracted.fetch_add(removed, Ordering::Relaxed);
+        tracing::warn!(
+            source = %status.name, topic = %topic, partition = p, from, to = next,
+            committed = c, removed,
+            "took back a batch stored but not handed over before the last stop; it will be read again from the broker"
+        );
+    }
+    Ok(())
+}
+
+/// Runs a source until `stop`: (re)starts its consumer after any failure, with a
+/// backoff, under the node's task registry.
+pub(crate) fn spawn(
+    node: Arc<Node>,
+    cfg: KafkaSource,
+    status: Arc<SourceStatus>,
+    stop: Arc<AtomicBool>,
+    rt: tokio::runtime::Handle,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("kafka-{}", cfg.group))
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(500);
+            while !stop.load(Ordering::Acquire) {
+                match run(&node, &cfg, &status, &stop, &rt) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        status.errors.fetch_add(1, Ordering::Relaxed);
+                        status.restarts.fetch_add(1, Ordering::Relaxed);
+                        status.set_state(format!("restarting after an error: {e:#}"));
+                        tracing::error!(source = %status.name, error = %format!("{e:#}"), "Kafka source failed; restarting");
+                        let until = Instant::now() + backoff;
+                        while Instant::now() < until && !stop.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            status.set_state("stopped");
+        })
+}
+
+/// The consumer's context: decides where each assigned partition starts.
+struct Ctx {
+    node: Arc<Node>,
+    cfg: KafkaSource,
+    me: String,
+    status: Arc<SourceStatus>,
+    ledger: Ledger,
+    rt: tokio::runtime::Handle,
+    /// The partitions assigned now and where each stands.
+    parts: Mutex<BTreeMap<(String, i32), PartState>>,
+    /// Bumped by every rebalance: a batch collected across one is dropped (its
+    /// partitions start again where the new assignment decides).
+    epoch: AtomicU64,
+}
+
+/// An assigned partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct PartState {
+    /// Claimed in the ledger and fetched from its start: its messages may be stored.
+    claimed: bool,
+    /// The offset of the next message to store.
+    expected: i64,
+    /// A message past `expected` was read: (its offset, how far before `expected`
+    /// the partition was then sought). See [`accept`].
+    gap: (i64, i64),
+}
+
+impl ClientContext for Ctx {
+    /// librdkafka's own log, through `tracing` (target `rdkafka`).
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "rdkafka", source = %self.status.name, fac, "{msg}")
+            }
+            L::Warning => {
+                tracing::warn!(target: "rdkafka", source = %self.status.name, fac, "{msg}")
+            }
+            L::Notice | L::Info => {
+                tracing::info!(target: "rdkafka", source = %self.status.name, fac, "{msg}")
+            }
+            L::Debug => {
+                tracing::debug!(target: "rdkafka", source = %self.status.name, fac, "{msg}")
+            }
+        }
+    }
+
+    fn stats(&self, s: Statistics) {
+        for (topic, t) in &s.topics {
+            for (p, ps) in &t.partitions {
+                if *p < 0 {
+                    continue;
+                }
+                self.status.with_partition(topic, *p, |st| {
+                    st.high_watermark = ps.hi_offset;
+                    let now = Instant::now();
+                    if let (r0, b0, Some(t0)) = st.window {
+                        let dt = now.duration_since(t0).as_secs_f64().max(1e-3);
+                        st.records_per_s = (st.records - r0) as f64 / dt;
+                        st.bytes_per_s = (st.bytes - b0) as f64 / dt;
+                    }
+                    st.window = (st.records, st.bytes, Some(now));
+                });
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut parts = match self.parts.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        for (t, p) in parts.keys() {
+            self.status.with_partition(t, *p, |s| s.assigned = false);
+        }
+        parts.clear();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Each partition starts where Heimdall's data (or, after another
+                // node, the broker) says, and is claimed in the ledger before any of
+                // its messages is stored. A partition whose start or claim failed
+                // is assigned at Heimdall's own position but stores nothing until
+                // the consumer loop claims and seeks it ([`retry_claims`]).
+                let list: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                let starts = self.starts(consumer, &list);
+                for (t, p) in list {
+                    let start = starts.get(&(t.clone(), p)).copied().flatten();
+                    let claimed = match start {
+                        Some(s) => match self.claim(&t, p, s) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::warn!(topic = %t, partition = p, error = %format!("{e:#}"), "writing a claim; retrying");
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    let own = self
+                        .node
+                        .engine
+                        .position(&position_key(&self.cfg.group, &t, p))
+                        .map(|s| s.next as i64);
+                    let at = start.or(own);
+                    let offset = at.map_or(Offset::Invalid, Offset::Offset);
+                    if let Err(e) = tpl.set_partition_offset(&t, p, offset) {
+                        tracing::error!(topic = %t, partition = p, error = %e, "setting a start offset");
+                    }
+                    self.status.with_partition(&t, p, |s| {
+                        s.assigned = true;
+                        if let Some(x) = at {
+                            s.position = x;
+                        }
+                    });
+                    parts.insert(
+                        (t, p),
+                        PartState {
+                            claimed: claimed && start.is_some(),
+                            expected: at.unwrap_or(0),
+                            gap: (-1, 0),
+                        },
+                    );
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "assigning partitions");
+                }
+                tracing::info!(source = %self.status.name, partitions = tpl.count(), "partitions assigned");
+            }
+            _ => {
+                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::warn!(source = %self.status.name, error = ?err, "rebalance error");
+                }
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl Ctx {
+    /// Where each of `parts` starts: Heimdall's own position when this node was
+    /// the last to claim the partition (or nobody did), else the broker's
+    /// committed offset (or the last claim's start, if nothing was committed
+    /// since). `None`: unknown (the broker did not answer).
+    fn starts(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        parts: &[(String, i32)],
+    ) -> BTreeMap<(String, i32), Option<i64>> {
+        let claims = self.ledger.read(BROKER_TIMEOUT);
+        let committed = committed(consumer, parts);
+        let mut out = BTreeMap::new();
+        for (t, p) in parts {
+            let own = self
+                .node
+                .engine
+                .position(&position_key(&self.cfg.group, t, *p))
+                .map(|s| s.next as i64);
+            let start = match (&claims, &committed) {
+                (Ok(claims), Ok(committed)) => {
+                    let c = committed.get(&(t.clone(), *p)).copied().unwrap_or(-1);
+                    let last = claims
+                        .get(&claim_key(&self.cfg.group, t, *p))
+                        .and_then(|l| l.last());
+                    Some(match (own, last) {
+                        (Some(o), None) => o,
+                        (Some(o), Some(l)) if l.node == self.me => o,
+                        (_, Some(l)) => c.max(l.from),
+                        (None, None) => c.max(0),
+                    })
+                }
+                _ => None,
+            };
+            out.insert((t.clone(), *p), start);
+        }
+        if let Err(e) = &claims {
+            tracing::warn!(error = %format!("{e:#}"), "reading the ledger");
+        }
+        if let Err(e) = &committed {
+            tracing::warn!(error = %format!("{e:#}"), "fetching committed offsets");
+        }
+        out
+    }
+
+    fn claim(&self, topic: &str, p: i32, from: i64) -> Result<()> {
+        self.rt
+            .block_on(self.ledger.claim(&self.me, &self.cfg.group, topic, p, from))
+    }
+}
+
+/// One life of the consumer: resolve, subscribe, consume until `stop` or an error.
+fn run(
+    node: &Arc<Node>,
+    cfg: &KafkaSource,
+    status: &Arc<SourceStatus>,
+    stop: &AtomicBool,
+    rt: &tokio::runtime::Handle,
+) -> Result<()> {
+    let me = node_id(&node.cfg.data_dir)?;
+    let base = base_config(cfg);
+    let ledger = Ledger::new(&base, &cfg.ledger_topic)?;
+    status.set_state("connecting");
+    rt.block_on(ledger.ensure_topic())?;
+    let instance = me.clone();
+    let ctx = Ctx {
+        node: Arc::clone(node),
+        cfg: cfg.clone(),
+        me,
+        status: Arc::clone(status),
+        ledger,
+        rt: rt.clone(),
+        parts: Mutex::new(BTreeMap::new()),
+        epoch: AtomicU64::new(0),
+    };
+    let mut cc = base;
+    cc.set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
+    if cfg.static_membership {
+        cc.set("group.instance.id", format!("heimdall-{instance}"));
+    }
+    for (k, v) in &cfg.options {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer<Ctx> = cc
+        .create_with_context(ctx)
+        .context("creating the consumer")?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).context("subscribing")?;
+    status.set_state("running");
+    let tenant = Tenant::new(cfg.tenant.as_str())?;
+    let decoder = Decoder::new(cfg);
+    let mut paused = false;
+    while !stop.load(Ordering::Acquire) {
+        retry_claims(&consumer);
+        // Backpressure: over the node's backlog limit, pause every partition (the
+        // consumer keeps polling, so it stays in the group) until flushes catch up.
+        let over = node.engine.memory().memtable_bytes > node.cfg.limits.backlog_bytes_max;
+        if over != paused {
+            let a = consumer.assignment()?;
+            if over {
+                consumer.pause(&a)?;
+                status.set_state("paused: the node's write backlog is full");
+                node.flush_wake.notify_one();
+            } else {
+                consumer.resume(&a)?;
+                status.set_state("running");
+            }
+            paused = over;
+        }
+        let epoch = consumer.context().epoch.load(Ordering::Acquire);
+        let batch = collect(&consumer, cfg)?;
+        if consumer.context().epoch.load(Ordering::Acquire) != epoch {
+            // A rebalance happened while collecting: what was collected may belong
+            // to partitions no longer ours. Dropped; each partition is sought again
+            // once claimed.
+            continue;
+        }
+        for ((topic, p), msgs) in batch {
+            store(
+                node, cfg, status, &consumer, &tenant, &decoder, rt, &topic, p, msgs,
+            )?;
+        }
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// Decides where each unclaimed assigned partition starts (one whose claim failed
+/// at assignment, or taken back), writes its claim and seeks it there; from then
+/// on its messages are stored.
+fn retry_claims(consumer: &BaseConsumer<Ctx>) {
+    let ctx = consumer.context();
+    let epoch = ctx.epoch.load(Ordering::Acquire);
+    let pending: Vec<(String, i32)> = ctx
+        .parts
+        .lock()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, s)| !s.claimed)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if pending.is_empty() {
+        return;
+    }
+    let starts = ctx.starts(consumer, &pending);
+    for (t, p) in pending {
+        let Some(Some(s)) = starts.get(&(t.clone(), p)).copied() else {
+            continue;
+        };
+        if let Err(e) = ctx.claim(&t, p, s) {
+            tracing::warn!(topic = %t, partition = p, error = %format!("{e:#}"), "writing a claim; retrying");
+            continue;
+        }
+        if let Err(e) = consumer.seek(&t, p, Offset::Offset(s), BROKER_TIMEOUT) {
+            tracing::warn!(topic = %t, partition = p, error = %e, "seeking to the start offset; retrying");
+            continue;
+        }
+        let Ok(mut parts) = ctx.parts.lock() else {
+            return;
+        };
+        if ctx.epoch.load(Ordering::Acquire) != epoch {
+            return; // reassigned meanwhile: decided again
+        }
+        if let Some(st) = parts.get_mut(&(t.clone(), p)) {
+            *st = PartState {
+                claimed: true,
+                expected: s,
+                gap: (-1, 0),
+            };
+        }
+        drop(parts);
+        ctx.status.with_partition(&t, p, |st| st.position = s);
+        tracing::info!(source = %ctx.status.name, topic = %t, partition = p, from = s, "consuming a partition");
+    }
+}
+
+/// Whether a message at `offset` of a partition is the next one to store: claimed
+/// and exactly the expected offset. Behind it: read before a seek, or from before
+/// the start; dropped. Past it: either the fetch skipped messages (some brokers
+/// answer a fetch from inside a record batch with the next batch) or the broker
+/// has no messages in between (deleted, or offsets of transaction markers). The
+/// partition is sought further and further back (256, 2048, ... messages before
+/// the expected offset, down to 0) and what comes before the expected offset is
+/// dropped; only when even a fetch from offset 0 jumps over the expected offset to
+/// this same message is the gap taken as real. Nothing is ever skipped.
+fn accept(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32, offset: i64) -> bool {
+    let ctx = consumer.context();
+    let Ok(mut parts) = ctx.parts.lock() else {
+        return false;
+    };
+    let Some(st) = parts.get_mut(&(topic.to_string(), p)) else {
+        return false;
+    };
+    if !st.claimed || offset < st.expected {
+        return false;
+    }
+    let real_gap = st.gap.0 == offset && st.gap.1 >= st.expected;
+    if offset == st.expected || real_gap {
+        if real_gap {
+            tracing::warn!(
+                topic,
+                partition = p,
+                from = st.expected,
+                to = offset,
+                "the broker has no messages in this offset range; going on after it"
+            );
+        }
+        st.expected = offset + 1;
+        st.gap = (-1, 0);
+        return true;
+    }
+    let back = if st.gap.0 == offset {
+        (st.gap.1 * 8).min(st.expected)
+    } else {
+        256.min(st.expected)
+    };
+    st.gap = (offset, back);
+    let to = st.expected - back;
+    drop(parts);
+    tracing::debug!(
+        topic,
+        partition = p,
+        got = offset,
+        seek = to,
+        "offset gap: seeking back"
+    );
+    if let Err(e) = consumer.seek(topic, p, Offset::Offset(to), BROKER_TIMEOUT) {
+        tracing::warn!(topic, partition = p, error = %e, "seeking back");
+        if let Ok(mut parts) = ctx.parts.lock() {
+            if let Some(st) = parts.get_mut(&(topic.to_string(), p)) {
+                st.claimed = false; // decided and sought again
+            }
+        }
+    }
+    false
+}
+
+type Batch = BTreeMap<(String, i32), Vec<Message>>;
+
+/// Polls messages until a batch is full or the linger time has passed.
+fn collect(consumer: &BaseConsumer<Ctx>, cfg: &KafkaSource) -> Result<Batch> {
+    let mut batch = Batch::new();
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    while count < cfg.batch_records_max && bytes < cfg.batch_bytes_max {
+        let Some(m) = consumer.poll(wait) else {
+            // Nothing more for now (the loop around also needs its turn: claims
+            // to retry, backpressure to check, a stop to notice).
+            break;
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                // Transient broker errors are retried by librdkafka; count them.
+                consumer
+                    .context()
+                    .status
+                    .errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "consumer error");
+                continue;
+            }
+        };
+        if !accept(consumer, m.topic(), m.partition(), m.offset()) {
+            continue;
+        }
+        let msg = Message {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            value: m.payload().map(<[u8]>::to_vec),
+            key: m.key().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        count += 1;
+        bytes += msg.value.as_ref().map_or(0, Vec::len);
+        batch
+            .entry((msg.topic.clone(), msg.partition))
+            .or_default()
+            .push(msg);
+        let left = cfg.linger.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        wait = left;
+    }
+    Ok(batch)
+}
+
+/// Stores one partition's messages as one WAL batch with the partition's new
+/// position, then commits the offset to the broker while flushes wait.
+#[allow(clippy::too_many_arguments)]
+fn store(
+    node: &Arc<Node>,
+    cfg: &KafkaSource,
+    status: &SourceStatus,
+    consumer: &BaseConsumer<Ctx>,
+    tenant: &Tenant,
+    decoder: &Decoder,
+    rt: &tokio::runtime::Handle,
+    topic: &str,
+    p: i32,
+    msgs: Vec<Message>,
+) -> Result<()> {
+    let key = position_key(&cfg.group, topic, p);
+    let own = node.engine.position(&key).map_or(0, |s| s.next as i64);
+    // Messages below the stored position are stored already (a fetch that started
+    // early): skipped, never stored twice.
+    let msgs: Vec<Message> = msgs.into_iter().filter(|m| m.offset >= own).collect();
+    let (Some(first), Some(last)) = (msgs.first(), msgs.last()) else {
+        return Ok(());
+    };
+    let (first, next) = (first.offset, last.offset + 1);
+    tracing::debug!(
+        topic,
+        partition = p,
+        first,
+        next,
+        own,
+        count = msgs.len(),
+        "storing a batch"
+    );
+    let now = super::now_ns();
+    let mut records = Vec::with_capacity(msgs.len());
+    let mut raw = 0u64;
+    let mut dead = 0u64;
+    for m in &msgs {
+        raw += m.value.as_ref().map_or(0, |v| v.len() as u64);
+        let (r, d) = decoder.decode(m, now);
+        if d {
+            dead += 1;
+            tracing::warn!(
+                topic,
+                partition = p,
+                offset = m.offset,
+                "message stored as a dead letter"
+            );
+        }
+        records.push(r);
+    }
+    let n = records.len() as u64;
+    let position = Position {
+        key,
+        first: first as u64,
+        next: next as u64,
+    };
+    let confirm = |_| {
+        crash_point();
+        confirm_commit(consumer, cfg, topic, p, first, next)
+    };
+    let done = rt.block_on(
+        node.engine
+            .ingest_positioned(tenant, records, raw, position, confirm),
+    )?;
+    if let Some(removed) = done.retracted {
+        status.retracted.fetch_add(removed, Ordering::Relaxed);
+        // Decided, claimed and sought again (most likely it is no longer ours).
+        if let Ok(mut parts) = consumer.context().parts.lock() {
+            if let Some(st) = parts.get_mut(&(topic.to_string(), p)) {
+                st.claimed = false;
+            }
+        }
+        return Ok(());
+    }
+    let m = &node.metrics;
+    m.ingested_records.fetch_add(n, Ordering::Relaxed);
+    m.ingested_bytes.fetch_add(raw, Ordering::Relaxed);
+    m.ingest_batches.fetch_add(1, Ordering::Relaxed);
+    status.with_partition(topic, p, |s| {
+        s.position = next;
+        s.records += n;
+        s.bytes += raw;
+        s.dead_lettered += dead;
+    });
+    if node.engine.wants_flush() {
+        node.flush_wake.notify_one();
+    }
+    Ok(())
+}
+
+/// A fault-injection hook for the crash tests: with
+/// `HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT=N`, the process aborts when its
+/// (N+1)-th Kafka batch is durable in the WAL but its offsets are not committed:
+/// the one moment a kill -9 rarely hits by chance.
+fn crash_point() {
+    static LEFT: std::sync::OnceLock<Option<AtomicU64>> = std::sync::OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        std::env::var("HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(AtomicU64::new)
+    });
+    if let Some(n) = left {
+        if n.fetch_sub(1, Ordering::AcqRel) == 0 {
+            eprintln!("heimdall: HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT reached: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Commits `next` for the partition; `None` keeps the stored batch, a retraction
+/// takes it back (the commit did not go through and the partition is no longer
+/// ours to commit: the next owner reads the batch again).
+fn confirm_commit(
+    consumer: &BaseConsumer<Ctx>,
+    cfg: &KafkaSource,
+    topic: &str,
+    p: i32,
+    first: i64,
+    next: i64,
+) -> Option<Retract> {
+    let mut tpl = TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(topic, p, Offset::Offset(next))
+        .is_err()
+    {
+        return None;
+    }
+    let mut last_err = None;
+    for attempt in 0..5u32 {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => return None,
+            Err(e) => {
+                last_err = Some(e);
+                std::thread::sleep(Duration::from_millis(100 << attempt));
+            }
+        }
+    }
+    let status = &consumer.context().status;
+    status.errors.fetch_add(1, Ordering::Relaxed);
+    status.with_partition(topic, p, |s| s.errors += 1);
+    match committed(consumer, &[(topic.to_string(), p)]) {
+        Ok(c) if c.get(&(topic.to_string(), p)).copied().unwrap_or(-1) >= next => None,
+        Ok(_) => {
+            tracing::warn!(topic, partition = p, first, next, error = ?last_err,
+                "offset commit refused: taking the batch back for the partition's next owner");
+            Some(tail(&cfg.group, topic, p, first))
+        }
+        Err(e) => {
+            // The broker cannot say: keep the batch (never lose it). If another
+            // node consumes the partition from before it, it is stored twice
+            // (docs/kafka.md, limits).
+            tracing::error!(topic, partition = p, error = %format!("{e:#}"),
+                "offset commit failed and the broker cannot be asked; keeping the batch");
+            None
+        }
+    }
+}
+
+/// Sources of a node, started after recovery.
+#[derive(Debug, Default)]
+pub(crate) struct Sources {
+    pub(crate) status: Vec<Arc<SourceStatus>>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Sources {
+    pub(crate) fn new(cfgs: &[KafkaSource]) -> Sources {
+        Sources {
+            status: cfgs
+                .iter()
+                .map(|c| Arc::new(SourceStatus::new(c.name())))
+                .collect(),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts every source's task.
+    pub(crate) fn start(&self, node: &Arc<Node>) -> Result<()> {
+        let rt = tokio::runtime::Handle::current();
+        for (cfg, status) in node.cfg.sources.kafka.iter().zip(&self.status) {
+            let t = spawn(
+                Arc::clone(node),
+                cfg.clone(),
+                Arc::clone(status),
+                Arc::clone(&self.stop),
+                rt.clone(),
+            )
+            .context("starting a Kafka source thread")?;
+            if let Ok(mut v) = self.threads.lock() {
+                v.push(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every source and waits for it (a batch being stored finishes).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_keys_round_trip() {
+        let k = position_key("my/group", "logs.app", 12);
+        assert_eq!(k, "kafka/my/group/logs.app/12");
+        assert_eq!(
+            parse_position_key("my/group", &k),
+            Some(("logs.app".into(), 12))
+        );
+        assert_eq!(parse_position_key("other", &k), None);
+        assert_eq!(parse_position_key("my/group", "kafka/my/group/x"), None);
+    }
+}
