@@ -44,3 +44,120 @@ pub fn loghub_dir() -> PathBuf {
     );
     fallback
 }
+
+/// A running `heimdall serve`, started on free loopback ports; killed on drop so a
+/// failing test leaves no server behind.
+#[derive(Debug)]
+pub struct Served {
+    child: std::process::Child,
+    /// The gRPC (ingest + Flight) address.
+    pub grpc: String,
+    /// The HTTP address.
+    pub http: String,
+}
+
+impl Served {
+    /// `heimdall serve --data-dir DIR` on free loopback ports.
+    pub fn start(dir: &std::path::Path) -> Served {
+        let dir = dir.to_string_lossy().into_owned();
+        Served::start_with(
+            &[
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                &dir,
+            ],
+            &[],
+        )
+    }
+
+    /// `heimdall serve ARGS` with extra environment variables; waits for the
+    /// "serving" line (so `ARGS` must pick the ports or leave them to a config
+    /// that uses port 0).
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Served {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(heimdall_bin())
+            .arg("serve")
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start heimdall serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(90))
+            .expect("the server printed its serving line within 90 s");
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+                .to_string()
+        };
+        Served {
+            grpc: field("grpc="),
+            http: field("http="),
+            child,
+        }
+    }
+
+    /// SIGTERM; the exit status once it stopped (within 60 s).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9, and wait for it to be gone.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// Waits for the process to end by itself (e.g. a test hook that aborts it);
+    /// false when it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

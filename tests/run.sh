@@ -7,6 +7,7 @@
 # Environment knobs:
 #   FUZZ_SECONDS=30          seconds per fuzz target (0 skips fuzzing)
 #   HEIMDALL_KILL9_ROUNDS=25 kill -9 rounds per backend (long mode: 1000)
+#   HEIMDALL_KAFKA_KILL9_ROUNDS=20 kill -9 rounds of the Kafka source test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +23,12 @@ if ! command -v dd >/dev/null; then
   echo "dd (coreutils) is required by the benchmark tool" >&2
 fi
 
-step "Python clients for the server tests (venv: pyarrow, grpcio, grpcio-tools, prometheus_client)"
+step "Python clients for the server tests (venv: pyarrow, grpcio, grpcio-tools, prometheus_client, kafka-python)"
 # Real clients no one here wrote, pinned, in a venv outside the clone (reused when
 # it already holds them).
 VENV="${HEIMDALL_TEST_VENV:-$HOME/.cache/heimdall-test-venv}"
-PY_REQS="pyarrow==26.0.1 grpcio==1.85.3 grpcio-tools==1.85.1 prometheus_client==0.26.0"
-if ! "$VENV/bin/python" -c "import pyarrow.flight, grpc, grpc_tools, prometheus_client" 2>/dev/null; then
+PY_REQS="pyarrow==26.0.1 grpcio==1.85.3 grpcio-tools==1.85.1 prometheus_client==0.26.0 kafka-python==3.0.12"
+if ! "$VENV/bin/python" -c "import pyarrow.flight, grpc, grpc_tools, prometheus_client, kafka" 2>/dev/null; then
   command -v python3 >/dev/null || { echo "python3 is required for the server tests" >&2; exit 1; }
   if ! python3 -m venv "$VENV" 2>/dev/null; then
     # Debian's python3 lacks ensurepip until python3-venv is installed.
@@ -42,6 +43,17 @@ if ! "$VENV/bin/python" -c "import pyarrow.flight, grpc, grpc_tools, prometheus_
 fi
 export HEIMDALL_TEST_PYTHON="$VENV/bin/python"
 "$HEIMDALL_TEST_PYTHON" -c "import pyarrow, grpc; print('pyarrow', pyarrow.__version__, 'grpcio', grpc.__version__)"
+
+step "Kafka-protocol broker for the Kafka source tests (tansu, from crates.io)"
+# Built once (about 13 minutes on 2 cores) into a directory outside the clone and
+# reused by later runs.
+TOOLS="${HEIMDALL_TOOLS_DIR:-$HOME/.cache/heimdall-tools}"
+TANSU_VERSION=0.6.0
+if ! "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS"
+fi
+export HEIMDALL_TANSU="$TOOLS/bin/tansu"
+"$HEIMDALL_TANSU" --version
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -3,10 +3,9 @@
 //! pyarrow.flight, prometheus_client's parser; see tests/py/heimdall_client.py).
 //! `tests/run.sh` installs them in a venv and sets `HEIMDALL_TEST_PYTHON`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use heimdall_e2e::heimdall_bin;
 use serde_json::Value;
@@ -25,104 +24,25 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/heimdall_client.py")
 }
 
-struct Server {
-    child: Child,
-    grpc: String,
-    http: String,
-}
+use heimdall_e2e::Served as Server;
 
-impl Server {
-    /// Starts `heimdall serve` on free loopback ports and waits for its
-    /// "serving" line.
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(heimdall_bin())
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start heimdall serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server printed its serving line within 60 s");
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-                .to_string()
-        };
-        Server {
-            grpc: field("grpc="),
-            http: field("http="),
-            child,
-        }
-    }
-
-    /// Runs a client scenario; its JSON line.
-    fn client(&self, args: &[&str]) -> Value {
-        let out = Command::new(python())
-            .arg(script())
-            .arg(args[0])
-            .arg(&self.grpc)
-            .arg(&self.http)
-            .args(&args[1..])
-            .output()
-            .expect("run the Python client");
-        assert!(
-            out.status.success(),
-            "client {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
-    }
-
-    /// SIGTERM; the exit status once it stopped.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "no exit within 60 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for Server {
-    /// A failing test must not leave its server running.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Runs a client scenario against `s`; its JSON line.
+fn client(s: &Server, args: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg(script())
+        .arg(args[0])
+        .arg(&s.grpc)
+        .arg(&s.http)
+        .args(&args[1..])
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "client {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
 }
 
 fn cli_count(dir: &Path, q: &str) -> u64 {
@@ -145,7 +65,7 @@ fn cli_count(dir: &Path, q: &str) -> u64 {
 fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    let v = s.client(&["api"]);
+    let v = client(&s, &["api"]);
     let j = |k: &str| v[k].clone();
     // Push: one batch, one LSN.
     assert_eq!(j("push")[2], 100);
@@ -215,7 +135,7 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
 
     // The idempotency key outlives a restart.
     let s = Server::start(dir.path());
-    let r = s.client(&["retry", "p-1", "7"]);
+    let r = client(&s, &["retry", "p-1", "7"]);
     assert_eq!(r["duplicates"], 1);
     assert!(s.terminate().success());
     assert_eq!(cli_count(dir.path(), "*"), 184);
@@ -274,7 +194,7 @@ fn kill_9_under_concurrent_grpc_ingest_loses_no_acknowledged_record() {
     }
     // Every acknowledged batch is stored, whole and once; nothing is duplicated.
     let s = Server::start(&data);
-    let v = s.client(&["ids"]);
+    let v = client(&s, &["ids"]);
     assert!(s.terminate().success());
     let stored: std::collections::HashSet<u64> = v["ids"]
         .as_array()
