@@ -164,12 +164,12 @@ fn retracted(before: Option<&SourcePosition>, next: u64) -> SourcePosition {
 }
 
 /// What [`Engine::ingest_positioned`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Positioned {
     /// The batch's WAL record.
     pub range: LsnRange,
-    /// `Some(records taken back)` when the confirmation asked for a retraction.
-    pub retracted: Option<u64>,
+    /// The sources the confirmation asked to take back, with the records that went.
+    pub retracted: Vec<(String, u64)>,
 }
 
 impl State {
@@ -420,28 +420,27 @@ impl Engine {
         })
     }
 
-    /// Appends records of `tenant` that move a numbered source (a Kafka
-    /// partition) to `position`: the records and the position are one WAL record,
-    /// durable together, so after any crash [`Engine::position`] says exactly which
-    /// of the source's records are stored, and a consumer resumes from there.
+    /// Appends records of `tenant` that move numbered sources (Kafka partitions)
+    /// to `positions`: the records and the positions are one WAL record, durable
+    /// together, so after any crash [`Engine::position`] says exactly which of a
+    /// source's records are stored, and a consumer resumes from there.
     ///
     /// Once the batch is durable and in the memtable, `confirm` runs (it may block:
     /// call this from a thread of your own, not a runtime worker) while flushes
-    /// wait, so the batch is still in the memtable when it returns: `None` keeps
-    /// the batch; a [`Retract`] takes back what it names (the hand-over of the
-    /// batch failed), durably too.
+    /// wait, so the batch is still in the memtable when it returns: each
+    /// [`Retract`] it returns takes back what it names (the hand-over of that
+    /// source's part failed), durably too; none keeps the whole batch.
     pub async fn ingest_positioned(
         &self,
         tenant: &Tenant,
         records: Vec<Record>,
         raw_bytes: u64,
-        position: Position,
-        confirm: impl FnOnce(LsnRange) -> Option<Retract>,
+        positions: Vec<Position>,
+        confirm: impl FnOnce(LsnRange) -> Vec<Retract>,
     ) -> Result<Positioned> {
         if let Some(why) = &self.state().failed {
             return Err(EngineError::FlushFailed(why.clone()));
         }
-        let positions = [position];
         let payload = Bytes::from(walrec::encode_with(tenant, &records, None, &positions));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -458,10 +457,11 @@ impl Engine {
             }
             st.memtable.insert(tenant, records, raw_bytes);
         }
-        let retracted = match confirm(range) {
-            None => None,
-            Some(r) => Some(self.retract_locked(tenant, &r).await?),
-        };
+        let mut retracted = Vec::new();
+        for r in confirm(range) {
+            let n = self.retract_locked(tenant, &r).await?;
+            retracted.push((r.key, n));
+        }
         Ok(Positioned { range, retracted })
     }
 

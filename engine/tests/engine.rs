@@ -376,25 +376,36 @@ fn source_positions_are_durable_with_their_records() {
     let count =
         |e: &Engine, p: i64| e.search(&t, &[&format!("p{p}")], 10_000).unwrap().len() as u64;
     let sp = |first, next| SourcePosition { first, next };
-    let keep = |_| None;
+    let keep = |_| Vec::new();
     {
         let e = Engine::open(cfg(dir.path())).unwrap();
         assert_eq!(e.position(&key(0)), None);
-        rt.block_on(e.ingest_positioned(&t, batch(0, 0, 50), 0, pos(0, 0, 50), keep))
+        rt.block_on(e.ingest_positioned(&t, batch(0, 0, 50), 0, vec![pos(0, 0, 50)], keep))
             .unwrap();
-        rt.block_on(e.ingest_positioned(&t, batch(1, 0, 30), 0, pos(1, 0, 30), keep))
+        rt.block_on(e.ingest_positioned(&t, batch(1, 0, 30), 0, vec![pos(1, 0, 30)], keep))
             .unwrap();
         // A batch whose hand-over fails is taken back at once.
         let got = rt
             .block_on(
-                e.ingest_positioned(&t, batch(1, 30, 40), 0, pos(1, 30, 40), |_| {
-                    Some(tail(1, 30, 30))
+                e.ingest_positioned(&t, batch(1, 30, 40), 0, vec![pos(1, 30, 40)], |_| {
+                    vec![tail(1, 30, 30)]
                 }),
             )
             .unwrap();
-        assert_eq!(got.retracted, Some(10));
-        rt.block_on(e.ingest_positioned(&t, batch(2, 0, 7), 0, pos(2, 0, 7), keep))
+        assert_eq!(got.retracted, vec![(key(1), 10)]);
+        rt.block_on(e.ingest_positioned(&t, batch(2, 0, 7), 0, vec![pos(2, 0, 7)], keep))
             .unwrap();
+        // One WAL record for two partitions; only one part is taken back.
+        let got = rt
+            .block_on(e.ingest_positioned(
+                &t,
+                [batch(2, 7, 9), batch(1, 30, 33)].concat(),
+                0,
+                vec![pos(2, 7, 9), pos(1, 30, 33)],
+                |_| vec![tail(1, 30, 30)],
+            ))
+            .unwrap();
+        assert_eq!(got.retracted, vec![(key(1), 3)]);
         assert_eq!(e.position(&key(0)), Some(sp(0, 50)));
         assert_eq!(e.position(&key(1)), Some(sp(30, 30)));
         assert_eq!(count(&e, 1), 30);
@@ -403,7 +414,7 @@ fn source_positions_are_durable_with_their_records() {
             vec![
                 (key(0), sp(0, 50)),
                 (key(1), sp(30, 30)),
-                (key(2), sp(0, 7))
+                (key(2), sp(7, 9))
             ]
         );
         assert_eq!(e.positions("kafka/other/"), vec![]);
@@ -416,12 +427,12 @@ fn source_positions_are_durable_with_their_records() {
             vec![
                 (key(0), sp(0, 50)),
                 (key(1), sp(30, 30)),
-                (key(2), sp(0, 7))
+                (key(2), sp(7, 9))
             ]
         );
         assert_eq!(count(&e, 1), 30);
         rt.block_on(e.flush()).unwrap();
-        rt.block_on(e.ingest_positioned(&t, batch(0, 50, 80), 0, pos(0, 50, 80), keep))
+        rt.block_on(e.ingest_positioned(&t, batch(0, 50, 80), 0, vec![pos(0, 50, 80)], keep))
             .unwrap();
     }
     // Reopen: the manifest's positions (as of the flush), then the WAL's after it;
@@ -433,7 +444,7 @@ fn source_positions_are_durable_with_their_records() {
             vec![
                 (key(0), sp(50, 80)),
                 (key(1), sp(30, 30)),
-                (key(2), sp(0, 7))
+                (key(2), sp(7, 9))
             ]
         );
         for p in 0..3 {
@@ -449,7 +460,7 @@ fn source_positions_are_durable_with_their_records() {
     let e = Engine::open(cfg(dir.path())).unwrap();
     assert_eq!(e.position(&key(0)), Some(sp(50, 60)));
     assert_eq!(count(&e, 0), 60);
-    assert_eq!(count(&e, 2), 7);
+    assert_eq!(count(&e, 2), 9);
     rt.block_on(e.flush()).unwrap();
     drop(e);
     let e = Engine::open(cfg(dir.path())).unwrap();

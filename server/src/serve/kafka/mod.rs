@@ -367,6 +367,10 @@ struct Ctx {
     /// Bumped by every rebalance: a batch collected across one is dropped (its
     /// partitions start again where the new assignment decides).
     epoch: AtomicU64,
+    /// Held while a batch is stored and committed: a rebalance waits for it, so a
+    /// partition is never handed to another node before its last batch's offsets
+    /// are committed.
+    writing: Mutex<()>,
 }
 
 /// An assigned partition.
@@ -429,6 +433,7 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        let _writing = self.writing.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut parts = match self.parts.lock() {
             Ok(p) => p,
@@ -577,6 +582,7 @@ fn run(
         rt: rt.clone(),
         parts: Mutex::new(BTreeMap::new()),
         epoch: AtomicU64::new(0),
+        writing: Mutex::new(()),
     };
     let mut cc = base;
     cc.set("group.id", &cfg.group)
@@ -584,7 +590,11 @@ fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // Some brokers (tansu) hold a fetch for this long even when they have
+        // data: librdkafka's default of 500 ms caps a consumer at about 21 MB/s
+        // there; 50 ms measured 30 MB/s through Heimdall (docs/benchmarks.md).
+        .set("fetch.wait.max.ms", "50");
     if cfg.static_membership {
         cc.set("group.instance.id", format!("heimdall-{instance}"));
     }
@@ -600,37 +610,74 @@ fn run(
     let tenant = Tenant::new(cfg.tenant.as_str())?;
     let decoder = Decoder::new(cfg);
     let mut paused = false;
-    while !stop.load(Ordering::Acquire) {
-        retry_claims(&consumer);
-        // Backpressure: over the node's backlog limit, pause every partition (the
-        // consumer keeps polling, so it stays in the group) until flushes catch up.
-        let over = node.engine.memory().memtable_bytes > node.cfg.limits.backlog_bytes_max;
-        if over != paused {
-            let a = consumer.assignment()?;
-            if over {
-                consumer.pause(&a)?;
-                status.set_state("paused: the node's write backlog is full");
-                node.flush_wake.notify_one();
-            } else {
-                consumer.resume(&a)?;
-                status.set_state("running");
+    // Two stages: this thread collects and decodes batch k+1 while a writer
+    // thread stores batch k (WAL append and fsync, offset commit). At most one
+    // batch waits between them.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(1);
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let consumer = &consumer;
+    std::thread::scope(|scope| -> Result<()> {
+        let writer = scope.spawn(|| {
+            for p in rx {
+                let ctx = consumer.context();
+                let _writing = ctx.writing.lock();
+                if ctx.epoch.load(Ordering::Acquire) != p.epoch {
+                    continue; // a rebalance or a retraction since: sought again
+                }
+                if let Err(e) = write(node, cfg, status, consumer, &tenant, rt, p) {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(e);
+                    }
+                    return;
+                }
             }
-            paused = over;
+        });
+        let res = (|| -> Result<()> {
+            while !stop.load(Ordering::Acquire) {
+                if failed.lock().map_or(true, |f| f.is_some()) {
+                    break;
+                }
+                retry_claims(consumer);
+                // Backpressure: over the node's backlog limit, pause every
+                // partition (the consumer keeps polling, so it stays in the group)
+                // until flushes catch up.
+                let over = node.engine.memory().memtable_bytes > node.cfg.limits.backlog_bytes_max;
+                if over != paused {
+                    let a = consumer.assignment()?;
+                    if over {
+                        consumer.pause(&a)?;
+                        status.set_state("paused: the node's write backlog is full");
+                        node.flush_wake.notify_one();
+                    } else {
+                        consumer.resume(&a)?;
+                        status.set_state("running");
+                    }
+                    paused = over;
+                }
+                let epoch = consumer.context().epoch.load(Ordering::Acquire);
+                let batch = collect(consumer, cfg)?;
+                if consumer.context().epoch.load(Ordering::Acquire) != epoch {
+                    // A rebalance happened while collecting: what was collected
+                    // may belong to partitions no longer ours. Dropped; each
+                    // partition is sought again once claimed.
+                    continue;
+                }
+                if let Some(p) = prepare(node, cfg, &decoder, batch, epoch) {
+                    if tx.send(p).is_err() {
+                        break; // the writer failed
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let _ = writer.join();
+        res?;
+        match failed.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        let epoch = consumer.context().epoch.load(Ordering::Acquire);
-        let batch = collect(&consumer, cfg)?;
-        if consumer.context().epoch.load(Ordering::Acquire) != epoch {
-            // A rebalance happened while collecting: what was collected may belong
-            // to partitions no longer ours. Dropped; each partition is sought again
-            // once claimed.
-            continue;
-        }
-        for ((topic, p), msgs) in batch {
-            store(
-                node, cfg, status, &consumer, &tenant, &decoder, rt, &topic, p, msgs,
-            )?;
-        }
-    }
+    })?;
     consumer.unsubscribe();
     Ok(())
 }
@@ -809,91 +856,144 @@ fn collect(consumer: &BaseConsumer<Ctx>, cfg: &KafkaSource) -> Result<Batch> {
     Ok(batch)
 }
 
-/// Stores one partition's messages as one WAL batch with the partition's new
-/// position, then commits the offset to the broker while flushes wait.
-#[allow(clippy::too_many_arguments)]
-fn store(
+/// One partition's part of a batch.
+#[derive(Debug)]
+struct Part {
+    topic: String,
+    partition: i32,
+    first: i64,
+    next: i64,
+    records: u64,
+    bytes: u64,
+    dead: u64,
+}
+
+/// A batch decoded and ready to store.
+#[derive(Debug)]
+struct Prepared {
+    /// The consumer epoch it was collected in.
+    epoch: u64,
+    records: Vec<engine::model::Record>,
+    raw: u64,
+    positions: Vec<Position>,
+    parts: Vec<Part>,
+}
+
+/// Decodes a batch (the messages of every partition collected) into records and
+/// each partition's new position.
+fn prepare(
+    node: &Node,
+    cfg: &KafkaSource,
+    decoder: &Decoder,
+    batch: Batch,
+    epoch: u64,
+) -> Option<Prepared> {
+    let now = super::now_ns();
+    let mut out = Prepared {
+        epoch,
+        records: Vec::new(),
+        raw: 0,
+        positions: Vec::new(),
+        parts: Vec::new(),
+    };
+    for ((topic, p), msgs) in batch {
+        let key = position_key(&cfg.group, &topic, p);
+        let own = node.engine.position(&key).map_or(0, |s| s.next as i64);
+        // Messages below the stored position are stored already: never twice.
+        let msgs: Vec<Message> = msgs.into_iter().filter(|m| m.offset >= own).collect();
+        let (Some(first), Some(last)) = (msgs.first(), msgs.last()) else {
+            continue;
+        };
+        let mut part = Part {
+            topic: topic.clone(),
+            partition: p,
+            first: first.offset,
+            next: last.offset + 1,
+            records: msgs.len() as u64,
+            bytes: 0,
+            dead: 0,
+        };
+        for m in &msgs {
+            part.bytes += m.value.as_ref().map_or(0, |v| v.len() as u64);
+            let (r, d) = decoder.decode(m, now);
+            if d {
+                part.dead += 1;
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    offset = m.offset,
+                    "message stored as a dead letter"
+                );
+            }
+            out.records.push(r);
+        }
+        out.raw += part.bytes;
+        out.positions.push(Position {
+            key,
+            first: part.first as u64,
+            next: part.next as u64,
+        });
+        out.parts.push(part);
+    }
+    (!out.parts.is_empty()).then_some(out)
+}
+
+/// Stores a prepared batch as one WAL record with each partition's new position,
+/// then commits the offsets to the broker while flushes wait; takes back the part
+/// of any partition whose commit did not go through.
+fn write(
     node: &Arc<Node>,
     cfg: &KafkaSource,
     status: &SourceStatus,
     consumer: &BaseConsumer<Ctx>,
     tenant: &Tenant,
-    decoder: &Decoder,
     rt: &tokio::runtime::Handle,
-    topic: &str,
-    p: i32,
-    msgs: Vec<Message>,
+    p: Prepared,
 ) -> Result<()> {
-    let key = position_key(&cfg.group, topic, p);
-    let own = node.engine.position(&key).map_or(0, |s| s.next as i64);
-    // Messages below the stored position are stored already (a fetch that started
-    // early): skipped, never stored twice.
-    let msgs: Vec<Message> = msgs.into_iter().filter(|m| m.offset >= own).collect();
-    let (Some(first), Some(last)) = (msgs.first(), msgs.last()) else {
-        return Ok(());
-    };
-    let (first, next) = (first.offset, last.offset + 1);
-    tracing::debug!(
-        topic,
-        partition = p,
-        first,
-        next,
-        own,
-        count = msgs.len(),
-        "storing a batch"
-    );
-    let now = super::now_ns();
-    let mut records = Vec::with_capacity(msgs.len());
-    let mut raw = 0u64;
-    let mut dead = 0u64;
-    for m in &msgs {
-        raw += m.value.as_ref().map_or(0, |v| v.len() as u64);
-        let (r, d) = decoder.decode(m, now);
-        if d {
-            dead += 1;
-            tracing::warn!(
-                topic,
-                partition = p,
-                offset = m.offset,
-                "message stored as a dead letter"
-            );
-        }
-        records.push(r);
-    }
-    let n = records.len() as u64;
-    let position = Position {
-        key,
-        first: first as u64,
-        next: next as u64,
-    };
+    let Prepared {
+        records,
+        raw,
+        positions,
+        parts,
+        ..
+    } = p;
     let confirm = |_| {
         crash_point();
-        confirm_commit(consumer, cfg, topic, p, first, next)
+        confirm_commit(consumer, cfg, &parts)
     };
     let done = rt.block_on(
         node.engine
-            .ingest_positioned(tenant, records, raw, position, confirm),
+            .ingest_positioned(tenant, records, raw, positions, confirm),
     )?;
-    if let Some(removed) = done.retracted {
-        status.retracted.fetch_add(removed, Ordering::Relaxed);
-        // Decided, claimed and sought again (most likely it is no longer ours).
-        if let Ok(mut parts) = consumer.context().parts.lock() {
-            if let Some(st) = parts.get_mut(&(topic.to_string(), p)) {
+    let m = &node.metrics;
+    m.ingest_batches.fetch_add(1, Ordering::Relaxed);
+    if !done.retracted.is_empty() {
+        // Batches collected after this one may follow what was taken back: drop
+        // them, and decide, claim and seek every partition again.
+        let ctx = consumer.context();
+        ctx.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut ps) = ctx.parts.lock() {
+            for st in ps.values_mut() {
                 st.claimed = false;
             }
         }
-        return Ok(());
     }
-    let m = &node.metrics;
-    m.ingested_records.fetch_add(n, Ordering::Relaxed);
-    m.ingested_bytes.fetch_add(raw, Ordering::Relaxed);
-    m.ingest_batches.fetch_add(1, Ordering::Relaxed);
-    status.with_partition(topic, p, |s| {
-        s.position = next;
-        s.records += n;
-        s.bytes += raw;
-        s.dead_lettered += dead;
-    });
+    for part in &parts {
+        let key = position_key(&cfg.group, &part.topic, part.partition);
+        if let Some((_, removed)) = done.retracted.iter().find(|(k, _)| *k == key) {
+            status.retracted.fetch_add(*removed, Ordering::Relaxed);
+            continue;
+        }
+        m.ingested_records
+            .fetch_add(part.records, Ordering::Relaxed);
+        m.ingested_bytes.fetch_add(part.bytes, Ordering::Relaxed);
+        status.with_partition(&part.topic, part.partition, |s| {
+            s.position = part.next;
+            s.records += part.records;
+            s.bytes += part.bytes;
+            s.dead_lettered += part.dead;
+        });
+    }
     if node.engine.wants_flush() {
         node.flush_wake.notify_one();
     }
@@ -920,28 +1020,24 @@ fn crash_point() {
     }
 }
 
-/// Commits `next` for the partition; `None` keeps the stored batch, a retraction
-/// takes it back (the commit did not go through and the partition is no longer
-/// ours to commit: the next owner reads the batch again).
-fn confirm_commit(
-    consumer: &BaseConsumer<Ctx>,
-    cfg: &KafkaSource,
-    topic: &str,
-    p: i32,
-    first: i64,
-    next: i64,
-) -> Option<Retract> {
+/// Commits each part's next offset; returns the retractions of the parts to take
+/// back: none when the commit went through; after failed retries, those the broker
+/// says are not committed (the partition was taken away: its next owner reads them
+/// again). When the broker cannot even be asked, everything is kept.
+fn confirm_commit(consumer: &BaseConsumer<Ctx>, cfg: &KafkaSource, parts: &[Part]) -> Vec<Retract> {
     let mut tpl = TopicPartitionList::new();
-    if tpl
-        .add_partition_offset(topic, p, Offset::Offset(next))
-        .is_err()
-    {
-        return None;
+    for p in parts {
+        if tpl
+            .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next))
+            .is_err()
+        {
+            return Vec::new();
+        }
     }
     let mut last_err = None;
     for attempt in 0..5u32 {
         match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => return None,
+            Ok(()) => return Vec::new(),
             Err(e) => {
                 last_err = Some(e);
                 std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -950,21 +1046,30 @@ fn confirm_commit(
     }
     let status = &consumer.context().status;
     status.errors.fetch_add(1, Ordering::Relaxed);
-    status.with_partition(topic, p, |s| s.errors += 1);
-    match committed(consumer, &[(topic.to_string(), p)]) {
-        Ok(c) if c.get(&(topic.to_string(), p)).copied().unwrap_or(-1) >= next => None,
-        Ok(_) => {
-            tracing::warn!(topic, partition = p, first, next, error = ?last_err,
-                "offset commit refused: taking the batch back for the partition's next owner");
-            Some(tail(&cfg.group, topic, p, first))
-        }
+    for p in parts {
+        status.with_partition(&p.topic, p.partition, |s| s.errors += 1);
+    }
+    let keys: Vec<(String, i32)> = parts
+        .iter()
+        .map(|p| (p.topic.clone(), p.partition))
+        .collect();
+    match committed(consumer, &keys) {
+        Ok(c) => parts
+            .iter()
+            .filter(|p| c.get(&(p.topic.clone(), p.partition)).copied().unwrap_or(-1) < p.next)
+            .map(|p| {
+                tracing::warn!(topic = %p.topic, partition = p.partition, first = p.first, next = p.next,
+                    error = ?last_err, "offset commit refused: taking the batch back for the partition's next owner");
+                tail(&cfg.group, &p.topic, p.partition, p.first)
+            })
+            .collect(),
         Err(e) => {
             // The broker cannot say: keep the batch (never lose it). If another
             // node consumes the partition from before it, it is stored twice
             // (docs/kafka.md, limits).
-            tracing::error!(topic, partition = p, error = %format!("{e:#}"),
+            tracing::error!(error = %format!("{e:#}"),
                 "offset commit failed and the broker cannot be asked; keeping the batch");
-            None
+            Vec::new()
         }
     }
 }
