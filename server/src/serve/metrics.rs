@@ -224,7 +224,7 @@ fn render_sources(f: &mut Family<'_>, sources: &super::kafka::Sources) {
         return;
     }
     type Pick = fn(&super::kafka::PartitionStatus) -> Option<f64>;
-    let families: [(&str, &str, &str, Pick); 6] = [
+    let families: [(&str, &str, &str, Pick); 8] = [
         (
             "heimdall_kafka_lag_messages",
             "gauge",
@@ -260,6 +260,18 @@ fn render_sources(f: &mut Family<'_>, sources: &super::kafka::Sources) {
             "gauge",
             "Next offset to store.",
             |s| Some(s.position as f64),
+        ),
+        (
+            "heimdall_kafka_records_per_second",
+            "gauge",
+            "Records stored per second over the last statistics interval (5 s).",
+            |s| Some(s.records_per_s),
+        ),
+        (
+            "heimdall_kafka_bytes_per_second",
+            "gauge",
+            "Message bytes stored per second over the last statistics interval (5 s).",
+            |s| Some(s.bytes_per_s),
         ),
     ];
     for (name, kind, help, pick) in families {
