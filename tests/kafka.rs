@@ -410,6 +410,39 @@ fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
     assert!(s.terminate().success());
 }
 
+#[test]
+fn a_full_write_backlog_pauses_the_partitions_and_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let seed = seed();
+    let broker = Broker::start();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    // Backlog limit = one 1 MiB memtable: every batch (about 2 MB) goes over it.
+    let cfg = node_config(dir.path(), &broker.addr, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[[sources.kafka]]",
+        "[limits]\nmemtable_bytes_max = 1048576\nbacklog_bytes_max = 1048576\n\n[[sources.kafka]]",
+        1,
+    );
+    let text = text.replace("batch_records_max = 200", "batch_records_max = 10000");
+    std::fs::write(&cfg, text).unwrap();
+    let n = 30_000;
+    let mut producer = broker.produce(0, n, 2, 0.0);
+    assert!(
+        producer.wait().expect("producer").success(),
+        "producer failed"
+    );
+    let s = start_node(&cfg, &[]);
+    wait_for(&[&s], n, Duration::from_secs(120));
+    let ready: Value = serde_json::from_str(&http_get(&s.http, "/readyz")).expect("readyz JSON");
+    let pauses = ready["sources"][0]["backpressure_pauses"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(pauses > 0, "the source never paused: {ready}");
+    assert!(s.terminate().success());
+    assert_exactly_once(&stored_ids(&dir.path().join("data")), n, seed);
+}
+
 /// A plain HTTP/1.0 GET on loopback; the body.
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};

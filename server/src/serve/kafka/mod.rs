@@ -91,6 +91,8 @@ pub(crate) struct SourceStatus {
     pub(crate) errors: AtomicU64,
     pub(crate) restarts: AtomicU64,
     pub(crate) retracted: AtomicU64,
+    /// Times the source paused its partitions for backpressure.
+    pub(crate) pauses: AtomicU64,
 }
 
 impl SourceStatus {
@@ -102,6 +104,7 @@ impl SourceStatus {
             errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             retracted: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
         }
     }
 
@@ -153,6 +156,7 @@ impl SourceStatus {
             "errors": self.errors.load(Ordering::Relaxed),
             "restarts": self.restarts.load(Ordering::Relaxed),
             "retracted_records": self.retracted.load(Ordering::Relaxed),
+            "backpressure_pauses": self.pauses.load(Ordering::Relaxed),
             "partitions": parts,
         })
     }
@@ -646,6 +650,7 @@ fn run(
                     let a = consumer.assignment()?;
                     if over {
                         consumer.pause(&a)?;
+                        status.pauses.fetch_add(1, Ordering::Relaxed);
                         status.set_state("paused: the node's write backlog is full");
                         node.flush_wake.notify_one();
                     } else {
