@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use heimdall_e2e::{heimdall_bin, Served};
+use heimdall_e2e::{heimdall_bin, test_seed, Rng, Served};
 use serde_json::Value;
 
 /// The tests share the two cores; run them one at a time.
@@ -214,29 +214,6 @@ fn assert_exactly_once(ids: &[u64], n: u64, seed: u64) {
     );
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("HEIMDALL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        })
-}
-
 /// A session has to expire before a killed node's partitions move on.
 const SESSION_EXPIRY: Duration = Duration::from_millis(3500);
 
@@ -247,7 +224,7 @@ fn kill_9_while_consuming_stores_every_message_exactly_once() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed = seed();
+    let seed = test_seed();
     eprintln!("Kafka kill -9 test: {rounds} rounds, HEIMDALL_SEED={seed}");
     let mut rng = Rng(seed);
     let broker = Broker::start();
@@ -294,7 +271,7 @@ fn kill_9_while_consuming_stores_every_message_exactly_once() {
 #[test]
 fn two_nodes_in_one_group_store_every_message_exactly_once_when_one_dies() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let seed = seed();
+    let seed = test_seed();
     let broker = Broker::start();
     broker.create_topic("logs", 4);
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -413,7 +390,7 @@ fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
 #[test]
 fn a_full_write_backlog_pauses_the_partitions_and_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let seed = seed();
+    let seed = test_seed();
     let broker = Broker::start();
     broker.create_topic("logs", 2);
     let dir = tempfile::tempdir().unwrap();

@@ -161,3 +161,31 @@ impl Drop for Served {
         }
     }
 }
+
+/// A xorshift generator for test choices (kill moments, abort points), replayable
+/// from its seed.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// The seed of a randomized test: `$HEIMDALL_SEED` to replay a run, else the clock.
+pub fn test_seed() -> u64 {
+    std::env::var("HEIMDALL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        })
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use heimdall_e2e::heimdall_bin;
+use heimdall_e2e::{heimdall_bin, test_seed, Rng};
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -141,33 +141,13 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     assert_eq!(cli_count(dir.path(), "*"), 184);
 }
 
-/// Deterministic pseudo-random numbers (xorshift), seeded per run and printed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn kill_9_under_concurrent_grpc_ingest_loses_no_acknowledged_record() {
     let rounds: u64 = std::env::var("HEIMDALL_SERVER_KILL9_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed = std::env::var("HEIMDALL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let seed = test_seed();
     eprintln!("kill -9 test: {rounds} rounds, HEIMDALL_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();

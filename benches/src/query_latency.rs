@@ -41,6 +41,31 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Runs `run` once (the first, cold run) and `runs` more times; the first answer,
+/// its time and the p50 of the others, in ms. Every rerun must answer the same.
+fn time_runs<T: PartialEq>(
+    q: &str,
+    runs: usize,
+    run: impl Fn() -> Result<T>,
+) -> Result<(T, f64, f64)> {
+    let t = Instant::now();
+    let first = run()?;
+    let first_ms = ms(t.elapsed());
+    let mut warm = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let again = run()?;
+        warm.push(ms(t.elapsed()));
+        anyhow::ensure!(
+            again == first,
+            "query {q:?} answered differently on a rerun"
+        );
+    }
+    warm.sort_by(f64::total_cmp);
+    let p50 = warm.get(warm.len() / 2).copied().unwrap_or(first_ms);
+    Ok((first, first_ms, p50))
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
     let t0 = Instant::now();
@@ -54,21 +79,9 @@ fn main() -> Result<()> {
             time_arrow(&engine, &tenant, q, &limits, a.runs, open_ms)?;
             continue;
         }
-        let t = Instant::now();
-        let first = query::query(&engine, &tenant, q, &limits)?;
-        let first_ms = ms(t.elapsed());
-        let mut warm = Vec::with_capacity(a.runs);
-        for _ in 0..a.runs {
-            let t = Instant::now();
-            let again = query::query(&engine, &tenant, q, &limits)?;
-            warm.push(ms(t.elapsed()));
-            anyhow::ensure!(
-                again == first,
-                "query {q:?} answered differently on a rerun"
-            );
-        }
-        warm.sort_by(f64::total_cmp);
-        let p50 = warm.get(warm.len() / 2).copied().unwrap_or(first_ms);
+        let (first, first_ms, p50) = time_runs(q, a.runs, || {
+            Ok(query::query(&engine, &tenant, q, &limits)?)
+        })?;
         let cells: Vec<Vec<String>> = first
             .rows
             .iter()
@@ -99,21 +112,9 @@ fn time_arrow(
     runs: usize,
     open_ms: f64,
 ) -> Result<()> {
-    let t = Instant::now();
-    let first = query::query_batches(engine, tenant, q, limits, 64 * 1024)?;
-    let first_ms = ms(t.elapsed());
-    let mut warm = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        let again = query::query_batches(engine, tenant, q, limits, 64 * 1024)?;
-        warm.push(ms(t.elapsed()));
-        anyhow::ensure!(
-            again == first,
-            "query {q:?} answered differently on a rerun"
-        );
-    }
-    warm.sort_by(f64::total_cmp);
-    let p50 = warm.get(warm.len() / 2).copied().unwrap_or(first_ms);
+    let (first, first_ms, p50) = time_runs(q, runs, || {
+        Ok(query::query_batches(engine, tenant, q, limits, 64 * 1024)?)
+    })?;
     let rows: usize = first.iter().map(|b| b.num_rows()).sum();
     println!(
         "{}",
