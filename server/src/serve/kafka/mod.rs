@@ -655,6 +655,7 @@ fn run(
                         node.flush_wake.notify_one();
                     } else {
                         consumer.resume(&a)?;
+                        reseek_after_pause(consumer);
                         status.set_state("running");
                     }
                     paused = over;
@@ -735,6 +736,38 @@ fn retry_claims(consumer: &BaseConsumer<Ctx>) {
         drop(parts);
         ctx.status.with_partition(&t, p, |st| st.position = s);
         tracing::info!(source = %ctx.status.name, topic = %t, partition = p, from = s, "consuming a partition");
+    }
+}
+
+/// librdkafka restarts a paused partition from the last message it delivered (plus
+/// one), forgetting any seek made since: a gap's seek-back (see [`accept`]) issued
+/// just before a pause would be lost, and with no later message to notice the gap
+/// again the partition would wait forever. So after a resume every claimed
+/// partition is sought to its next expected offset.
+fn reseek_after_pause(consumer: &BaseConsumer<Ctx>) {
+    let ctx = consumer.context();
+    let targets: Vec<((String, i32), i64)> = ctx
+        .parts
+        .lock()
+        .map(|mut m| {
+            m.iter_mut()
+                .filter(|(_, st)| st.claimed)
+                .map(|(k, st)| {
+                    st.gap = (-1, 0);
+                    (k.clone(), st.expected)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for ((t, p), at) in targets {
+        if let Err(e) = consumer.seek(&t, p, Offset::Offset(at), BROKER_TIMEOUT) {
+            tracing::warn!(topic = %t, partition = p, error = %e, "seeking after a pause; deciding again");
+            if let Ok(mut parts) = ctx.parts.lock() {
+                if let Some(st) = parts.get_mut(&(t, p)) {
+                    st.claimed = false;
+                }
+            }
+        }
     }
 }
 
