@@ -53,6 +53,15 @@ pub enum SegmentError {
         /// What is wrong.
         what: String,
     },
+    /// An offloaded segment's bytes could not be fetched.
+    #[error("reading offloaded segment {}: {source}", path.display())]
+    Remote {
+        /// `<store url>/<object>`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<crate::tier::TierError>,
+    },
     /// The caller asked for something the segment does not have.
     #[error("{0}")]
     NotFound(String),

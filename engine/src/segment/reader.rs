@@ -18,8 +18,9 @@ use super::layout::{
 use super::message::{self, Template};
 use super::SegmentError;
 use crate::codec::{bits, ints, strs};
-use crate::mmap::{self, Mmap};
+use crate::mmap;
 use crate::model::{Labels, Record, Value};
+use crate::tier::Tier;
 
 /// Decoded values of one chunk (present rows only).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +40,75 @@ pub struct ColumnBlock {
     pub values: Values,
 }
 
+/// Where a segment's bytes are: a mapped local file, or an object in the store
+/// (read through the tier's caches).
+#[derive(Debug)]
+enum Source {
+    Local(bytes::Bytes),
+    Remote {
+        tier: std::sync::Arc<Tier>,
+        object: String,
+        size: u64,
+        /// The object's last bytes (tail, footer, often the index directory),
+        /// fetched at open.
+        tail: bytes::Bytes,
+        tail_start: u64,
+    },
+}
+
+/// Bytes of the end of an offloaded segment fetched at open: enough for the
+/// footer of a segment of a few hundred blocks in one request.
+const REMOTE_TAIL: u64 = 64 << 10;
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Local(b) => b.len() as u64,
+            Source::Remote { size, .. } => *size,
+        }
+    }
+
+    /// Bytes `[start, start + len)`; `None` when outside the file. `index`: footer
+    /// or index bytes (kept in the memory cache when remote).
+    fn range(
+        &self,
+        path: &Path,
+        start: u64,
+        len: u64,
+        index: bool,
+    ) -> Result<Option<bytes::Bytes>, SegmentError> {
+        let Some(end) = start.checked_add(len).filter(|e| *e <= self.len()) else {
+            return Ok(None);
+        };
+        match self {
+            Source::Local(b) => Ok(Some(b.slice(start as usize..end as usize))),
+            Source::Remote {
+                tier,
+                object,
+                tail,
+                tail_start,
+                ..
+            } => {
+                if start >= *tail_start {
+                    let a = (start - tail_start) as usize;
+                    return Ok(Some(tail.slice(a..a + len as usize)));
+                }
+                tier.read(object, start, len, index)
+                    .map(Some)
+                    .map_err(|source| SegmentError::Remote {
+                        path: path.to_path_buf(),
+                        source: Box::new(source),
+                    })
+            }
+        }
+    }
+}
+
 /// An open segment.
 #[derive(Debug)]
 pub struct SegmentReader {
     path: PathBuf,
-    map: Mmap,
+    src: Source,
     footer: Footer,
     /// The index directory: where each term and integer block is.
     dir: Directory,
@@ -159,11 +224,11 @@ impl StrColumn {
 }
 
 /// A column chunk's CRC-checked bytes, split from its presence bitmap.
-struct RawChunk<'a> {
+struct RawChunk {
     kind: ColumnKind,
     offset: u64,
     present: Option<Vec<bool>>,
-    bytes: &'a [u8],
+    bytes: bytes::Bytes,
     n: usize,
 }
 
@@ -430,18 +495,54 @@ impl SegmentReader {
             path: path.clone(),
             source,
         })?;
+        SegmentReader::parse(path, Source::Local(bytes::Bytes::from_owner(map)))
+    }
+
+    /// Opens offloaded segment `object` (`size` bytes) through `tier`: the header
+    /// and the last 64 KiB (footer, usually the index directory) are fetched now,
+    /// every other byte range when a query first needs it. Errors name the object
+    /// as `<url>/<object>`.
+    pub fn open_remote(
+        tier: std::sync::Arc<Tier>,
+        object: &str,
+        size: u64,
+    ) -> Result<SegmentReader, SegmentError> {
+        let path = PathBuf::from(format!("{}/{object}", tier.cfg.url.trim_end_matches('/')));
+        let tail_len = size.min(REMOTE_TAIL);
+        let tail_start = size - tail_len;
+        let tail = tier
+            .read(object, tail_start, tail_len, true)
+            .map_err(|source| SegmentError::Remote {
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
+        let src = Source::Remote {
+            tier,
+            object: object.to_string(),
+            size,
+            tail,
+            tail_start,
+        };
+        SegmentReader::parse(path, src)
+    }
+
+    fn parse(path: PathBuf, src: Source) -> Result<SegmentReader, SegmentError> {
         let corrupt = |offset: usize, what: String| SegmentError::Corrupt {
             path: path.clone(),
             offset: offset as u64,
             what,
         };
-        let b: &[u8] = &map;
-        if b.len() < HEADER_LEN + TAIL_LEN {
+        let size = src.len() as usize;
+        if size < HEADER_LEN + TAIL_LEN {
             return Err(corrupt(
                 0,
-                format!("{} bytes is too short for a segment", b.len()),
+                format!("{size} bytes is too short for a segment"),
             ));
         }
+        let header = src
+            .range(&path, 0, HEADER_LEN as u64, true)?
+            .unwrap_or_default();
+        let b: &[u8] = &header;
         if b.get(..8) != Some(&MAGIC[..]) {
             return Err(corrupt(0, "bad magic at the start".into()));
         }
@@ -456,16 +557,18 @@ impl SegmentReader {
         if let Some(i) = b[10..HEADER_LEN].iter().position(|x| *x != 0) {
             return Err(corrupt(10 + i, "non-zero reserved header byte".into()));
         }
-        let tail = b.len() - TAIL_LEN;
-        if b.get(tail + 8..) != Some(&MAGIC[..]) {
+        let tail = size - TAIL_LEN;
+        let tb = src
+            .range(&path, tail as u64, TAIL_LEN as u64, true)?
+            .unwrap_or_default();
+        if tb.get(8..) != Some(&MAGIC[..]) {
             return Err(corrupt(
                 tail + 8,
                 "bad magic at the end (truncated file?)".into(),
             ));
         }
-        let footer_len =
-            u32::from_le_bytes([b[tail], b[tail + 1], b[tail + 2], b[tail + 3]]) as usize;
-        let footer_crc = u32::from_le_bytes([b[tail + 4], b[tail + 5], b[tail + 6], b[tail + 7]]);
+        let footer_len = u32::from_le_bytes([tb[0], tb[1], tb[2], tb[3]]) as usize;
+        let footer_crc = u32::from_le_bytes([tb[4], tb[5], tb[6], tb[7]]);
         let footer_start = tail
             .checked_sub(footer_len)
             .filter(|s| *s >= HEADER_LEN)
@@ -475,7 +578,10 @@ impl SegmentReader {
                     format!("footer length {footer_len} does not fit the file"),
                 )
             })?;
-        let fbytes = &b[footer_start..tail];
+        let fbytes = src
+            .range(&path, footer_start as u64, footer_len as u64, true)?
+            .unwrap_or_default();
+        let fbytes: &[u8] = &fbytes;
         let crc = crc32fast::hash(fbytes);
         if crc != footer_crc {
             return Err(corrupt(
@@ -489,7 +595,10 @@ impl SegmentReader {
             None => Directory::default(),
             Some(ix) => {
                 let start = ix.offset as usize;
-                let dir = &b[start..start + ix.dir_len as usize];
+                let dir = src
+                    .range(&path, ix.offset, ix.dir_len, true)?
+                    .ok_or_else(|| corrupt(start, "index directory outside the file".into()))?;
+                let dir: &[u8] = &dir;
                 let crc = crc32fast::hash(dir);
                 if crc != ix.dir_crc {
                     return Err(corrupt(
@@ -508,7 +617,7 @@ impl SegmentReader {
         let int_values = (0..dir.ints.len()).map(|_| OnceLock::new()).collect();
         Ok(SegmentReader {
             path,
-            map,
+            src,
             footer,
             dir,
             templates: OnceLock::new(),
@@ -519,7 +628,7 @@ impl SegmentReader {
     }
 
     /// The bytes of a frame of the index section, CRC-checked.
-    fn frame(&self, fr: &FrameRef, what: &str) -> Result<&[u8], SegmentError> {
+    fn frame(&self, fr: &FrameRef, what: &str) -> Result<bytes::Bytes, SegmentError> {
         let Some(ix) = &self.footer.index else {
             return Err(SegmentError::NotFound("the segment has no index".into()));
         };
@@ -530,10 +639,10 @@ impl SegmentReader {
             what,
         };
         let bytes = self
-            .map
-            .get(start..start + fr.len)
+            .src
+            .range(&self.path, start as u64, fr.len as u64, true)?
             .ok_or_else(|| corrupt(format!("{what} outside the file")))?;
-        let crc = crc32fast::hash(bytes);
+        let crc = crc32fast::hash(&bytes);
         if crc != fr.crc {
             return Err(corrupt(format!(
                 "{what}: checksum {crc:#010x}, expected {:#010x}",
@@ -582,7 +691,7 @@ impl SegmentReader {
         let what = format!("index term block {i}");
         let bytes = self.frame(fr, &what)?;
         let expect = self.expected(i, self.dir.terms.len());
-        scan_term_block(bytes, expect, self.single(), want, take)
+        scan_term_block(&bytes, expect, self.single(), want, take)
             .map_err(|e| self.corrupt_at(fr, format!("{what}: {e}")))
     }
 
@@ -599,7 +708,7 @@ impl SegmentReader {
         let what = format!("index integer block {i}");
         let bytes = self.frame(fr, &what)?;
         let expect = self.expected(i, self.dir.ints.len());
-        scan_int_block(bytes, expect, self.single(), want, take)
+        scan_int_block(&bytes, expect, self.single(), want, take)
             .map_err(|e| self.corrupt_at(fr, format!("{what}: {e}")))
     }
 
@@ -706,7 +815,7 @@ impl SegmentReader {
             None => Vec::new(),
             Some(fr) => {
                 let bytes = self.frame(fr, "templates")?;
-                decode_templates(bytes, self.dir.template_count)
+                decode_templates(&bytes, self.dir.template_count)
                     .map_err(|e| self.corrupt_at(fr, format!("templates: {e}")))?
             }
         };
@@ -1152,7 +1261,7 @@ impl SegmentReader {
             slot: Vec::new(),
             int: false,
         };
-        message::scan_chunk(c.bytes, c.n, templates, ordinals, &mut v).map_err(|e| {
+        message::scan_chunk(&c.bytes, c.n, templates, ordinals, &mut v).map_err(|e| {
             SegmentError::Corrupt {
                 path: self.path.clone(),
                 offset: c.offset,
@@ -1286,7 +1395,7 @@ impl SegmentReader {
 
     /// The CRC-checked bytes of column `col` of block `block` after its presence
     /// bitmap: (presence, codec bytes, values present); `None` when no row has one.
-    fn chunk(&self, col: usize, block: usize) -> Result<Option<RawChunk<'_>>, SegmentError> {
+    fn chunk(&self, col: usize, block: usize) -> Result<Option<RawChunk>, SegmentError> {
         let meta: &ColumnMeta = self.footer.columns.get(col).ok_or_else(|| {
             SegmentError::NotFound(format!("column {col} of {}", self.footer.columns.len()))
         })?;
@@ -1308,24 +1417,25 @@ impl SegmentReader {
         };
         let start = chunk.offset as usize;
         let bytes = self
-            .map
-            .get(start..start + chunk.len as usize)
+            .src
+            .range(&self.path, start as u64, u64::from(chunk.len), false)?
             .ok_or_else(|| corrupt("chunk outside the file".into()))?;
-        let crc = crc32fast::hash(bytes);
+        let crc = crc32fast::hash(&bytes);
         if crc != chunk.crc {
             return Err(corrupt(format!(
                 "column {:?} block {block}: checksum {crc:#010x}, expected {:#010x}",
                 meta.name, chunk.crc
             )));
         }
-        let (present, rest) = match bytes.split_first() {
-            Some((0, rest)) => (None, rest),
-            Some((1, rest)) => {
+        let (present, rest) = match bytes.first() {
+            Some(0) => (None, bytes.slice(1..)),
+            Some(1) => {
+                let rest = &bytes[1..];
                 let bm = bits::unpack(rest, rows, 1).map_err(|e| corrupt(e.what))?;
-                let skip = bits::packed_len(rows, 1);
+                let skip = (1 + bits::packed_len(rows, 1)).min(bytes.len());
                 (
                     Some(bm.into_iter().map(|v| v == 1).collect::<Vec<bool>>()),
-                    rest.get(skip..).unwrap_or(&[]),
+                    bytes.slice(skip..),
                 )
             }
             _ => return Err(corrupt("bad presence byte".into())),
@@ -1374,15 +1484,15 @@ impl SegmentReader {
                     w
                 });
                 Values::Str(
-                    self.messages(c.bytes, c.n, wanted.as_deref())
+                    self.messages(&c.bytes, c.n, wanted.as_deref())
                         .map_err(|e| corrupt(e.what))?,
                 )
             }
             ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str => {
-                Values::Str(strs::decode(c.bytes, c.n).map_err(|e| corrupt(e.what))?)
+                Values::Str(strs::decode(&c.bytes, c.n).map_err(|e| corrupt(e.what))?)
             }
             ColumnKind::Time | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
-                Values::I64(ints::decode(c.bytes, c.n).map_err(|e| corrupt(e.what))?)
+                Values::I64(ints::decode(&c.bytes, c.n).map_err(|e| corrupt(e.what))?)
             }
         };
         Ok(Some(ColumnBlock {
@@ -1404,7 +1514,7 @@ impl SegmentReader {
         ) {
             return Ok(None);
         }
-        let (dict, ids) = strs::decode_dict(c.bytes, c.n).map_err(|e| SegmentError::Corrupt {
+        let (dict, ids) = strs::decode_dict(&c.bytes, c.n).map_err(|e| SegmentError::Corrupt {
             path: self.path.clone(),
             offset: c.offset,
             what: e.what,

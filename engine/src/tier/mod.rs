@@ -1,0 +1,202 @@
+//! The cold tier: sealed segments offloaded to an object store (S3 and compatible,
+//! GCS, Azure, a local directory) through `object_store`, read back through ranged
+//! GETs and two caches ([`cache`]), with a copy of the manifest in the store so a
+//! node with an empty disk can open the bucket.
+//!
+//! Objects, relative to the configured prefix:
+//! - `segments/<tenant>/<day>/<seq>.seg`: the segment file, byte for byte (the same
+//!   relative path as in the data directory);
+//! - `MANIFEST`: the manifest's offloaded segments (JSON, `docs/format/manifest.md`).
+//!
+//! What happens when is in [`crate::engine::Engine::offload`].
+
+mod cache;
+pub mod faults;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use cache::{Cache, CacheCounters};
+pub use store::{Listed, Store, StoreCounters};
+
+/// Name of the manifest object.
+pub const REMOTE_MANIFEST: &str = "MANIFEST";
+
+/// Object-store settings.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
+    /// `file:///directory`.
+    pub url: String,
+    /// Backend options (`endpoint`, `region`, `allow_http`, `access_key_id`, ... as
+    /// `object_store` names them); credentials otherwise come from the standard
+    /// environment variables.
+    pub options: Vec<(String, String)>,
+    /// Offload sealed segments whose newest record is older than this.
+    pub offload_after: Duration,
+    /// Also offload (oldest first) while local segments take more than this.
+    pub local_bytes_max: Option<u64>,
+    /// Refuse ingest while local segments take more than this (the store is
+    /// unreachable and the disk budget is used up).
+    pub local_bytes_hard_max: Option<u64>,
+    /// Directory of the disk cache.
+    pub cache_dir: PathBuf,
+    /// Bytes the disk cache may hold.
+    pub cache_bytes_max: u64,
+    /// Bytes of footers and index frames kept in memory.
+    pub memory_cache_bytes_max: u64,
+    /// Limit on one request.
+    pub attempt_timeout: Duration,
+    /// A read (a query's fetch) gives up after this long, retries included.
+    pub read_deadline: Duration,
+    /// A write (upload, manifest, delete) gives up after this long.
+    pub write_deadline: Duration,
+    /// Open the store read-only: the manifest comes from the store, nothing is
+    /// ingested, offloaded or deleted.
+    pub read_only: bool,
+    /// Use this backend instead of the one `url` names (tests: a fault-injecting
+    /// wrapper).
+    pub backend: Option<Arc<dyn object_store::ObjectStore>>,
+}
+
+impl TierConfig {
+    /// Defaults for `url`, caching under `cache_dir`.
+    pub fn new(url: impl Into<String>, cache_dir: impl Into<PathBuf>) -> TierConfig {
+        TierConfig {
+            url: url.into(),
+            options: Vec::new(),
+            offload_after: Duration::from_secs(3600),
+            local_bytes_max: None,
+            local_bytes_hard_max: None,
+            cache_dir: cache_dir.into(),
+            cache_bytes_max: 1 << 30,
+            memory_cache_bytes_max: 64 << 20,
+            attempt_timeout: Duration::from_secs(10),
+            read_deadline: Duration::from_secs(30),
+            write_deadline: Duration::from_secs(120),
+            read_only: false,
+            backend: None,
+        }
+    }
+}
+
+/// Object-store errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TierError {
+    /// Bad settings.
+    #[error("{0}")]
+    Config(String),
+    /// The store refused the request (not worth retrying).
+    #[error("object store {op} of {object:?} failed after {attempts} attempt(s): {source}")]
+    Store {
+        /// The operation.
+        op: &'static str,
+        /// The object.
+        object: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The store's error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// The store did not answer successfully within the deadline.
+    #[error(
+        "object store unavailable: {op} of {object:?} failed {attempts} time(s) in {after:?}; last error: {last}"
+    )]
+    Unavailable {
+        /// The operation.
+        op: &'static str,
+        /// The object.
+        object: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        after: Duration,
+        /// The last error.
+        last: String,
+    },
+    /// An uploaded object is not what was uploaded.
+    #[error("verifying {object:?}: {what}")]
+    Verify {
+        /// The object.
+        object: String,
+        /// The difference.
+        what: String,
+    },
+    /// Local I/O.
+    #[error("{op} failed on {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl TierError {
+    /// Whether the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, TierError::Store { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+}
+
+/// The store and its caches.
+#[derive(Debug)]
+pub struct Tier {
+    /// Settings.
+    pub cfg: TierConfig,
+    /// The store.
+    pub store: Store,
+    /// The caches.
+    pub cache: Cache,
+}
+
+impl Tier {
+    /// Connects (no request yet) and opens the disk cache.
+    pub fn open(cfg: TierConfig) -> Result<Tier, TierError> {
+        let store = Store::open(&cfg)?;
+        let cache = Cache::open(
+            &cfg.cache_dir,
+            cfg.memory_cache_bytes_max,
+            cfg.cache_bytes_max,
+        )
+        .map_err(|source| TierError::Io {
+            op: "open the cache",
+            path: cfg.cache_dir.clone(),
+            source,
+        })?;
+        Ok(Tier { cfg, store, cache })
+    }
+
+    /// Bytes `[start, start + len)` of `object`, from the caches or the store; with
+    /// `memory`, also kept in the memory cache (footers, index frames).
+    pub fn read(
+        &self,
+        object: &str,
+        start: u64,
+        len: u64,
+        memory: bool,
+    ) -> Result<Bytes, TierError> {
+        let key = format!("{object}@{start}+{len}");
+        if let Some(b) = self.cache.get(&key, memory) {
+            return Ok(b);
+        }
+        let b = self.store.get_range(object, start..start + len)?;
+        if b.len() as u64 != len {
+            return Err(TierError::Verify {
+                object: object.to_string(),
+                what: format!("asked for {len} bytes at {start}, got {}", b.len()),
+            });
+        }
+        self.cache.put(&key, &b, memory);
+        Ok(b)
+    }
+}
