@@ -28,6 +28,9 @@ use crate::segment::{write_segment_refs, SegmentError, SegmentOptions, SegmentRe
 use crate::walrec;
 pub use crate::walrec::{Position, Retract};
 
+mod offload;
+pub use offload::{OffloadStats, RetentionRule, RetentionStats};
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -47,6 +50,8 @@ pub struct EngineConfig {
     /// Consecutive days of a tenant share one segment while together they hold
     /// less than this many (memtable) bytes; a bigger day gets its own segment.
     pub pack_bytes: usize,
+    /// The object store sealed segments are offloaded to, if any.
+    pub tier: Option<crate::tier::TierConfig>,
 }
 
 impl EngineConfig {
@@ -60,6 +65,7 @@ impl EngineConfig {
             flush_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             flushes_in_flight: 2,
             pack_bytes: 8 << 20,
+            tier: None,
         }
     }
 }
@@ -115,6 +121,23 @@ pub enum EngineError {
     /// directory is opened again (which replays the WAL).
     #[error("a flush failed, the engine no longer accepts writes (reopen to recover): {0}")]
     FlushFailed(String),
+    /// From the object store.
+    #[error(transparent)]
+    Tier(#[from] crate::tier::TierError),
+    /// The engine was opened read-only (from an object store).
+    #[error("this node is read-only (opened from the object store): it does not ingest, flush, compact, offload or delete")]
+    ReadOnly,
+    /// Local segments use up the disk budget: the object store has not taken
+    /// enough of them (unreachable, or too slow).
+    #[error(
+        "local segments take {local} bytes, over the disk budget of {max}: offloading to the object store is behind (is it reachable?); retry later"
+    )]
+    DiskBudget {
+        /// Bytes of local segments.
+        local: u64,
+        /// The hard limit.
+        max: u64,
+    },
     /// Other I/O.
     #[error("{op} failed on {}: {source}", path.display())]
     Io {
@@ -174,11 +197,25 @@ pub struct Positioned {
 
 impl State {
     /// The open reader of listed segment `e`, opened on first use and cached.
-    fn reader(&mut self, dir: &Path, e: &SegmentEntry) -> Result<Arc<SegmentReader>> {
+    fn reader(
+        &mut self,
+        dir: &Path,
+        tier: Option<&Arc<crate::tier::Tier>>,
+        e: &SegmentEntry,
+    ) -> Result<Arc<SegmentReader>> {
         if let Some(r) = self.readers.get(&e.file) {
             return Ok(Arc::clone(r));
         }
-        let r = Arc::new(SegmentReader::open(dir.join(&e.file))?);
+        let r = Arc::new(match (&e.offloaded, tier) {
+            (None, _) => SegmentReader::open(dir.join(&e.file))?,
+            (Some(_), Some(t)) => SegmentReader::open_remote(Arc::clone(t), &e.file, e.bytes)?,
+            (Some(_), None) => {
+                return Err(EngineError::Segment(SegmentError::NotFound(format!(
+                    "segment {} is in the object store, but none is configured",
+                    e.file
+                ))))
+            }
+        });
         self.readers.insert(e.file.clone(), Arc::clone(&r));
         Ok(r)
     }
@@ -250,6 +287,12 @@ pub struct EngineStats {
     pub metadata_bytes: u64,
     /// Bytes of WAL files (including preallocated spares).
     pub wal_bytes: u64,
+    /// Segments in the object store.
+    pub offloaded_segments: usize,
+    /// Their bytes.
+    pub offloaded_bytes: u64,
+    /// Bytes of segments on local disk.
+    pub local_segment_bytes: u64,
 }
 
 /// An open data directory; see the module docs.
@@ -265,8 +308,11 @@ pub struct Engine {
     flush_slots: tokio::sync::Semaphore,
     /// Flushes published (or abandoned after a failure), in ticket order.
     published: tokio::sync::watch::Sender<u64>,
+    /// One maintenance job at a time: compaction, offload, retention.
     compacting: tokio::sync::Mutex<()>,
     state: Mutex<State>,
+    /// The object store, when configured.
+    tier: Option<Arc<crate::tier::Tier>>,
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
@@ -281,8 +327,15 @@ impl Engine {
         std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         // The WAL's lock makes this process the only writer of the directory.
         let wal = Wal::open(dir.join("wal"), cfg.wal.clone())?;
-        let manifest = Manifest::load(&dir)?;
-        for s in &manifest.segments {
+        let tier = match &cfg.tier {
+            Some(t) => Some(Arc::new(crate::tier::Tier::open(t.clone())?)),
+            None => None,
+        };
+        let manifest = match &tier {
+            None => Manifest::load(&dir)?,
+            Some(t) => offload::open_manifest(&dir, t)?,
+        };
+        for s in manifest.segments.iter().filter(|s| s.is_local()) {
             let p = dir.join(&s.file);
             if !p.is_file() {
                 return Err(EngineError::Segment(SegmentError::NotFound(format!(
@@ -351,7 +404,29 @@ impl Engine {
                 in_flight: Default::default(),
                 readers: Default::default(),
             }),
+            tier,
         })
+    }
+
+    /// Whether an ingest may go ahead: not read-only, no failed flush, local
+    /// segments within the disk budget.
+    fn writable(&self) -> Result<()> {
+        if let Some(t) = &self.tier {
+            if t.cfg.read_only {
+                return Err(EngineError::ReadOnly);
+            }
+        }
+        let st = self.state();
+        if let Some(why) = &st.failed {
+            return Err(EngineError::FlushFailed(why.clone()));
+        }
+        if let Some(max) = self.tier.as_ref().and_then(|t| t.cfg.local_bytes_hard_max) {
+            let local = st.manifest.local_bytes();
+            if local > max {
+                return Err(EngineError::DiskBudget { local, max });
+            }
+        }
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -438,9 +513,7 @@ impl Engine {
         positions: Vec<Position>,
         confirm: impl FnOnce(LsnRange) -> Vec<Retract>,
     ) -> Result<Positioned> {
-        if let Some(why) = &self.state().failed {
-            return Err(EngineError::FlushFailed(why.clone()));
-        }
+        self.writable()?;
         let payload = Bytes::from(walrec::encode_with(tenant, &records, None, &positions));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -513,9 +586,7 @@ impl Engine {
                 last: next.saturating_sub(1),
             });
         }
-        if let Some(why) = &self.state().failed {
-            return Err(EngineError::FlushFailed(why.clone()));
-        }
+        self.writable()?;
         let payload = Bytes::from(walrec::encode_with(
             tenant,
             &records,
@@ -764,7 +835,7 @@ impl Engine {
             if out.len() >= limit && out.last().is_some_and(|r| r.time_ns > s.max_time) {
                 break;
             }
-            let reader = self.state().reader(&self.dir, &s)?;
+            let reader = self.state().reader(&self.dir, self.tier.as_ref(), &s)?;
             let hits = reader.search_words(words)?;
             let mut by_block: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
             for (b, row) in hits {
@@ -809,7 +880,7 @@ impl Engine {
         entries
             .into_iter()
             .map(|entry| {
-                let reader = st.reader(&self.dir, &entry)?;
+                let reader = st.reader(&self.dir, self.tier.as_ref(), &entry)?;
                 Ok(SegmentHandle { entry, reader })
             })
             .collect()
@@ -825,7 +896,7 @@ impl Engine {
             let readers = manifest
                 .segments
                 .iter()
-                .map(|e| st.reader(&self.dir, e))
+                .map(|e| st.reader(&self.dir, self.tier.as_ref(), e))
                 .collect::<Result<Vec<_>>>()?;
             (
                 manifest,
@@ -840,7 +911,12 @@ impl Engine {
             raw_bytes: mem_raw + manifest.raw_bytes,
             ..EngineStats::default()
         };
+        s.local_segment_bytes = manifest.local_bytes();
         for (e, r) in manifest.segments.iter().zip(&readers) {
+            if !e.is_local() {
+                s.offloaded_segments += 1;
+                s.offloaded_bytes += e.bytes;
+            }
             s.records += e.rows;
             let mut cols = 0u64;
             for c in &r.footer().columns {
@@ -872,7 +948,7 @@ impl Engine {
         let manifest = self.state().manifest.clone();
         let mut groups: std::collections::BTreeMap<(String, String), Vec<SegmentEntry>> =
             Default::default();
-        for s in &manifest.segments {
+        for s in manifest.segments.iter().filter(|s| s.is_local()) {
             groups
                 .entry((s.tenant.clone(), s.partition.clone()))
                 .or_default()
@@ -951,6 +1027,7 @@ impl Engine {
             min_time: footer.min_time().unwrap_or(0),
             max_time: footer.max_time().unwrap_or(0),
             bytes,
+            offloaded: None,
         })
     }
 
@@ -967,6 +1044,7 @@ fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
     let listed: std::collections::HashSet<PathBuf> = manifest
         .segments
         .iter()
+        .filter(|s| s.is_local())
         .map(|s| dir.join(&s.file))
         .collect();
     let root = dir.join("segments");

@@ -31,6 +31,26 @@ pub struct SegmentEntry {
     pub max_time: i64,
     /// File size.
     pub bytes: u64,
+    /// Set once the segment is in the object store (and no longer on local disk):
+    /// its object has the same name as `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offloaded: Option<Offloaded>,
+}
+
+/// An offloaded segment's object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offloaded {
+    /// CRC-32 of the whole object, checked after the upload.
+    pub crc32: u32,
+    /// When it was offloaded, nanoseconds since the epoch.
+    pub at: i64,
+}
+
+impl SegmentEntry {
+    /// Whether the segment is on local disk.
+    pub fn is_local(&self) -> bool {
+        self.offloaded.is_none()
+    }
 }
 
 /// The manifest's content.
@@ -106,10 +126,15 @@ pub enum ManifestError {
 impl Manifest {
     /// Loads the manifest of `dir`, or the empty one when there is none yet.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        Ok(Manifest::load_existing(dir)?.unwrap_or_default())
+    }
+
+    /// Loads the manifest of `dir`; `None` when there is none.
+    pub fn load_existing(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(ManifestError::Io {
                     op: "read",
@@ -118,7 +143,13 @@ impl Manifest {
                 })
             }
         };
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Corrupt {
+        Manifest::parse(&text, &path).map(Some)
+    }
+
+    /// Parses a manifest's JSON (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        let path = path.to_path_buf();
+        let m: Manifest = serde_json::from_str(text).map_err(|e| ManifestError::Corrupt {
             path: path.clone(),
             what: e.to_string(),
         })?;
@@ -132,6 +163,33 @@ impl Manifest {
             });
         }
         Ok(m)
+    }
+
+    /// The manifest kept in the object store: the offloaded segments only (no
+    /// checkpoint, producers or positions: those describe local state).
+    pub fn remote(&self) -> Manifest {
+        Manifest {
+            checkpoint_lsn: 1,
+            segments: self
+                .segments
+                .iter()
+                .filter(|s| !s.is_local())
+                .cloned()
+                .collect(),
+            raw_bytes: 0,
+            producers: Default::default(),
+            positions: Default::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Bytes of the segments on local disk.
+    pub fn local_bytes(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.is_local())
+            .map(|s| s.bytes)
+            .sum()
     }
 
     /// Publishes this manifest in `dir` atomically.

@@ -45,7 +45,7 @@ impl FaultPlan {
         let one_in = u64::from(self.fail_one_in.load(Ordering::Relaxed));
         let fail = self.down.load(Ordering::Relaxed)
             || take_one(&self.fail_next)
-            || (one_in > 0 && n % one_in == 0);
+            || (one_in > 0 && n.is_multiple_of(one_in));
         if fail {
             self.injected.fetch_add(1, Ordering::Relaxed);
         }

@@ -58,6 +58,10 @@ pub struct TierConfig {
     /// Open the store read-only: the manifest comes from the store, nothing is
     /// ingested, offloaded or deleted.
     pub read_only: bool,
+    /// Files larger than this are uploaded in parts.
+    pub multipart_above: u64,
+    /// Size of those parts (S3 wants at least 5 MiB but for the last).
+    pub part_bytes: usize,
     /// Use this backend instead of the one `url` names (tests: a fault-injecting
     /// wrapper).
     pub backend: Option<Arc<dyn object_store::ObjectStore>>,
@@ -79,6 +83,8 @@ impl TierConfig {
             read_deadline: Duration::from_secs(30),
             write_deadline: Duration::from_secs(120),
             read_only: false,
+            multipart_above: 16 << 20,
+            part_bytes: 8 << 20,
             backend: None,
         }
     }

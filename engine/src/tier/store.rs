@@ -43,11 +43,6 @@ pub struct Listed {
     pub modified: i64,
 }
 
-/// Parts of a multipart upload.
-const PART_BYTES: usize = 8 << 20;
-/// Files larger than this are uploaded in parts.
-pub(crate) const MULTIPART_ABOVE: u64 = 16 << 20;
-
 /// The object store of a data directory: every name is relative to its prefix.
 #[derive(Debug)]
 pub struct Store {
@@ -57,6 +52,8 @@ pub struct Store {
     attempt_timeout: Duration,
     read_deadline: Duration,
     write_deadline: Duration,
+    multipart_above: u64,
+    part_bytes: usize,
     /// Request counters.
     pub counters: StoreCounters,
 }
@@ -185,6 +182,8 @@ impl Store {
             attempt_timeout: cfg.attempt_timeout,
             read_deadline: cfg.read_deadline,
             write_deadline: cfg.write_deadline,
+            multipart_above: cfg.multipart_above,
+            part_bytes: cfg.part_bytes.max(1),
             counters: StoreCounters::default(),
         })
     }
@@ -305,9 +304,9 @@ impl Store {
         Ok(())
     }
 
-    /// Uploads local file `file` as `name`: in one request when small, in 8 MiB
-    /// parts when larger than 16 MiB (a failed part fails the attempt, which aborts
-    /// the upload and starts again).
+    /// Uploads local file `file` as `name`: in one request when small, in parts
+    /// (8 MiB by default) when larger than the multipart threshold (16 MiB); a
+    /// failed part fails the attempt, which aborts the upload and starts again.
     pub fn upload(&self, name: &str, file: &FsPath) -> Result<(), TierError> {
         let io = |e: std::io::Error| TierError::Io {
             op: "read",
@@ -315,15 +314,15 @@ impl Store {
             source: e,
         };
         let len = std::fs::metadata(file).map_err(io)?.len();
-        if len <= MULTIPART_ABOVE {
+        if len <= self.multipart_above {
             let bytes = Bytes::from(std::fs::read(file).map_err(io)?);
             return self.put(name, bytes);
         }
         let parts: Vec<Bytes> = {
             let all = Bytes::from(std::fs::read(file).map_err(io)?);
             (0..all.len())
-                .step_by(PART_BYTES)
-                .map(|at| all.slice(at..(at + PART_BYTES).min(all.len())))
+                .step_by(self.part_bytes)
+                .map(|at| all.slice(at..(at + self.part_bytes).min(all.len())))
                 .collect()
         };
         let n = parts.len() as u64;

@@ -1,0 +1,365 @@
+//! Offload, retention and the object store's manifest.
+//!
+//! Offload of one segment, and what a crash at each step leaves:
+//! 1. upload the file (multipart when large) and read the object back, comparing
+//!    size and CRC-32 with the local file. Crash: an object no manifest lists; the
+//!    next offload uploads it again, the store sweep removes it otherwise.
+//! 2. put the store's `MANIFEST` listing it. Crash: the store lists it, the local
+//!    manifest does not; the local manifest is the truth for this node, and the
+//!    next offload uploads the same bytes again.
+//! 3. publish the local manifest with the segment marked offloaded. Crash: the
+//!    local file is an orphan, removed at the next open.
+//! 4. delete the local file.
+//!
+//! Retention (whole segments past a tenant's maximum age, or its oldest beyond its
+//! maximum bytes, across both tiers): both manifests first, then the files and
+//! objects; what a crash leaves behind is swept (local orphans at open, objects by
+//! [`Engine::sweep_store`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{io_err, Engine, EngineError, Result};
+use crate::manifest::{Manifest, Offloaded, SegmentEntry};
+use crate::tier::{Tier, TierError, REMOTE_MANIFEST};
+
+/// What [`Engine::offload`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffloadStats {
+    /// Segments offloaded.
+    pub segments: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Segments whose offload failed (kept locally, tried again next time).
+    pub failed: usize,
+    /// The first failure, if any.
+    pub error: Option<String>,
+    /// Bytes of segments on local disk afterwards.
+    pub local_bytes: u64,
+    /// Bytes of segments in the object store afterwards.
+    pub remote_bytes: u64,
+}
+
+/// A retention rule: segments of `tenant` (`*`: every tenant) whose newest record
+/// is older than `max_age` go, and the oldest go while the tenant's segments take
+/// more than `max_bytes`. The unit is a whole segment (a day of a tenant, or
+/// several small days).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// The tenant, or `*`.
+    pub tenant: String,
+    /// Maximum age of the newest record of a segment.
+    pub max_age: Option<Duration>,
+    /// Maximum bytes of the tenant's segments, both tiers together.
+    pub max_bytes: Option<u64>,
+}
+
+/// What [`Engine::retain`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionStats {
+    /// Segments deleted from local disk.
+    pub local_segments: usize,
+    /// Segments deleted from the object store.
+    pub remote_segments: usize,
+    /// Their rows.
+    pub rows: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The manifest to open with when an object store is configured: read-only, the
+/// store's; otherwise the local one, or the store's when the data directory has
+/// none (a new or lost disk: everything offloaded comes back). The next segment
+/// number is never below the store's, so no object is ever overwritten by a
+/// different segment.
+pub(super) fn open_manifest(dir: &std::path::Path, tier: &Tier) -> Result<Manifest> {
+    let remote = || -> Result<Option<Manifest>> {
+        let Some(b) = tier.store.get(REMOTE_MANIFEST)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&b);
+        let name = std::path::PathBuf::from(format!("{}/{REMOTE_MANIFEST}", tier.cfg.url));
+        Ok(Some(Manifest::parse(&text, &name)?))
+    };
+    if tier.cfg.read_only {
+        let m = remote()?.unwrap_or_else(|| {
+            tracing::warn!(url = %tier.cfg.url, "the object store has no manifest yet: no data");
+            Manifest::default()
+        });
+        return Ok(m);
+    }
+    match Manifest::load_existing(dir)? {
+        Some(local) => Ok(local),
+        None => match remote()? {
+            Some(mut m) => {
+                tracing::info!(
+                    url = %tier.cfg.url,
+                    segments = m.segments.len(),
+                    "no local manifest: opening the object store's (the offloaded segments)"
+                );
+                m.checkpoint_lsn = 1;
+                m.publish(dir)?;
+                Ok(m)
+            }
+            None => Ok(Manifest::default()),
+        },
+    }
+}
+
+impl Engine {
+    /// The object store, when one is configured.
+    pub fn tier(&self) -> Option<&Arc<Tier>> {
+        self.tier.as_ref()
+    }
+
+    fn tier_writable(&self) -> Result<&Arc<Tier>> {
+        let t = self.tier.as_ref().ok_or_else(|| {
+            EngineError::Tier(TierError::Config("no object store is configured".into()))
+        })?;
+        if t.cfg.read_only {
+            return Err(EngineError::ReadOnly);
+        }
+        Ok(t)
+    }
+
+    /// Offloads local segments: with `force` every one, otherwise those whose
+    /// newest record is older than the configured age, then the oldest while local
+    /// segments take more than the disk budget. Each is uploaded, verified, listed
+    /// in both manifests and only then deleted locally (module docs). A failure
+    /// leaves that segment local and goes on with the next; the stats say how many
+    /// failed. Blocking: call it from a thread of your own, not a runtime worker.
+    pub fn offload(&self, force: bool) -> Result<OffloadStats> {
+        let tier = Arc::clone(self.tier_writable()?);
+        let _one_at_a_time = self.compacting.blocking_lock();
+        let manifest = self.state().manifest.clone();
+        let cutoff = now_ns().saturating_sub(tier.cfg.offload_after.as_nanos() as i64);
+        let mut local: Vec<&SegmentEntry> =
+            manifest.segments.iter().filter(|s| s.is_local()).collect();
+        local.sort_by_key(|s| (s.max_time, s.file.clone()));
+        let mut budget_left = manifest.local_bytes();
+        let mut chosen = Vec::new();
+        for s in local {
+            let over = tier.cfg.local_bytes_max.is_some_and(|m| budget_left > m);
+            if force || s.max_time < cutoff || over {
+                budget_left -= s.bytes;
+                chosen.push(s.clone());
+            }
+        }
+        let mut stats = OffloadStats::default();
+        for s in chosen {
+            match self.offload_one(&tier, &s) {
+                Ok(()) => {
+                    stats.segments += 1;
+                    stats.bytes += s.bytes;
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %s.file, error = %e, "offload failed; the segment stays local");
+                    stats.failed += 1;
+                    stats.error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        let m = &self.state().manifest;
+        stats.local_bytes = m.local_bytes();
+        stats.remote_bytes = m
+            .segments
+            .iter()
+            .filter(|s| !s.is_local())
+            .map(|s| s.bytes)
+            .sum();
+        Ok(stats)
+    }
+
+    fn offload_one(&self, tier: &Tier, s: &SegmentEntry) -> Result<()> {
+        let path = self.dir.join(&s.file);
+        let bytes = Bytes::from(std::fs::read(&path).map_err(io_err("read", &path))?);
+        let crc32 = crc32fast::hash(&bytes);
+        tier.store.upload(&s.file, &path)?;
+        // Verify: the object, read back whole, has the file's size and checksum.
+        let back = tier.store.get(&s.file)?.unwrap_or_default();
+        if back.len() != bytes.len() || crc32fast::hash(&back) != crc32 {
+            return Err(EngineError::Tier(TierError::Verify {
+                object: s.file.clone(),
+                what: format!(
+                    "{} bytes with CRC {:#010x} uploaded, {} bytes with CRC {:#010x} read back",
+                    bytes.len(),
+                    crc32,
+                    back.len(),
+                    crc32fast::hash(&back)
+                ),
+            }));
+        }
+        let mark = Offloaded {
+            crc32,
+            at: now_ns(),
+        };
+        let marked = |m: &Manifest| {
+            let mut next = m.clone();
+            for e in next.segments.iter_mut().filter(|e| e.file == s.file) {
+                e.offloaded = Some(mark);
+            }
+            next
+        };
+        let remote = marked(&self.state().manifest).remote();
+        self.put_remote_manifest(tier, &remote)?;
+        {
+            let mut st = self.state();
+            let next = marked(&st.manifest);
+            next.publish(&self.dir)?;
+            st.manifest = next;
+            // Queries opening it from now on read the object; open readers keep
+            // their mapping of the (unlinked) file.
+            st.readers.remove(&s.file);
+        }
+        std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        tracing::info!(segment = %s.file, bytes = s.bytes, "offloaded");
+        Ok(())
+    }
+
+    fn put_remote_manifest(&self, tier: &Tier, m: &Manifest) -> Result<()> {
+        let text = serde_json::to_vec(m).map_err(|e| {
+            EngineError::Tier(TierError::Config(format!("encoding the manifest: {e}")))
+        })?;
+        tier.store.put(REMOTE_MANIFEST, Bytes::from(text))?;
+        Ok(())
+    }
+
+    /// Applies retention `rules` (the first rule naming a tenant wins over `*`):
+    /// the segments that go leave both manifests first, then local disk and the
+    /// object store. Blocking, like [`Self::offload`].
+    pub fn retain(&self, rules: &[RetentionRule]) -> Result<RetentionStats> {
+        if self.tier.as_ref().is_some_and(|t| t.cfg.read_only) {
+            return Err(EngineError::ReadOnly);
+        }
+        let _one_at_a_time = self.compacting.blocking_lock();
+        let manifest = self.state().manifest.clone();
+        let now = now_ns();
+        let mut by_tenant: std::collections::BTreeMap<&str, Vec<&SegmentEntry>> =
+            Default::default();
+        for s in &manifest.segments {
+            by_tenant.entry(s.tenant.as_str()).or_default().push(s);
+        }
+        let mut doomed: Vec<SegmentEntry> = Vec::new();
+        for (tenant, mut segs) in by_tenant {
+            let Some(rule) = rules
+                .iter()
+                .find(|r| r.tenant == tenant)
+                .or_else(|| rules.iter().find(|r| r.tenant == "*"))
+            else {
+                continue;
+            };
+            segs.sort_by_key(|s| (s.max_time, s.file.clone()));
+            let mut total: u64 = segs.iter().map(|s| s.bytes).sum();
+            for s in segs {
+                let old = rule
+                    .max_age
+                    .is_some_and(|a| s.max_time < now.saturating_sub(a.as_nanos() as i64));
+                let big = rule.max_bytes.is_some_and(|m| total > m);
+                if old || big {
+                    total -= s.bytes;
+                    doomed.push(s.clone());
+                }
+            }
+        }
+        let mut stats = RetentionStats::default();
+        if doomed.is_empty() {
+            return Ok(stats);
+        }
+        let gone = |m: &Manifest| {
+            let mut next = m.clone();
+            next.segments
+                .retain(|e| !doomed.iter().any(|d| d.file == e.file));
+            next
+        };
+        {
+            let mut st = self.state();
+            let next = gone(&st.manifest);
+            next.publish(&self.dir)?;
+            st.manifest = next;
+            for d in &doomed {
+                st.readers.remove(&d.file);
+            }
+        }
+        if doomed.iter().any(|d| !d.is_local()) {
+            if let Some(t) = &self.tier {
+                let remote = self.state().manifest.remote();
+                self.put_remote_manifest(t, &remote)?;
+            }
+        }
+        for d in &doomed {
+            stats.rows += d.rows;
+            stats.bytes += d.bytes;
+            if d.is_local() {
+                let p = self.dir.join(&d.file);
+                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+                stats.local_segments += 1;
+            } else if let Some(t) = &self.tier {
+                t.store.delete(&d.file)?;
+                t.cache.forget(&d.file);
+                stats.remote_segments += 1;
+            }
+        }
+        tracing::info!(
+            local = stats.local_segments,
+            remote = stats.remote_segments,
+            rows = stats.rows,
+            bytes = stats.bytes,
+            "retention deleted segments"
+        );
+        Ok(stats)
+    }
+
+    /// Deletes segment objects the manifest does not list as offloaded (left by a
+    /// crash during an offload or a retention delete). How many went. Only a
+    /// writable node sweeps; one node per store prefix.
+    pub fn sweep_store(&self) -> Result<usize> {
+        let tier = Arc::clone(self.tier_writable()?);
+        let _one_at_a_time = self.compacting.blocking_lock();
+        let listed: std::collections::HashSet<String> = self
+            .state()
+            .manifest
+            .segments
+            .iter()
+            .filter(|s| !s.is_local())
+            .map(|s| s.file.clone())
+            .collect();
+        let mut n = 0;
+        for o in tier.store.list("segments")? {
+            if !listed.contains(&o.name) {
+                tracing::warn!(object = %o.name, "removing an object the manifest does not list");
+                tier.store.delete(&o.name)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Read-only nodes: reloads the store's manifest (segments offloaded or
+    /// deleted since). Whether it changed.
+    pub fn refresh_from_store(&self) -> Result<bool> {
+        let Some(tier) = self.tier.as_ref().filter(|t| t.cfg.read_only) else {
+            return Ok(false);
+        };
+        let Some(b) = tier.store.get(REMOTE_MANIFEST)? else {
+            return Ok(false);
+        };
+        let name = std::path::PathBuf::from(format!("{}/{REMOTE_MANIFEST}", tier.cfg.url));
+        let m = Manifest::parse(&String::from_utf8_lossy(&b), &name)?;
+        let mut st = self.state();
+        if st.manifest == m {
+            return Ok(false);
+        }
+        st.readers
+            .retain(|f, _| m.segments.iter().any(|s| &s.file == f));
+        st.manifest = m;
+        Ok(true)
+    }
+}
