@@ -8,6 +8,7 @@
 #   FUZZ_SECONDS=30          seconds per fuzz target (0 skips fuzzing)
 #   HEIMDALL_KILL9_ROUNDS=25 kill -9 rounds per backend (long mode: 1000)
 #   HEIMDALL_KAFKA_KILL9_ROUNDS=20 kill -9 rounds of the Kafka source test
+#   HEIMDALL_OBJSTORE_KILL9_ROUNDS=6 kill -9 rounds during segment uploads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +24,12 @@ if ! command -v dd >/dev/null; then
   echo "dd (coreutils) is required by the benchmark tool" >&2
 fi
 
-step "Python clients for the server tests (venv: pyarrow, grpcio, grpcio-tools, prometheus_client, kafka-python)"
+step "Python clients and servers for the server tests (venv: pyarrow, grpcio, grpcio-tools, prometheus_client, kafka-python, moto[server] with boto3)"
 # Real clients no one here wrote, pinned, in a venv outside the clone (reused when
 # it already holds them).
 VENV="${HEIMDALL_TEST_VENV:-$HOME/.cache/heimdall-test-venv}"
-PY_REQS="pyarrow==26.0.1 grpcio==1.85.3 grpcio-tools==1.85.1 prometheus_client==0.26.0 kafka-python==3.0.12"
-if ! "$VENV/bin/python" -c "import pyarrow.flight, grpc, grpc_tools, prometheus_client, kafka" 2>/dev/null; then
+PY_REQS="pyarrow==26.0.1 grpcio==1.85.3 grpcio-tools==1.85.1 prometheus_client==0.26.0 kafka-python==3.0.12 moto[server]==5.2.5 boto3==1.44.8"
+if ! "$VENV/bin/python" -c "import pyarrow.flight, grpc, grpc_tools, prometheus_client, kafka, moto.server, flask, boto3" 2>/dev/null; then
   command -v python3 >/dev/null || { echo "python3 is required for the server tests" >&2; exit 1; }
   if ! python3 -m venv "$VENV" 2>/dev/null; then
     # Debian's python3 lacks ensurepip until python3-venv is installed.

@@ -48,7 +48,8 @@ pub struct Listed {
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken to shut it down without blocking).
+    rt: Option<tokio::runtime::Runtime>,
     attempt_timeout: Duration,
     read_deadline: Duration,
     write_deadline: Duration,
@@ -178,7 +179,7 @@ impl Store {
         Ok(Store {
             inner,
             prefix,
-            rt,
+            rt: Some(rt),
             attempt_timeout: cfg.attempt_timeout,
             read_deadline: cfg.read_deadline,
             write_deadline: cfg.write_deadline,
@@ -224,10 +225,12 @@ impl Store {
                     .max(Duration::from_millis(1)),
             );
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            self.rt.spawn(async move {
-                let r = tokio::time::timeout(timeout, fut).await;
-                let _ = tx.send(r);
-            });
+            if let Some(rt) = &self.rt {
+                rt.spawn(async move {
+                    let r = tokio::time::timeout(timeout, fut).await;
+                    let _ = tx.send(r);
+                });
+            }
             let err = match rx.recv() {
                 Ok(Ok(Ok(v))) => return Ok(v),
                 Ok(Ok(Err(e))) if !transient(&e) => {
@@ -402,6 +405,16 @@ impl Store {
                     .collect())
             }
         })
+    }
+}
+
+impl Drop for Store {
+    /// Without waiting for requests in flight: the store may be dropped inside
+    /// another runtime (the server's), where blocking is not allowed.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

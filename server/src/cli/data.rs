@@ -17,17 +17,37 @@ use super::{FormatArg, OnError};
 const BATCH_RECORDS: usize = 1000;
 const BATCH_BYTES: usize = 8 << 20;
 
-fn config(data_dir: &Path) -> EngineConfig {
+/// The `--config` file of this invocation, if any.
+static CONFIG_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+pub(super) fn set_config_file(p: Option<PathBuf>) {
+    let _ = CONFIG_FILE.set(p);
+}
+
+/// The object store of the `--config` file, for `data_dir`.
+fn tier(data_dir: &Path) -> Result<Option<engine::tier::TierConfig>> {
+    let Some(file) = CONFIG_FILE.get().cloned().flatten() else {
+        return Ok(None);
+    };
+    let over = crate::serve::Overrides {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..Default::default()
+    };
+    Ok(crate::serve::Config::load(Some(&file), &over)?.tier())
+}
+
+fn config(data_dir: &Path) -> Result<EngineConfig> {
     let mut cfg = EngineConfig::new(data_dir);
+    cfg.tier = tier(data_dir)?;
     // A one-shot command gains nothing from preallocated or recycled WAL files, and
     // they would sit in the data directory afterwards.
     cfg.wal.preallocate = false;
     cfg.wal.recycle_files_max = 0;
-    cfg
+    Ok(cfg)
 }
 
 pub(super) fn open(data_dir: &Path) -> Result<Engine> {
-    Engine::open(config(data_dir))
+    Engine::open(config(data_dir)?)
         .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }
 
@@ -121,7 +141,7 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         stream: parse_stream(a.stream)?,
         now_ns: now_ns(),
     };
-    let mut cfg = config(a.data_dir);
+    let mut cfg = config(a.data_dir)?;
     // Up to three memtables are alive at once (one filling, two being written out),
     // so each is smaller than the server's default.
     cfg.memtable_bytes_max = 128 << 20;

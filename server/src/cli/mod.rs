@@ -13,6 +13,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(name = "heimdall", version, about, long_about = None)]
 pub(crate) struct Cli {
+    /// TOML config file (docs/server.md): `serve` runs by it; the embedded
+    /// commands take its `[object_store]` to read offloaded segments.
+    #[arg(long, global = true, env = "HEIMDALL_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,9 +111,6 @@ enum Command {
     /// (health, metrics, JSON-lines insert) on another. Defaults: data in
     /// ./heimdall-data, gRPC 127.0.0.1:7400, HTTP 127.0.0.1:7401.
     Serve {
-        /// TOML config file (see docs/server.md); flags and environment win over it.
-        #[arg(long, env = "HEIMDALL_CONFIG")]
-        config: Option<PathBuf>,
         /// Data directory.
         #[arg(long, env = "HEIMDALL_DATA_DIR")]
         data_dir: Option<PathBuf>,
@@ -119,6 +120,11 @@ enum Command {
         /// HTTP listen address, host:port.
         #[arg(long, env = "HEIMDALL_HTTP_ADDR")]
         http_addr: Option<String>,
+        /// Serve the data in the configured object store, read-only: the manifest
+        /// comes from the bucket (a node with an empty data directory answers
+        /// queries); nothing is ingested, offloaded or deleted.
+        #[arg(long)]
+        read_only: bool,
     },
     /// Work with the write-ahead log of a data directory directly.
     #[command(subcommand)]
@@ -191,6 +197,8 @@ pub(crate) fn parse_labels(s: &str) -> anyhow::Result<engine::model::Labels> {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    data::set_config_file(config.clone());
     match cli.command {
         Command::Ingest {
             data_dir,
@@ -248,10 +256,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Compact { data_dir } => data::compact(&data_dir),
         Command::Serve {
-            config,
             data_dir,
             grpc_addr,
             http_addr,
+            read_only,
         } => {
             let cfg = crate::serve::Config::load(
                 config.as_deref(),
@@ -259,6 +267,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                     data_dir,
                     grpc_addr,
                     http_addr,
+                    read_only,
                 },
             )?;
             crate::serve::run(cfg)

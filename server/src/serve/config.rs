@@ -16,6 +16,16 @@
 //! flush_threads = 2                # segment writers (default: the cores)
 //! backlog_bytes_max = 268435456    # refuse writes (RESOURCE_EXHAUSTED) above this
 //!
+//! [object_store]                   # optional; see docs/object-storage.md
+//! url = "s3://bucket/prefix"       # or gs://, az://, file:///dir
+//! endpoint = "http://127.0.0.1:9000"   # S3-compatible servers; omitted for AWS
+//! allow_http = true
+//! offload_after = "1h"             # "0s": every sealed segment
+//!
+//! [[retention]]                    # any number; tenant "*" is the default rule
+//! tenant = "*"
+//! max_age = "30d"
+//!
 //! [[sources.kafka]]                # any number of these; see docs/kafka.md
 //! brokers = "127.0.0.1:9092"
 //! topics = ["logs"]
@@ -46,6 +56,101 @@ pub(crate) struct Config {
     pub(crate) http_addr: SocketAddr,
     pub(crate) limits: Limits,
     pub(crate) sources: Sources,
+    pub(crate) object_store: Option<ObjectStoreConfig>,
+    pub(crate) retention: Vec<Retention>,
+    /// Serve the object store's data read-only (`serve --read-only`).
+    #[serde(skip)]
+    pub(crate) read_only: bool,
+}
+
+/// `[object_store]`: where sealed segments are offloaded (docs/object-storage.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ObjectStoreConfig {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
+    /// `file:///directory`.
+    pub(crate) url: String,
+    /// S3-compatible endpoint (`http://127.0.0.1:9000`); omitted for AWS itself.
+    #[serde(default)]
+    pub(crate) endpoint: Option<String>,
+    #[serde(default)]
+    pub(crate) region: Option<String>,
+    /// Allow plain HTTP (local test servers).
+    #[serde(default)]
+    pub(crate) allow_http: bool,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible
+    /// servers want; `false` for virtual-hosted style.
+    #[serde(default = "yes")]
+    pub(crate) path_style: bool,
+    /// Offload sealed segments whose newest record is older than this.
+    #[serde(default = "default_offload_after", with = "duration_text")]
+    pub(crate) offload_after: Duration,
+    /// How often the offload and retention task runs.
+    #[serde(default = "default_offload_interval", with = "duration_text")]
+    pub(crate) offload_interval: Duration,
+    /// Offload the oldest local segments while they take more than this.
+    #[serde(default)]
+    pub(crate) local_bytes_max: Option<u64>,
+    /// Refuse ingest (RESOURCE_EXHAUSTED) while local segments take more than
+    /// this; default twice `local_bytes_max`.
+    #[serde(default)]
+    pub(crate) local_bytes_hard_max: Option<u64>,
+    /// Disk cache of fetched segment bytes (default `<data_dir>/cache`).
+    #[serde(default)]
+    pub(crate) cache_dir: Option<PathBuf>,
+    #[serde(default = "default_cache_bytes_max")]
+    pub(crate) cache_bytes_max: u64,
+    /// Footers and index frames kept in memory.
+    #[serde(default = "default_memory_cache_bytes_max")]
+    pub(crate) memory_cache_bytes_max: u64,
+    /// Limit on one request.
+    #[serde(default = "default_request_timeout", with = "duration_text")]
+    pub(crate) request_timeout: Duration,
+    /// Reads give up after this long, retries included (default: the query timeout).
+    #[serde(default, with = "opt_duration_text")]
+    pub(crate) read_deadline: Option<Duration>,
+    /// Uploads, manifest writes and deletes give up after this long.
+    #[serde(default = "default_write_deadline", with = "duration_text")]
+    pub(crate) write_deadline: Duration,
+    /// Any other `object_store` option (`access_key_id`, `secret_access_key`,
+    /// `token`, `service_account`, ...); credentials also come from the standard
+    /// environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    #[serde(default)]
+    pub(crate) options: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_offload_after() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_offload_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_cache_bytes_max() -> u64 {
+    1 << 30
+}
+fn default_memory_cache_bytes_max() -> u64 {
+    64 << 20
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_write_deadline() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// `[[retention]]`: how long (and how much) a tenant's data is kept, both tiers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Retention {
+    /// The tenant, or `*` for every tenant without a rule of its own.
+    pub(crate) tenant: String,
+    #[serde(default, with = "opt_duration_text")]
+    pub(crate) max_age: Option<Duration>,
+    #[serde(default)]
+    pub(crate) max_bytes: Option<u64>,
 }
 
 /// Sources Heimdall consumes itself.
@@ -195,6 +300,9 @@ impl Default for Config {
             http_addr: DEFAULT_HTTP_ADDR.parse().unwrap_or_else(|_| loopback(7401)),
             limits: Limits::default(),
             sources: Sources::default(),
+            object_store: None,
+            retention: Vec::new(),
+            read_only: false,
         }
     }
 }
@@ -231,6 +339,7 @@ pub(crate) struct Overrides {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) grpc_addr: Option<String>,
     pub(crate) http_addr: Option<String>,
+    pub(crate) read_only: bool,
 }
 
 impl Config {
@@ -257,8 +366,61 @@ impl Config {
                 .parse()
                 .with_context(|| format!("HTTP address {a:?} is not host:port"))?;
         }
+        cfg.read_only = over.read_only;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The engine's object-store settings, if `[object_store]` is given.
+    pub(crate) fn tier(&self) -> Option<engine::tier::TierConfig> {
+        let o = self.object_store.as_ref()?;
+        let cache = o
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"));
+        let mut t = engine::tier::TierConfig::new(o.url.clone(), cache);
+        let s3 = o.url.starts_with("s3");
+        if let Some(e) = &o.endpoint {
+            t.options.push(("endpoint".into(), e.clone()));
+        }
+        if let Some(r) = &o.region {
+            t.options.push(("region".into(), r.clone()));
+        }
+        if o.allow_http {
+            t.options.push(("allow_http".into(), "true".into()));
+        }
+        if s3 {
+            t.options.push((
+                "virtual_hosted_style_request".into(),
+                (!o.path_style).to_string(),
+            ));
+        }
+        t.options
+            .extend(o.options.iter().map(|(k, v)| (k.clone(), v.clone())));
+        t.offload_after = o.offload_after;
+        t.local_bytes_max = o.local_bytes_max;
+        t.local_bytes_hard_max = o
+            .local_bytes_hard_max
+            .or(o.local_bytes_max.map(|m| m.saturating_mul(2)));
+        t.cache_bytes_max = o.cache_bytes_max;
+        t.memory_cache_bytes_max = o.memory_cache_bytes_max;
+        t.attempt_timeout = o.request_timeout;
+        t.read_deadline = o.read_deadline.unwrap_or(self.limits.query_timeout);
+        t.write_deadline = o.write_deadline;
+        t.read_only = self.read_only;
+        Some(t)
+    }
+
+    /// The retention rules.
+    pub(crate) fn retention_rules(&self) -> Vec<engine::engine::RetentionRule> {
+        self.retention
+            .iter()
+            .map(|r| engine::engine::RetentionRule {
+                tenant: r.tenant.clone(),
+                max_age: r.max_age,
+                max_bytes: r.max_bytes,
+            })
+            .collect()
     }
 
     /// Parses a TOML config (unknown keys are errors, so a typo is not ignored).
@@ -288,6 +450,26 @@ impl Config {
         for k in &self.sources.kafka {
             k.validate()?;
         }
+        if let Some(o) = &self.object_store {
+            if !o.url.contains("://") {
+                bail!("object_store.url {:?}: expected s3://bucket/prefix, gs://, az:// or file:///dir", o.url);
+            }
+            if o.offload_interval < Duration::from_secs(1) {
+                bail!("object_store.offload_interval must be at least 1s");
+            }
+        }
+        if self.read_only && self.object_store.is_none() {
+            bail!("--read-only serves an object store's data: [object_store] must be configured");
+        }
+        for r in &self.retention {
+            if r.tenant != "*" {
+                engine::model::Tenant::new(r.tenant.as_str())
+                    .map_err(|e| anyhow::anyhow!("retention tenant: {e}"))?;
+            }
+            if r.max_age.is_none() && r.max_bytes.is_none() {
+                bail!("retention for {:?}: give max_age or max_bytes", r.tenant);
+            }
+        }
         Ok(())
     }
 }
@@ -304,7 +486,23 @@ mod duration_text {
     }
 }
 
-/// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+/// Optional durations written as text.
+mod opt_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"7d"`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -317,7 +515,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n.saturating_mul(1000),
         "m" => n.saturating_mul(60_000),
         "h" => n.saturating_mul(3_600_000),
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+        "d" => n.saturating_mul(86_400_000),
+        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     };
     Ok(Duration::from_millis(ms))
 }
@@ -375,6 +574,27 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("m").is_err());
-        assert!(parse_duration("3d").is_err());
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert!(parse_duration("3w").is_err());
+    }
+
+    #[test]
+    fn object_store_and_retention() {
+        let c = Config::parse(
+            "[object_store]\nurl = \"s3://heimdall-test/segments\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\noffload_after = \"1h\"\n\n[[retention]]\ntenant = \"*\"\nmax_age = \"30d\"\n",
+        )
+        .unwrap();
+        let t = c.tier().unwrap();
+        assert_eq!(t.offload_after, Duration::from_secs(3600));
+        assert!(t
+            .options
+            .contains(&("endpoint".into(), "http://127.0.0.1:9000".into())));
+        assert!(t.options.contains(&("allow_http".into(), "true".into())));
+        assert_eq!(
+            c.retention_rules()[0].max_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert!(Config::parse("[object_store]\nurl = \"bucket\"\n").is_err());
+        assert!(Config::parse("[[retention]]\ntenant = \"*\"\n").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The Arrow Flight service: queries (`DoGet`, `GetFlightInfo`), ingest of Arrow
 //! record batches (`DoPut`) and operations (`DoAction`: `flush`, `compact`,
-//! `stats`).
+//! `stats`, `offload`, `retention`).
 //!
 //! A ticket (and a `GetFlightInfo` command) is either a UTF-8 JSON object
 //! `{"query": "...", "tenant": "...", "limit": N}` (only `query` required) or the
@@ -255,8 +255,35 @@ impl FlightService for Flight {
                 }))))
             }
             "stats" => Ok(Response::new(json_result(node.stats_json().await?))),
+            "offload" => {
+                if node.engine.tier().is_none() {
+                    return Err(Status::failed_precondition(
+                        "no [object_store] is configured: nothing to offload to",
+                    ));
+                }
+                let f = node.flush().await?;
+                let s = node.offload(true).await?;
+                Ok(Response::new(json_result(serde_json::json!({
+                    "flushed_rows": f.rows,
+                    "segments": s.segments,
+                    "bytes": s.bytes,
+                    "failed": s.failed,
+                    "error": s.error,
+                    "local_bytes": s.local_bytes,
+                    "remote_bytes": s.remote_bytes,
+                }))))
+            }
+            "retention" => {
+                let s = node.retain().await?;
+                Ok(Response::new(json_result(serde_json::json!({
+                    "local_segments": s.local_segments,
+                    "remote_segments": s.remote_segments,
+                    "rows": s.rows,
+                    "bytes": s.bytes,
+                }))))
+            }
             other => Err(Status::invalid_argument(format!(
-                "unknown action {other:?}: the actions are flush, compact and stats"
+                "unknown action {other:?}: the actions are flush, compact, stats, offload and retention"
             ))),
         }
     }
@@ -275,6 +302,14 @@ impl FlightService for Flight {
                 "Merge each day's segments; returns {merged, written}.",
             ),
             ("stats", "Records, segments, bytes and WAL state, as JSON."),
+            (
+                "offload",
+                "Flush, then move every local segment to the object store (upload, verify, list, delete locally); returns {segments, bytes, failed, error, local_bytes, remote_bytes}.",
+            ),
+            (
+                "retention",
+                "Apply the [[retention]] rules now; returns {local_segments, remote_segments, rows, bytes}.",
+            ),
         ];
         let list: Vec<Result<ActionType, Status>> = actions
             .iter()

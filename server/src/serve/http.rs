@@ -56,6 +56,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
         "memtable_bytes": node.engine.memory().memtable_bytes,
         "backlog_limit_bytes": node.cfg.limits.backlog_bytes_max,
         "sources": node.sources.status.iter().map(|s| s.json()).collect::<Vec<_>>(),
+        "object_store": node.tiering.json(&node),
     });
     if ready && failed.is_none() {
         json(StatusCode::OK, body)
@@ -71,7 +72,8 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        node.metrics.render(&node.engine, &node.sources),
+        node.metrics
+            .render(&node.engine, &node.sources, &node.tiering),
     )
         .into_response()
 }

@@ -105,7 +105,12 @@ impl Family<'_> {
 
 impl Metrics {
     /// The Prometheus text exposition of the server and its engine.
-    pub(crate) fn render(&self, engine: &Engine, sources: &super::kafka::Sources) -> String {
+    pub(crate) fn render(
+        &self,
+        engine: &Engine,
+        sources: &super::kafka::Sources,
+        tiering: &super::tiering::TierStatus,
+    ) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let mut f = Family { out: &mut out };
@@ -214,8 +219,100 @@ impl Metrics {
             g(&self.flush_running) as f64,
         );
         render_sources(&mut f, sources);
+        render_tier(&mut f, engine, tiering);
         out
     }
+}
+
+/// The object store: requests, caches, offload and retention.
+fn render_tier(f: &mut Family<'_>, engine: &Engine, t: &super::tiering::TierStatus) {
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    f.counter(
+        "heimdall_offloaded_segments",
+        "Segments moved to the object store.",
+        g(&t.offloaded_segments),
+    );
+    f.counter(
+        "heimdall_offloaded_bytes",
+        "Bytes of segments moved to the object store.",
+        g(&t.offloaded_bytes),
+    );
+    f.counter(
+        "heimdall_offload_failures",
+        "Segment offloads that failed (the segment stayed local).",
+        g(&t.offload_failures),
+    );
+    f.counter(
+        "heimdall_retention_deleted_segments",
+        "Segments deleted by retention, both tiers.",
+        g(&t.retention_deleted_segments),
+    );
+    f.counter(
+        "heimdall_retention_deleted_bytes",
+        "Bytes of segments deleted by retention, both tiers.",
+        g(&t.retention_deleted_bytes),
+    );
+    let Some(tier) = engine.tier() else {
+        return;
+    };
+    let c = &tier.store.counters;
+    f.counter(
+        "heimdall_object_store_gets",
+        "Successful GET requests.",
+        g(&c.gets),
+    );
+    f.counter(
+        "heimdall_object_store_get_bytes",
+        "Bytes fetched.",
+        g(&c.get_bytes),
+    );
+    f.counter(
+        "heimdall_object_store_puts",
+        "Successful PUT requests and multipart parts.",
+        g(&c.puts),
+    );
+    f.counter(
+        "heimdall_object_store_put_bytes",
+        "Bytes uploaded.",
+        g(&c.put_bytes),
+    );
+    f.counter(
+        "heimdall_object_store_retries",
+        "Failed request attempts that were retried.",
+        g(&c.retries),
+    );
+    f.counter(
+        "heimdall_object_store_failures",
+        "Operations that failed after every attempt.",
+        g(&c.failures),
+    );
+    let k = &tier.cache.counters;
+    f.counter(
+        "heimdall_object_cache_memory_hits",
+        "Footer and index reads served from memory.",
+        g(&k.memory_hits),
+    );
+    f.counter(
+        "heimdall_object_cache_disk_hits",
+        "Reads served from the disk cache.",
+        g(&k.disk_hits),
+    );
+    f.counter(
+        "heimdall_object_cache_misses",
+        "Reads fetched from the object store.",
+        g(&k.misses),
+    );
+    let (mem, disk) = tier.cache.bytes();
+    f.gauge(
+        "heimdall_object_cache_memory_bytes",
+        "Bytes in the in-memory cache.",
+        mem as f64,
+    );
+    f.gauge(
+        "heimdall_object_cache_disk_bytes",
+        "Bytes in the disk cache.",
+        disk as f64,
+    );
 }
 
 /// Per Kafka source and partition: lag, records, bytes, dead letters, errors.

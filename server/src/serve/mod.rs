@@ -12,6 +12,7 @@ mod ingest;
 pub(crate) mod kafka;
 mod metrics;
 mod put;
+mod tiering;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub(crate) struct Node {
     pub(crate) flush_wake: tokio::sync::Notify,
     /// Kafka sources consumed by this node.
     pub(crate) sources: kafka::Sources,
+    /// The object-store and retention task's state.
+    pub(crate) tiering: tiering::TierStatus,
 }
 
 impl Node {
@@ -196,6 +199,10 @@ impl Node {
             "index_bytes": s.index_bytes,
             "metadata_bytes": s.metadata_bytes,
             "wal_bytes": s.wal_bytes,
+            "offloaded_segments": s.offloaded_segments,
+            "offloaded_bytes": s.offloaded_bytes,
+            "local_segment_bytes": s.local_segment_bytes,
+            "object_store": self.tiering.json(self),
             "memtable_bytes": self.engine.memory().memtable_bytes,
             "sources": self.sources.status.iter().map(|s| s.json()).collect::<Vec<_>>(),
         }))
@@ -203,8 +210,21 @@ impl Node {
 }
 
 /// The gRPC status for an engine error.
-fn engine_status(e: EngineError) -> Status {
+pub(crate) fn engine_status(e: EngineError) -> Status {
     match e {
+        EngineError::ReadOnly => Status::failed_precondition(e.to_string()),
+        EngineError::DiskBudget { .. } => {
+            let mut s = Status::resource_exhausted(e.to_string());
+            s.metadata_mut().insert(
+                "grpc-retry-pushback-ms",
+                tonic::metadata::MetadataValue::from(5000u32),
+            );
+            s
+        }
+        EngineError::Tier(_)
+        | EngineError::Segment(engine::segment::SegmentError::Remote { .. }) => {
+            Status::unavailable(e.to_string())
+        }
         EngineError::SequenceTooOld { .. } => Status::failed_precondition(e.to_string()),
         EngineError::SequenceInFlight { .. } => Status::aborted(e.to_string()),
         EngineError::FlushFailed(_) => Status::unavailable(e.to_string()),
@@ -224,6 +244,9 @@ fn query_status(e: query::QueryError) -> Status {
     match e {
         Q::Parse(_) | Q::Regex(_) => Status::invalid_argument(e.to_string()),
         Q::Deadline(_) => Status::deadline_exceeded(e.to_string()),
+        Q::Segment(engine::segment::SegmentError::Remote { .. })
+        | Q::Engine(EngineError::Segment(engine::segment::SegmentError::Remote { .. }))
+        | Q::Engine(EngineError::Tier(_)) => Status::unavailable(e.to_string()),
         Q::TooManyRows(_) | Q::TooManyGroups(_) | Q::Memory(_) => {
             Status::resource_exhausted(e.to_string())
         }
@@ -251,6 +274,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let mut ecfg = EngineConfig::new(&cfg.data_dir);
     ecfg.memtable_bytes_max = cfg.limits.memtable_bytes_max;
     ecfg.flush_threads = cfg.limits.flush_threads;
+    ecfg.tier = cfg.tier();
     let started = Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::open(ecfg))
         .await
@@ -263,6 +287,7 @@ async fn serve(cfg: Config) -> Result<()> {
         ready: AtomicBool::new(false),
         flush_wake: tokio::sync::Notify::new(),
         sources: kafka::Sources::new(&cfg.sources.kafka),
+        tiering: tiering::TierStatus::default(),
     });
     // Before any flush: each Kafka source takes back a last batch stored but not
     // handed over before the last stop (it is still in the memtable).
@@ -283,6 +308,7 @@ async fn serve(cfg: Config) -> Result<()> {
     };
 
     let flusher = tokio::spawn(flush_loop(Arc::clone(&node), stop_rx.clone()));
+    let tiering_task = tokio::spawn(tiering::run(Arc::clone(&node), stop_rx.clone()));
     let limit = cfg.limits.message_bytes_max;
     let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService {
         node: Arc::clone(&node),
@@ -330,6 +356,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let grpc_res = grpc_task.await;
     let http_res = http_task.await;
     let _ = flusher.await;
+    let _ = tiering_task.await;
     // Everything acknowledged is in the WAL already; flushing leaves nothing to
     // replay at the next start.
     let flushed = node.flush().await;
