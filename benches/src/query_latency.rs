@@ -32,6 +32,16 @@ struct Args {
     /// of to a table.
     #[arg(long)]
     arrow: bool,
+    /// Read offloaded segments from this object store (`s3://bucket/prefix`, ...).
+    #[arg(long)]
+    store_url: Option<String>,
+    /// An object-store option, `key=value` (`endpoint=http://127.0.0.1:9000`,
+    /// `allow_http=true`, `access_key_id=...`); repeatable.
+    #[arg(long = "store-option")]
+    store_options: Vec<String>,
+    /// The object store's disk cache (empty it first for a cold run).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Queries, run in order.
     #[arg(required = true)]
     queries: Vec<String>,
@@ -69,8 +79,22 @@ fn time_runs<T: PartialEq>(
 fn main() -> Result<()> {
     let a = Args::parse();
     let t0 = Instant::now();
-    let engine = Engine::open(EngineConfig::new(&a.data_dir))
-        .with_context(|| format!("open {}", a.data_dir.display()))?;
+    let mut cfg = EngineConfig::new(&a.data_dir);
+    if let Some(url) = &a.store_url {
+        let cache = a
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| a.data_dir.join("cache"));
+        let mut t = engine::tier::TierConfig::new(url.clone(), cache);
+        for o in &a.store_options {
+            let (k, v) = o
+                .split_once('=')
+                .with_context(|| format!("--store-option {o:?}: expected key=value"))?;
+            t.options.push((k.to_string(), v.to_string()));
+        }
+        cfg.tier = Some(t);
+    }
+    let engine = Engine::open(cfg).with_context(|| format!("open {}", a.data_dir.display()))?;
     let open_ms = ms(t0.elapsed());
     let tenant = Tenant::new(a.tenant.as_str())?;
     let limits = Limits::default();

@@ -389,3 +389,35 @@ pub(super) fn compact(data_dir: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// `heimdall offload`: flushes, then moves every local segment to the object store
+/// of the `--config` file.
+pub(super) fn offload(data_dir: &Path) -> Result<()> {
+    let engine = open(data_dir)?;
+    if engine.tier().is_none() {
+        bail!("offload needs an object store: give --config FILE with an [object_store] table");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    rt.block_on(engine.flush())?;
+    let s = engine.offload(true)?;
+    rt.block_on(engine.close())?;
+    println!(
+        "offloaded {} segments ({} bytes) in {:.2} s; {} failed; {} bytes local, {} bytes in the store",
+        s.segments,
+        s.bytes,
+        started.elapsed().as_secs_f64(),
+        s.failed,
+        s.local_bytes,
+        s.remote_bytes
+    );
+    if let Some(e) = s.error {
+        bail!(
+            "{} segments could not be offloaded (they stay local): {e}",
+            s.failed
+        );
+    }
+    Ok(())
+}

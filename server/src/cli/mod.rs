@@ -73,6 +73,13 @@ enum Command {
         #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Flush, then move every local segment of a data directory to the object store
+    /// of `--config FILE` (its `[object_store]`): upload, verify, list, delete.
+    Offload {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Records, segments and bytes on disk of a data directory.
     Stats {
         /// Data directory.
@@ -255,6 +262,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             text: &query,
         }),
         Command::Compact { data_dir } => data::compact(&data_dir),
+        Command::Offload { data_dir } => data::offload(&data_dir),
         Command::Serve {
             data_dir,
             grpc_addr,
