@@ -325,6 +325,7 @@ fn retention_deletes_exactly_the_old_segments_from_both_tiers() {
     // Keep 2.5 days: day 0 (remote) goes, nothing else.
     let rule = RetentionRule {
         tenant: "*".into(),
+        stream: None,
         max_age: Some(Duration::from_secs(60 * 3600)),
         max_bytes: None,
     };
@@ -347,6 +348,7 @@ fn retention_deletes_exactly_the_old_segments_from_both_tiers() {
     let newest = std::fs::metadata(local.last().unwrap()).unwrap().len();
     let rule = RetentionRule {
         tenant: "default".into(),
+        stream: None,
         max_age: None,
         max_bytes: Some(newest),
     };
@@ -363,4 +365,60 @@ fn retention_deletes_exactly_the_old_segments_from_both_tiers() {
         view(&ro).0.is_empty(),
         "the remaining segment was never offloaded"
     );
+}
+
+#[test]
+fn stream_retention_rewrites_segments_without_the_expired_records() {
+    let s = setup();
+    let rt = rt();
+    let data = tempfile::tempdir().unwrap();
+    let e = Engine::open(cfg(&s, data.path(), false)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let t = Tenant::default();
+    // Days 10, 5 and 0 ago; streams app=a and app=b in each; day 10 offloaded.
+    for (i, ago) in [10i64, 5, 0].iter().enumerate() {
+        let batch: Vec<Record> = (0..400)
+            .map(|k| {
+                let mut r = rec(
+                    now - ago * DAY - 1_000_000_000 + k,
+                    format!("d{ago} line {k}"),
+                );
+                r.stream
+                    .insert("app".into(), if k % 2 == 0 { "a" } else { "b" }.into());
+                r
+            })
+            .collect();
+        rt.block_on(e.ingest(&t, batch, 0)).unwrap();
+        rt.block_on(e.flush()).unwrap();
+        if i == 0 {
+            assert_eq!(e.offload(true).unwrap().segments, 1);
+        }
+    }
+    let (all, _) = view(&e);
+    let mut sel = engine::model::Labels::new();
+    sel.insert("app".into(), "a".into());
+    let rule = RetentionRule {
+        tenant: "default".into(),
+        stream: Some(sel),
+        max_age: Some(Duration::from_secs(3 * 86_400)),
+        max_bytes: None,
+    };
+    let st = e.retain(std::slice::from_ref(&rule)).unwrap();
+    // Days 10 (remote) and 5 (local) rewritten, 200 records each gone; today untouched.
+    assert_eq!((st.rewritten_segments, st.rows), (2, 400), "{st:?}");
+    let (left, _) = view(&e);
+    let gone = |m: &str| {
+        let k: u64 = m.rsplit(' ').next().unwrap().parse().unwrap();
+        !m.starts_with("d0 ") && k % 2 == 0
+    };
+    let want: Vec<_> = all.iter().filter(|(_, m)| !gone(m)).cloned().collect();
+    assert_eq!(left, want);
+    // The old object is gone from the store; a second run finds nothing to do.
+    assert_eq!(e.sweep_store().unwrap(), 0);
+    assert_eq!(e.stats().unwrap().offloaded_segments, 0);
+    let st = e.retain(&[rule]).unwrap();
+    assert_eq!((st.rewritten_segments, st.rows), (0, 0), "{st:?}");
 }

@@ -42,14 +42,18 @@ pub struct OffloadStats {
     pub remote_bytes: u64,
 }
 
-/// A retention rule: segments of `tenant` (`*`: every tenant) whose newest record
-/// is older than `max_age` go, and the oldest go while the tenant's segments take
-/// more than `max_bytes`. The unit is a whole segment (a day of a tenant, or
-/// several small days).
+/// A retention rule. Without `stream`: segments of `tenant` (`*`: every tenant)
+/// whose newest record is older than `max_age` go, and the oldest go while the
+/// tenant's segments take more than `max_bytes`; the unit is a whole segment (a day
+/// of a tenant, or several small days). With `stream`: the records of the streams
+/// carrying these labels older than `max_age` go (`max_bytes` does not apply);
+/// segments holding such records are rewritten without them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionRule {
     /// The tenant, or `*`.
     pub tenant: String,
+    /// Only the streams whose labels include all of these.
+    pub stream: Option<crate::model::Labels>,
     /// Maximum age of the newest record of a segment.
     pub max_age: Option<Duration>,
     /// Maximum bytes of the tenant's segments, both tiers together.
@@ -63,6 +67,8 @@ pub struct RetentionStats {
     pub local_segments: usize,
     /// Segments deleted from the object store.
     pub remote_segments: usize,
+    /// Segments rewritten without a stream's expired records (stream rules).
+    pub rewritten_segments: usize,
     /// Their rows.
     pub rows: u64,
     /// Their bytes.
@@ -249,10 +255,12 @@ impl Engine {
         }
         let mut doomed: Vec<SegmentEntry> = Vec::new();
         for (tenant, mut segs) in by_tenant {
+            let whole = |r: &&RetentionRule| r.stream.is_none();
             let Some(rule) = rules
                 .iter()
+                .filter(whole)
                 .find(|r| r.tenant == tenant)
-                .or_else(|| rules.iter().find(|r| r.tenant == "*"))
+                .or_else(|| rules.iter().filter(whole).find(|r| r.tenant == "*"))
             else {
                 continue;
             };
@@ -270,6 +278,7 @@ impl Engine {
             }
         }
         let mut stats = RetentionStats::default();
+        self.retain_streams(rules, &doomed, now, &mut stats)?;
         if doomed.is_empty() {
             return Ok(stats);
         }
@@ -315,6 +324,131 @@ impl Engine {
             "retention deleted segments"
         );
         Ok(stats)
+    }
+
+    /// Stream rules: rewrites each segment holding records of a selected stream
+    /// older than the rule's age without them (deleting it when nothing is left).
+    /// The new segment is local (the next offload moves it); it replaces the old
+    /// one in both manifests in one step, then the old file or object goes.
+    fn retain_streams(
+        &self,
+        rules: &[RetentionRule],
+        doomed: &[SegmentEntry],
+        now: i64,
+        stats: &mut RetentionStats,
+    ) -> Result<()> {
+        for rule in rules {
+            let (Some(sel), Some(age)) = (&rule.stream, rule.max_age) else {
+                continue;
+            };
+            let cutoff = now.saturating_sub(age.as_nanos() as i64);
+            let expired = |r: &crate::model::Record| {
+                r.time_ns < cutoff && sel.iter().all(|(k, v)| r.stream.get(k) == Some(v))
+            };
+            let segs: Vec<SegmentEntry> = self
+                .state()
+                .manifest
+                .segments
+                .iter()
+                .filter(|s| rule.tenant == "*" || s.tenant == rule.tenant)
+                .filter(|s| s.min_time < cutoff && !doomed.iter().any(|d| d.file == s.file))
+                .cloned()
+                .collect();
+            for seg in segs {
+                let reader = self.state().reader(&self.dir, self.tier.as_ref(), &seg)?;
+                // Candidate blocks: holding every selected label, starting before
+                // the cutoff; only those are decoded to check.
+                let mut blocks: Option<roaring::RoaringBitmap> = None;
+                for (k, v) in sel {
+                    let b = reader.lookup(&crate::segment::field_term(k, v))?;
+                    blocks = Some(match blocks {
+                        Some(a) => a & b,
+                        None => b,
+                    });
+                }
+                let footer = reader.footer();
+                let n_blocks = footer.blocks.len();
+                let candidates: Vec<usize> = match blocks {
+                    Some(b) => b.iter().map(|x| x as usize).collect(),
+                    None => (0..n_blocks).collect(),
+                };
+                let mut hit = false;
+                for b in candidates {
+                    if footer.blocks.get(b).is_some_and(|m| m.min_time < cutoff)
+                        && reader.records(b)?.iter().any(expired)
+                    {
+                        hit = true;
+                        break;
+                    }
+                }
+                if !hit {
+                    continue;
+                }
+                let mut kept = Vec::new();
+                let mut gone = 0u64;
+                for b in 0..n_blocks {
+                    for r in reader.records(b)? {
+                        if expired(&r) {
+                            gone += 1;
+                        } else {
+                            kept.push(r);
+                        }
+                    }
+                }
+                self.replace_segment(&seg, kept)?;
+                stats.rows += gone;
+                stats.rewritten_segments += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces listed segment `old` by one holding `records` (none: no segment).
+    fn replace_segment(
+        &self,
+        old: &SegmentEntry,
+        records: Vec<crate::model::Record>,
+    ) -> Result<()> {
+        let tenant = crate::model::Tenant::new(old.tenant.clone()).map_err(|e| {
+            EngineError::Segment(crate::segment::SegmentError::NotFound(format!(
+                "manifest tenant {:?}: {e}",
+                old.tenant
+            )))
+        })?;
+        let new = if records.is_empty() {
+            None
+        } else {
+            let seq = {
+                let mut st = self.state();
+                st.next_seq += 1;
+                st.next_seq - 1
+            };
+            Some(self.write_segment_file(&tenant, &old.partition, seq, records.iter().collect())?)
+        };
+        {
+            let mut st = self.state();
+            let mut next = st.manifest.clone();
+            next.segments.retain(|s| s.file != old.file);
+            next.segments.extend(new);
+            next.next_segment = next.next_segment.max(st.next_seq);
+            next.publish(&self.dir)?;
+            st.manifest = next;
+            st.readers.remove(&old.file);
+        }
+        match (&old.offloaded, &self.tier) {
+            (None, _) => {
+                let p = self.dir.join(&old.file);
+                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            }
+            (Some(_), Some(t)) => {
+                let remote = self.state().manifest.remote();
+                self.put_remote_manifest(t, &remote)?;
+                t.store.delete(&old.file)?;
+                t.cache.forget(&old.file);
+            }
+            (Some(_), None) => {}
+        }
+        Ok(())
     }
 
     /// Deletes segment objects the manifest does not list as offloaded (left by a

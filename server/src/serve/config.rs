@@ -147,6 +147,10 @@ fn default_write_deadline() -> Duration {
 pub(crate) struct Retention {
     /// The tenant, or `*` for every tenant without a rule of its own.
     pub(crate) tenant: String,
+    /// Only the records of streams with these labels (`stream = { app = "nginx" }`):
+    /// their records older than `max_age` go, segments are rewritten without them.
+    #[serde(default)]
+    pub(crate) stream: Option<BTreeMap<String, String>>,
     #[serde(default, with = "opt_duration_text")]
     pub(crate) max_age: Option<Duration>,
     #[serde(default)]
@@ -417,6 +421,7 @@ impl Config {
             .iter()
             .map(|r| engine::engine::RetentionRule {
                 tenant: r.tenant.clone(),
+                stream: r.stream.clone(),
                 max_age: r.max_age,
                 max_bytes: r.max_bytes,
             })
@@ -468,6 +473,12 @@ impl Config {
             }
             if r.max_age.is_none() && r.max_bytes.is_none() {
                 bail!("retention for {:?}: give max_age or max_bytes", r.tenant);
+            }
+            if r.stream.is_some() && (r.max_bytes.is_some() || r.max_age.is_none()) {
+                bail!(
+                    "retention for {:?} with a stream: give max_age (max_bytes is per tenant)",
+                    r.tenant
+                );
             }
         }
         Ok(())
@@ -596,5 +607,17 @@ mod tests {
         );
         assert!(Config::parse("[object_store]\nurl = \"bucket\"\n").is_err());
         assert!(Config::parse("[[retention]]\ntenant = \"*\"\n").is_err());
+        let c = Config::parse(
+            "[[retention]]\ntenant = \"t\"\nstream = { app = \"nginx\" }\nmax_age = \"7d\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.retention_rules()[0].stream.as_ref().unwrap()["app"],
+            "nginx"
+        );
+        assert!(Config::parse(
+            "[[retention]]\ntenant = \"t\"\nstream = { app = \"x\" }\nmax_bytes = 5\n"
+        )
+        .is_err());
     }
 }

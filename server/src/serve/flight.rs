@@ -278,6 +278,7 @@ impl FlightService for Flight {
                 Ok(Response::new(json_result(serde_json::json!({
                     "local_segments": s.local_segments,
                     "remote_segments": s.remote_segments,
+                    "rewritten_segments": s.rewritten_segments,
                     "rows": s.rows,
                     "bytes": s.bytes,
                 }))))
