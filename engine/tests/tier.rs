@@ -412,7 +412,7 @@ fn stream_retention_rewrites_segments_without_the_expired_records() {
     let (left, _) = view(&e);
     let gone = |m: &str| {
         let k: u64 = m.rsplit(' ').next().unwrap().parse().unwrap();
-        !m.starts_with("d0 ") && k % 2 == 0
+        !m.starts_with("d0 ") && k.is_multiple_of(2)
     };
     let want: Vec<_> = all.iter().filter(|(_, m)| !gone(m)).cloned().collect();
     assert_eq!(left, want);
