@@ -177,7 +177,52 @@ struct State {
     /// Open readers of listed segments, by file name, opened on first use. A query
     /// holds its own `Arc`s, so a segment compacted away mid-query stays mapped
     /// (and readable) until the query drops it, though its file is unlinked.
-    readers: std::collections::HashMap<String, Arc<SegmentReader>>,
+    /// At most [`OPEN_READERS_MAX`]; the least recently used go first (a query
+    /// holding one keeps it alive).
+    readers: Readers,
+}
+
+/// Open segment readers kept at once: each holds its footer, index directory and
+/// whatever of its index it decoded, so months of offloaded segments must not all
+/// stay open.
+const OPEN_READERS_MAX: usize = 2048;
+
+/// The open readers with a use counter for least-recently-used eviction.
+#[derive(Debug, Default)]
+struct Readers {
+    map: std::collections::HashMap<String, (Arc<SegmentReader>, u64)>,
+    tick: u64,
+}
+
+impl Readers {
+    fn get(&mut self, file: &str) -> Option<Arc<SegmentReader>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(file).map(|(r, t)| {
+            *t = tick;
+            Arc::clone(r)
+        })
+    }
+
+    fn insert(&mut self, file: String, r: Arc<SegmentReader>) {
+        self.tick += 1;
+        self.map.insert(file, (r, self.tick));
+        if self.map.len() > OPEN_READERS_MAX {
+            // Evict the oldest eighth at once, so eviction scans stay rare.
+            let mut ticks: Vec<u64> = self.map.values().map(|(_, t)| *t).collect();
+            ticks.sort_unstable();
+            let below = ticks[ticks.len() / 8];
+            self.map.retain(|_, (_, t)| *t >= below);
+        }
+    }
+
+    fn remove(&mut self, file: &str) {
+        self.map.remove(file);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.map.retain(|f, _| keep(f));
+    }
 }
 
 /// A source's position after a retraction back to `next`.
@@ -204,7 +249,7 @@ impl State {
         e: &SegmentEntry,
     ) -> Result<Arc<SegmentReader>> {
         if let Some(r) = self.readers.get(&e.file) {
-            return Ok(Arc::clone(r));
+            return Ok(r);
         }
         let r = Arc::new(match (&e.offloaded, tier) {
             (None, _) => SegmentReader::open(dir.join(&e.file))?,

@@ -492,7 +492,7 @@ impl Engine {
             return Ok(false);
         }
         st.readers
-            .retain(|f, _| m.segments.iter().any(|s| &s.file == f));
+            .retain(|f| m.segments.iter().any(|s| s.file == f));
         st.manifest = m;
         Ok(true)
     }
