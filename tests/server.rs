@@ -109,7 +109,7 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     assert!(j("bad_query").as_str().unwrap().contains("unknown pipe"));
     assert_eq!(
         j("actions"),
-        serde_json::json!(["compact", "flush", "stats"])
+        serde_json::json!(["compact", "flush", "offload", "retention", "stats"])
     );
     assert_eq!(j("flush")["rows"], 182);
     assert_eq!(j("stats"), 182);
