@@ -42,6 +42,9 @@ struct Args {
     /// The object store's disk cache (empty it first for a cold run).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Query deadline, seconds.
+    #[arg(long, default_value_t = 30)]
+    deadline_s: u64,
     /// Queries, run in order.
     #[arg(required = true)]
     queries: Vec<String>,
@@ -97,7 +100,10 @@ fn main() -> Result<()> {
     let engine = Engine::open(cfg).with_context(|| format!("open {}", a.data_dir.display()))?;
     let open_ms = ms(t0.elapsed());
     let tenant = Tenant::new(a.tenant.as_str())?;
-    let limits = Limits::default();
+    let limits = Limits {
+        deadline: Duration::from_secs(a.deadline_s),
+        ..Limits::default()
+    };
     for q in &a.queries {
         if a.arrow {
             time_arrow(&engine, &tenant, q, &limits, a.runs, open_ms)?;

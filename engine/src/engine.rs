@@ -187,6 +187,9 @@ struct State {
 /// stay open.
 const OPEN_READERS_MAX: usize = 2048;
 
+/// Offloaded segments opened at once (each open is one or two requests).
+const REMOTE_OPENS: usize = 16;
+
 /// The open readers with a use counter for least-recently-used eviction.
 #[derive(Debug, Default)]
 struct Readers {
@@ -922,13 +925,87 @@ impl Engine {
             .filter(|e| e.tenant == tenant.as_str() && e.max_time >= time.0 && e.min_time < time.1)
             .cloned()
             .collect();
-        entries
-            .into_iter()
-            .map(|entry| {
-                let reader = st.reader(&self.dir, self.tier.as_ref(), &entry)?;
-                Ok(SegmentHandle { entry, reader })
-            })
-            .collect()
+        // Local segments open under the lock (a mapping is quick, and the lock keeps
+        // compaction from unlinking a listed file first). Offloaded ones not open
+        // yet take requests to the store: opened after the lock is released (ingest
+        // must not wait on the network), several at once.
+        let mut out: Vec<Option<SegmentHandle>> = Vec::with_capacity(entries.len());
+        let mut remote = Vec::new();
+        for entry in entries {
+            match st.readers.get(&entry.file) {
+                Some(reader) => out.push(Some(SegmentHandle { entry, reader })),
+                None if entry.is_local() => {
+                    let reader = st.reader(&self.dir, self.tier.as_ref(), &entry)?;
+                    out.push(Some(SegmentHandle { entry, reader }));
+                }
+                None => {
+                    remote.push((out.len(), entry));
+                    out.push(None);
+                }
+            }
+        }
+        drop(st);
+        if !remote.is_empty() {
+            for (i, h) in self.open_remote(remote)? {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(h);
+                }
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Opens offloaded segments, up to [`REMOTE_OPENS`] at once, and caches the
+    /// readers.
+    fn open_remote(&self, todo: Vec<(usize, SegmentEntry)>) -> Result<Vec<(usize, SegmentHandle)>> {
+        let Some(tier) = &self.tier else {
+            return Err(EngineError::Segment(SegmentError::NotFound(
+                "offloaded segments listed, but no object store is configured".into(),
+            )));
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = REMOTE_OPENS.min(todo.len());
+        let opened: Vec<Result<Vec<(usize, SegmentHandle)>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((i, entry)) = todo.get(k) else {
+                                return Ok(mine);
+                            };
+                            let reader = Arc::new(SegmentReader::open_remote(
+                                Arc::clone(tier),
+                                &entry.file,
+                                entry.bytes,
+                            )?);
+                            mine.push((
+                                *i,
+                                SegmentHandle {
+                                    entry: entry.clone(),
+                                    reader,
+                                },
+                            ));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(todo.len());
+        for part in opened {
+            out.extend(part?);
+        }
+        let mut st = self.state();
+        for (_, h) in &out {
+            st.readers
+                .insert(h.entry.file.clone(), Arc::clone(&h.reader));
+        }
+        Ok(out)
     }
 
     /// Counts and sizes of the data directory.

@@ -22,6 +22,10 @@ use engine::segment::{
 use crate::ast::{Agg, Cond, Filter, GroupKey, Pipe, Query};
 use crate::eval::{apply_pipes, apply_table_pipes, Compiled, Grouper, Table};
 
+/// Segments scanned at once when some are offloaded (their scans mostly wait on
+/// object-store requests); at least the configured threads.
+const REMOTE_SCAN_THREADS: usize = 8;
+
 /// Bounds on one query; exceeding one is an error, never an OOM or a hang.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -1278,7 +1282,15 @@ fn answer(
             scan_segment(s, &plan, &unbounded, &mut sink)?;
         }
     } else {
-        let threads = limits.threads.clamp(1, segments.len().max(1));
+        // Offloaded segments wait on the object store more than on the CPU: more
+        // of them at once hide the requests' latency.
+        let remote = segments.iter().any(|s| !s.entry.is_local());
+        let wanted = if remote {
+            limits.threads.max(REMOTE_SCAN_THREADS)
+        } else {
+            limits.threads
+        };
+        let threads = wanted.clamp(1, segments.len().max(1));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let parts: Vec<Result<Sink, QueryError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)

@@ -510,12 +510,20 @@ impl SegmentReader {
         let path = PathBuf::from(format!("{}/{object}", tier.cfg.url.trim_end_matches('/')));
         let tail_len = size.min(REMOTE_TAIL);
         let tail_start = size - tail_len;
-        let tail = tier
-            .read(object, tail_start, tail_len, true)
+        // The header too, in the same round trip (it is read first by `parse`).
+        let head_len = (HEADER_LEN as u64).min(tail_start);
+        let mut ranges = vec![(tail_start, tail_len)];
+        if head_len > 0 {
+            ranges.push((0, head_len));
+        }
+        let mut got = tier
+            .read_many(object, &ranges, true)
             .map_err(|source| SegmentError::Remote {
                 path: path.clone(),
                 source: Box::new(source),
-            })?;
+            })?
+            .into_iter();
+        let tail = got.next().unwrap_or_default();
         let src = Source::Remote {
             tier,
             object: object.to_string(),

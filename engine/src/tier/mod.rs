@@ -182,6 +182,45 @@ impl Tier {
         Ok(Tier { cfg, store, cache })
     }
 
+    /// Several ranges of `object` (`(start, len)`), from the caches or the store, the
+    /// missing ones fetched concurrently; kept like [`Self::read`] keeps them.
+    pub fn read_many(
+        &self,
+        object: &str,
+        ranges: &[(u64, u64)],
+        memory: bool,
+    ) -> Result<Vec<Bytes>, TierError> {
+        let keys: Vec<String> = ranges
+            .iter()
+            .map(|(s, l)| format!("{object}@{s}+{l}"))
+            .collect();
+        let mut out: Vec<Option<Bytes>> = keys.iter().map(|k| self.cache.get(k, memory)).collect();
+        let missing: Vec<usize> = (0..ranges.len()).filter(|i| out[*i].is_none()).collect();
+        if !missing.is_empty() {
+            let want: Vec<std::ops::Range<u64>> = missing
+                .iter()
+                .map(|i| ranges[*i].0..ranges[*i].0 + ranges[*i].1)
+                .collect();
+            let got = self.store.get_ranges(object, &want)?;
+            for (i, b) in missing.into_iter().zip(got) {
+                if b.len() as u64 != ranges[i].1 {
+                    return Err(TierError::Verify {
+                        object: object.to_string(),
+                        what: format!(
+                            "asked for {} bytes at {}, got {}",
+                            ranges[i].1,
+                            ranges[i].0,
+                            b.len()
+                        ),
+                    });
+                }
+                self.cache.put(&keys[i], &b, memory);
+                out[i] = Some(b);
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
     /// Bytes `[start, start + len)` of `object`, from the caches or the store; with
     /// `memory`, also kept in the memory cache (footers, index frames).
     pub fn read(

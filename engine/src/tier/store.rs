@@ -277,6 +277,21 @@ impl Store {
         Ok(b)
     }
 
+    /// Several byte ranges of object `name` (fetched concurrently by the backend).
+    pub fn get_ranges(&self, name: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, TierError> {
+        let ranges = ranges.to_vec();
+        let v = self.run("get", name, self.read_deadline, move |s, p| {
+            let r = ranges.clone();
+            async move { s.get_ranges(&p, &r).await }
+        })?;
+        self.counters
+            .gets
+            .fetch_add(v.len() as u64, Ordering::Relaxed);
+        let n: u64 = v.iter().map(|b| b.len() as u64).sum();
+        self.counters.get_bytes.fetch_add(n, Ordering::Relaxed);
+        Ok(v)
+    }
+
     /// The whole object `name`; `None` when there is none.
     pub fn get(&self, name: &str) -> Result<Option<Bytes>, TierError> {
         let r = self.run("get", name, self.read_deadline, |s, p| async move {
