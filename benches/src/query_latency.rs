@@ -50,6 +50,19 @@ struct Args {
     queries: Vec<String>,
 }
 
+/// Object-store requests and bytes so far (`null` without a store).
+fn store_counts(engine: &Engine) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    engine.tier().map_or(serde_json::Value::Null, |t| {
+        let c = &t.store.counters;
+        serde_json::json!({
+            "gets": c.gets.load(Relaxed),
+            "get_bytes": c.get_bytes.load(Relaxed),
+            "retries": c.retries.load(Relaxed),
+        })
+    })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -127,6 +140,7 @@ fn main() -> Result<()> {
                 "p50_ms": p50,
                 "rows": first.rows.len(),
                 "head": cells,
+                "store": store_counts(&engine),
             })
         );
     }

@@ -256,7 +256,12 @@ impl State {
         }
         let r = Arc::new(match (&e.offloaded, tier) {
             (None, _) => SegmentReader::open(dir.join(&e.file))?,
-            (Some(_), Some(t)) => SegmentReader::open_remote(Arc::clone(t), &e.file, e.bytes)?,
+            (Some(o), Some(t)) => SegmentReader::open_remote(
+                Arc::clone(t),
+                &e.file,
+                e.bytes,
+                o.tail_from.zip(o.version),
+            )?,
             (Some(_), None) => {
                 return Err(EngineError::Segment(SegmentError::NotFound(format!(
                     "segment {} is in the object store, but none is configured",
@@ -975,10 +980,12 @@ impl Engine {
                             let Some((i, entry)) = todo.get(k) else {
                                 return Ok(mine);
                             };
+                            let hint = entry.offloaded.and_then(|o| o.tail_from.zip(o.version));
                             let reader = Arc::new(SegmentReader::open_remote(
                                 Arc::clone(tier),
                                 &entry.file,
                                 entry.bytes,
+                                hint,
                             )?);
                             mine.push((
                                 *i,

@@ -44,6 +44,14 @@ pub struct Offloaded {
     pub crc32: u32,
     /// When it was offloaded, nanoseconds since the epoch.
     pub at: i64,
+    /// Where the index directory starts (the footer when there is no index): a
+    /// reader opens the object with one GET of the bytes from here to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_from: Option<u64>,
+    /// The segment's format version (from its header, checked at offload), so the
+    /// header needs no request of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u16>,
 }
 
 impl SegmentEntry {

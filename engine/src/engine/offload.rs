@@ -203,9 +203,22 @@ impl Engine {
                 ),
             }));
         }
+        // What lets a reader open the object in one request.
+        let local = crate::segment::SegmentReader::open(&path)?;
+        let n = bytes.len();
+        let footer_len = bytes
+            .get(n.saturating_sub(16)..n.saturating_sub(12))
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes);
+        let footer_start = (n as u64).saturating_sub(16 + u64::from(footer_len));
+        let tail_from = local.footer().index.map_or(footer_start, |ix| ix.offset);
+        let version = bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]));
+        drop(local);
         let mark = Offloaded {
             crc32,
             at: now_ns(),
+            tail_from: Some(tail_from),
+            version,
         };
         let marked = |m: &Manifest| {
             let mut next = m.clone();

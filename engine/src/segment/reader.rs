@@ -49,6 +49,8 @@ enum Source {
         tier: std::sync::Arc<Tier>,
         object: String,
         size: u64,
+        /// The header, when known without a request (from the manifest).
+        head: Option<bytes::Bytes>,
         /// The object's last bytes (tail, footer, often the index directory),
         /// fetched at open.
         tail: bytes::Bytes,
@@ -87,8 +89,12 @@ impl Source {
                 object,
                 tail,
                 tail_start,
+                head,
                 ..
             } => {
+                if let Some(h) = head.as_ref().filter(|h| end <= h.len() as u64) {
+                    return Ok(Some(h.slice(start as usize..end as usize)));
+                }
                 if start >= *tail_start {
                     let a = (start - tail_start) as usize;
                     return Ok(Some(tail.slice(a..a + len as usize)));
@@ -498,22 +504,34 @@ impl SegmentReader {
         SegmentReader::parse(path, Source::Local(bytes::Bytes::from_owner(map)))
     }
 
-    /// Opens offloaded segment `object` (`size` bytes) through `tier`: the header
-    /// and the last 64 KiB (footer, usually the index directory) are fetched now,
-    /// every other byte range when a query first needs it. Errors name the object
-    /// as `<url>/<object>`.
+    /// Opens offloaded segment `object` (`size` bytes) through `tier`. With `hint`
+    /// = (where the index directory starts, format version), from the manifest: one
+    /// GET of the index directory, footer and tail, and the header made from the
+    /// version. Without: the header and the last 64 KiB (footer, usually the index
+    /// directory), concurrently. Every other byte range is fetched when a query
+    /// first needs it. Errors name the object as `<url>/<object>`.
     pub fn open_remote(
         tier: std::sync::Arc<Tier>,
         object: &str,
         size: u64,
+        hint: Option<(u64, u16)>,
     ) -> Result<SegmentReader, SegmentError> {
         let path = PathBuf::from(format!("{}/{object}", tier.cfg.url.trim_end_matches('/')));
-        let tail_len = size.min(REMOTE_TAIL);
-        let tail_start = size - tail_len;
+        let (tail_start, head) = match hint {
+            Some((from, version)) if from >= HEADER_LEN as u64 && from < size => {
+                let mut h = Vec::with_capacity(HEADER_LEN);
+                h.extend_from_slice(&MAGIC);
+                h.extend_from_slice(&version.to_le_bytes());
+                h.resize(HEADER_LEN, 0);
+                (from, Some(bytes::Bytes::from(h)))
+            }
+            _ => (size - size.min(REMOTE_TAIL), None),
+        };
+        let tail_len = size - tail_start;
         // The header too, in the same round trip (it is read first by `parse`).
         let head_len = (HEADER_LEN as u64).min(tail_start);
         let mut ranges = vec![(tail_start, tail_len)];
-        if head_len > 0 {
+        if head_len > 0 && head.is_none() {
             ranges.push((0, head_len));
         }
         let mut got = tier
@@ -528,6 +546,7 @@ impl SegmentReader {
             tier,
             object: object.to_string(),
             size,
+            head,
             tail,
             tail_start,
         };
