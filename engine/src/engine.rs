@@ -190,11 +190,16 @@ const OPEN_READERS_MAX: usize = 2048;
 /// Offloaded segments opened at once (each open is one or two requests).
 const REMOTE_OPENS: usize = 16;
 
-/// The open readers with a use counter for least-recently-used eviction.
+/// The open readers with a use counter for least-recently-used eviction, bounded
+/// in count and in the bytes offloaded segments' readers hold (their fetched
+/// index and footer; reopening one reads the disk cache).
 #[derive(Debug, Default)]
 struct Readers {
     map: std::collections::HashMap<String, (Arc<SegmentReader>, u64)>,
     tick: u64,
+    resident: u64,
+    /// Bound on `resident` (0: none).
+    resident_max: u64,
 }
 
 impl Readers {
@@ -209,22 +214,40 @@ impl Readers {
 
     fn insert(&mut self, file: String, r: Arc<SegmentReader>) {
         self.tick += 1;
-        self.map.insert(file, (r, self.tick));
-        if self.map.len() > OPEN_READERS_MAX {
-            // Evict the oldest eighth at once, so eviction scans stay rare.
-            let mut ticks: Vec<u64> = self.map.values().map(|(_, t)| *t).collect();
-            ticks.sort_unstable();
-            let below = ticks[ticks.len() / 8];
-            self.map.retain(|_, (_, t)| *t >= below);
+        self.resident += r.resident_bytes();
+        if let Some((old, _)) = self.map.insert(file, (r, self.tick)) {
+            self.resident -= old.resident_bytes();
+        }
+        let over = |s: &Self| {
+            s.map.len() > OPEN_READERS_MAX || (s.resident_max > 0 && s.resident > s.resident_max)
+        };
+        if over(self) {
+            // Evict the oldest eighth at once (then more while still over), so
+            // eviction scans stay rare.
+            let mut by_age: Vec<(u64, String)> =
+                self.map.iter().map(|(f, (_, t))| (*t, f.clone())).collect();
+            by_age.sort_unstable();
+            let eighth = (by_age.len() / 8).max(1);
+            for (i, (_, f)) in by_age.into_iter().enumerate() {
+                if i >= eighth && !over(self) {
+                    break;
+                }
+                self.remove(&f);
+            }
         }
     }
 
     fn remove(&mut self, file: &str) {
-        self.map.remove(file);
+        if let Some((r, _)) = self.map.remove(file) {
+            self.resident -= r.resident_bytes();
+        }
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.map.retain(|f, _| keep(f));
+        let gone: Vec<String> = self.map.keys().filter(|f| !keep(f)).cloned().collect();
+        for f in gone {
+            self.remove(&f);
+        }
     }
 }
 
@@ -455,7 +478,10 @@ impl Engine {
                 producers,
                 positions,
                 in_flight: Default::default(),
-                readers: Default::default(),
+                readers: Readers {
+                    resident_max: tier.as_ref().map_or(0, |t| t.cfg.memory_cache_bytes_max),
+                    ..Readers::default()
+                },
             }),
             tier,
         })

@@ -205,6 +205,17 @@ fn offloaded_segments_answer_identically_from_every_node() {
     let e = Engine::open(cfg(&s, data.path(), false)).unwrap();
     assert_eq!(view(&e), before);
     drop(e);
+    // A memory budget of one byte: no reader of an offloaded segment stays open
+    // and nothing stays in memory; the answers are the same.
+    let mut tiny = cfg(&s, data.path(), false);
+    if let Some(t) = tiny.tier.as_mut() {
+        t.memory_cache_bytes_max = 1;
+    }
+    let e = Engine::open(tiny).unwrap();
+    assert_eq!(view(&e), before);
+    assert_eq!(view(&e), before);
+    assert_eq!(e.tier().unwrap().cache.bytes().0, 0);
+    drop(e);
 
     // A fresh node with an empty data directory: read-only from the bucket.
     let fresh = tempfile::tempdir().unwrap();

@@ -75,6 +75,10 @@ pub struct RetentionStats {
     pub bytes: u64,
 }
 
+/// An offloaded segment whose index section and footer together take at most this
+/// is opened with one GET of both.
+const OPEN_WITH_INDEX_MAX: u64 = 4 << 20;
+
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -211,7 +215,13 @@ impl Engine {
             .and_then(|b| b.try_into().ok())
             .map_or(0, u32::from_le_bytes);
         let footer_start = (n as u64).saturating_sub(16 + u64::from(footer_len));
-        let tail_from = local.footer().index.map_or(footer_start, |ix| ix.offset);
+        // The whole index section with the footer when that is small (one request
+        // answers every index lookup), else the footer alone (the directory is
+        // then a second request): docs/decisions/0005-object-store-reads.md.
+        let tail_from = match local.footer().index {
+            Some(ix) if (n as u64).saturating_sub(ix.offset) <= OPEN_WITH_INDEX_MAX => ix.offset,
+            _ => footer_start,
+        };
         let version = bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]));
         drop(local);
         let mark = Offloaded {

@@ -1396,6 +1396,15 @@ impl SegmentReader {
         Ok(())
     }
 
+    /// Bytes this reader holds in memory beyond its decoded state: the fetched end
+    /// of an offloaded segment (a mapped local file: 0).
+    pub fn resident_bytes(&self) -> u64 {
+        match &self.src {
+            Source::Local(_) => 0,
+            Source::Remote { tail, .. } => tail.len() as u64,
+        }
+    }
+
     /// The footer (blocks, columns, tenant, row count).
     pub fn footer(&self) -> &Footer {
         &self.footer

@@ -47,7 +47,8 @@ pub struct TierConfig {
     pub cache_dir: PathBuf,
     /// Bytes the disk cache may hold.
     pub cache_bytes_max: u64,
-    /// Bytes of footers and index frames kept in memory.
+    /// Bytes of footers and index frames kept in memory: by the memory cache, and
+    /// again (shared, not copied) by the open readers of offloaded segments.
     pub memory_cache_bytes_max: u64,
     /// Limit on one request.
     pub attempt_timeout: Duration,
