@@ -62,6 +62,11 @@ enum Source {
 /// footer of a segment of a few hundred blocks in one request.
 const REMOTE_TAIL: u64 = 64 << 10;
 
+/// A column chunk of an offloaded segment that is not cached brings the same
+/// column's chunks of up to this many blocks (itself included) with it: scans read
+/// a column block after block (docs/decisions/0005-object-store-reads.md).
+const READAHEAD_BLOCKS: usize = 16;
+
 impl Source {
     fn len(&self) -> u64 {
         match self {
@@ -1452,6 +1457,26 @@ impl SegmentReader {
             what,
         };
         let start = chunk.offset as usize;
+        if let Source::Remote { tier, object, .. } = &self.src {
+            if !tier
+                .cache
+                .contains(&format!("{object}@{}+{}", chunk.offset, chunk.len))
+            {
+                let ahead: Vec<(u64, u64)> = meta
+                    .chunks
+                    .iter()
+                    .skip(block)
+                    .take(READAHEAD_BLOCKS)
+                    .filter(|c| c.len > 0)
+                    .map(|c| (c.offset, u64::from(c.len)))
+                    .collect();
+                tier.prefetch(object, &ahead)
+                    .map_err(|source| SegmentError::Remote {
+                        path: self.path.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
         let bytes = self
             .src
             .range(&self.path, start as u64, u64::from(chunk.len), false)?

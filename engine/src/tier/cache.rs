@@ -170,6 +170,13 @@ impl Cache {
         }
     }
 
+    /// Whether `key` is in the disk cache (no read, no recency update).
+    pub fn contains(&self, key: &str) -> bool {
+        self.disk
+            .lock()
+            .is_ok_and(|d| d.map.contains_key(&file_name(key)))
+    }
+
     fn put_memory(&self, key: &str, b: &Bytes) {
         if let Ok(mut m) = self.mem.lock() {
             m.insert(

@@ -222,6 +222,27 @@ impl Tier {
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
+    /// Fetches into the disk cache those of `ranges` of `object` it does not hold,
+    /// in one go (the backend merges nearby ranges into few requests).
+    pub fn prefetch(&self, object: &str, ranges: &[(u64, u64)]) -> Result<(), TierError> {
+        let missing: Vec<(u64, u64)> = ranges
+            .iter()
+            .copied()
+            .filter(|(s, l)| !self.cache.contains(&format!("{object}@{s}+{l}")))
+            .collect();
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let want: Vec<std::ops::Range<u64>> = missing.iter().map(|(s, l)| *s..s + l).collect();
+        let got = self.store.get_ranges(object, &want)?;
+        for ((s, l), b) in missing.into_iter().zip(got) {
+            if b.len() as u64 == l {
+                self.cache.put(&format!("{object}@{s}+{l}"), &b, false);
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes `[start, start + len)` of `object`, from the caches or the store; with
     /// `memory`, also kept in the memory cache (footers, index frames).
     pub fn read(
