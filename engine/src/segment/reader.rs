@@ -63,8 +63,8 @@ enum Source {
 const REMOTE_TAIL: u64 = 64 << 10;
 
 /// A column chunk of an offloaded segment that is not cached brings the same
-/// column's chunks of up to this many blocks (itself included) with it: scans read
-/// a column block after block (docs/decisions/0005-object-store-reads.md).
+/// column's chunks of the blocks up to this many before and after it with it:
+/// scans read a column block after block (docs/decisions/0005-object-store-reads.md).
 const READAHEAD_BLOCKS: usize = 16;
 
 impl Source {
@@ -1462,11 +1462,13 @@ impl SegmentReader {
                 .cache
                 .contains(&format!("{object}@{}+{}", chunk.offset, chunk.len))
             {
+                // Both ways: scans go newest block first as often as oldest.
+                let from = block.saturating_sub(READAHEAD_BLOCKS - 1);
                 let ahead: Vec<(u64, u64)> = meta
                     .chunks
                     .iter()
-                    .skip(block)
-                    .take(READAHEAD_BLOCKS)
+                    .skip(from)
+                    .take(2 * READAHEAD_BLOCKS - 1)
                     .filter(|c| c.len > 0)
                     .map(|c| (c.offset, u64::from(c.len)))
                     .collect();

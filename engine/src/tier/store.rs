@@ -18,7 +18,8 @@ use super::{TierConfig, TierError};
 /// Counters of the requests made.
 #[derive(Debug, Default)]
 pub struct StoreCounters {
-    /// GET requests that succeeded.
+    /// Byte ranges fetched (GET requests, but a multi-range fetch may merge nearby
+    /// ranges into fewer requests).
     pub gets: AtomicU64,
     /// Bytes they returned.
     pub get_bytes: AtomicU64,

@@ -258,7 +258,7 @@ fn render_tier(f: &mut Family<'_>, engine: &Engine, t: &super::tiering::TierStat
     let c = &tier.store.counters;
     f.counter(
         "heimdall_object_store_gets",
-        "Successful GET requests.",
+        "Byte ranges fetched (GET requests; merged read-ahead ranges may take fewer).",
         g(&c.gets),
     );
     f.counter(
