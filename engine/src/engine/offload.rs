@@ -32,7 +32,8 @@ pub struct OffloadStats {
     pub segments: usize,
     /// Their bytes.
     pub bytes: u64,
-    /// Segments whose offload failed (kept locally, tried again next time).
+    /// Segments whose offload failed (kept locally, tried again next time). An
+    /// unreachable store ends the round at its first failure.
     pub failed: usize,
     /// The first failure, if any.
     pub error: Option<String>,
@@ -174,6 +175,11 @@ impl Engine {
                     tracing::warn!(segment = %s.file, error = %e, "offload failed; the segment stays local");
                     stats.failed += 1;
                     stats.error.get_or_insert_with(|| e.to_string());
+                    // An unreachable store fails the next ones the same way, each
+                    // after the whole write deadline: the round ends here.
+                    if matches!(e, EngineError::Tier(TierError::Unavailable { .. })) {
+                        break;
+                    }
                 }
             }
         }
