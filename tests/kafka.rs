@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use heimdall_e2e::{heimdall_bin, test_seed, Rng, Served};
+use heimdall_e2e::{heimdall_bin, test_seed, Moto, Rng, Served};
 use serde_json::Value;
 
 /// The tests share the two cores; run them one at a time.
@@ -43,15 +43,47 @@ fn producer_script() -> PathBuf {
 struct Broker {
     child: Child,
     addr: String,
+    /// `--storage-engine` and the environment it needs.
+    storage: String,
+    envs: Vec<(String, String)>,
 }
 
 impl Broker {
+    /// A broker keeping everything in memory (lost when it stops).
     fn start() -> Broker {
+        Broker::start_on("memory://tansu/", Vec::new())
+    }
+
+    /// A broker keeping its data in S3 (moto's test bucket): it survives restarts.
+    fn start_on_s3(moto: &Moto) -> Broker {
+        let envs = [
+            ("AWS_ENDPOINT", moto.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        Broker::start_on(&format!("s3://{}/", heimdall_e2e::BUCKET), envs)
+    }
+
+    fn start_on(storage: &str, envs: Vec<(String, String)>) -> Broker {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let addr = format!("127.0.0.1:{port}");
+        let child = Broker::spawn(&addr, storage, &envs);
+        Broker {
+            child,
+            addr,
+            storage: storage.to_string(),
+            envs,
+        }
+    }
+
+    fn spawn(addr: &str, storage: &str, envs: &[(String, String)]) -> Child {
         let url = format!("tcp://{addr}");
         let child = Command::new(tansu())
             .args([
@@ -61,17 +93,26 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
+        while std::net::TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { child, addr }
+        child
+    }
+
+    /// kill -9 of the broker, then the same broker (address, storage) again.
+    fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Broker::spawn(&self.addr, &self.storage, &self.envs);
     }
 
     fn create_topic(&self, name: &str, partitions: u32) {
@@ -429,4 +470,50 @@ fn http_get(addr: &str, path: &str) -> String {
     c.read_to_string(&mut text).expect("response");
     text.split_once("\r\n\r\n")
         .map_or(text.clone(), |(_, b)| b.to_string())
+}
+
+#[test]
+fn a_broker_restart_mid_way_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let seed = test_seed();
+    let mut rng = Rng(seed);
+    // tansu keeps its log in S3 (moto) so that a restarted broker has it.
+    let moto = Moto::start();
+    let mut broker = Broker::start_on_s3(&moto);
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = node_config(dir.path(), &broker.addr, "");
+    let n = 40_000;
+    let mut producer = broker.produce(0, n / 2, 2, 0.0);
+    assert!(
+        producer.wait().expect("producer").success(),
+        "producer failed"
+    );
+    let s = start_node(&cfg, &[]);
+    // The broker dies while the node consumes (somewhere in the first half).
+    let target = n / 16 + rng.next(n / 4);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&s, "id:*") < target {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not start consuming (seed {seed})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = count(&s, "id:*");
+    broker.restart(Duration::from_millis(500 + rng.next(2000)));
+    let mut producer = broker.produce(n / 2, n, 2, 0.0);
+    assert!(
+        producer.wait().expect("producer").success(),
+        "producer failed after the restart"
+    );
+    wait_for(&[&s], n, Duration::from_secs(180));
+    assert!(s.terminate().success());
+    assert_exactly_once(&stored_ids(&dir.path().join("data")), n, seed);
+    eprintln!(
+        "broker restarted with {before} of {} first-half ids stored",
+        n / 2
+    );
+    drop(broker);
+    drop(moto);
 }

@@ -189,3 +189,89 @@ pub fn test_seed() -> u64 {
                 | 1
         })
 }
+
+/// The bucket [`Moto::start`] creates.
+pub const BUCKET: &str = "heimdall-test";
+
+/// The test venv's Python (set by `tests/run.sh`).
+pub fn python() -> PathBuf {
+    match std::env::var_os("HEIMDALL_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "HEIMDALL_TEST_PYTHON is not set: run the suite with tests/run.sh, which installs moto, boto3 and pyarrow in a venv"
+        ),
+    }
+}
+
+/// Runs `tests/py/s3_tool.py ARGS` (boto3, pyarrow.flight); its JSON answer.
+pub fn s3_tool(args: &[&str]) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/s3_tool.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run s3_tool.py");
+    assert!(
+        out.status.success(),
+        "s3_tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("s3_tool prints JSON")
+}
+
+/// A moto S3 server on a free loopback port, with the test bucket; killed on drop.
+#[derive(Debug)]
+pub struct Moto {
+    /// The server process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts moto and creates bucket [`BUCKET`].
+    pub fn start() -> Moto {
+        let mut child = std::process::Command::new(python())
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start moto");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("http://127.0.0.1:") {
+                    let _ = tx.send(line[at..].trim().to_string());
+                }
+            }
+        });
+        let endpoint = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("moto printed its address within 60 s");
+        s3_tool(&["create-bucket", &endpoint, BUCKET]);
+        Moto { child, endpoint }
+    }
+
+    /// Object keys and sizes under `prefix`.
+    pub fn keys(&self, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+        let v = s3_tool(&["list", &self.endpoint, BUCKET, prefix]);
+        v["keys"]
+            .as_object()
+            .expect("keys")
+            .iter()
+            .map(|(k, s)| (k.clone(), s.as_u64().unwrap_or(0)))
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -6,96 +6,18 @@
 //! loses nothing and leaves no unlisted object behind; retention deletes exactly
 //! the old segments, from both tiers.
 
-use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use heimdall_e2e::{heimdall_bin, loghub_dir, test_seed, Rng, Served};
+use heimdall_e2e::{
+    heimdall_bin, loghub_dir, python, s3_tool as tool, test_seed, Moto, Rng, Served, BUCKET,
+};
 use serde_json::Value;
 
 /// The tests share the two cores; run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-const BUCKET: &str = "heimdall-test";
-
-fn python() -> PathBuf {
-    match std::env::var_os("HEIMDALL_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "HEIMDALL_TEST_PYTHON is not set: run the suite with tests/run.sh, which installs moto, boto3 and pyarrow in a venv"
-        ),
-    }
-}
-
-fn tool(args: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/s3_tool.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run s3_tool.py");
-    assert!(
-        out.status.success(),
-        "s3_tool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("s3_tool prints JSON")
-}
-
-/// A moto S3 server on a free loopback port, with the test bucket.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let mut child = Command::new(python())
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start moto");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(at) = line.find("http://127.0.0.1:") {
-                    let _ = tx.send(line[at..].trim().to_string());
-                }
-            }
-        });
-        let endpoint = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("moto printed its address within 60 s");
-        tool(&["create-bucket", &endpoint, BUCKET]);
-        Moto { child, endpoint }
-    }
-
-    /// Object keys and sizes under `prefix`.
-    fn keys(&self, prefix: &str) -> BTreeMap<String, u64> {
-        let v = tool(&["list", &self.endpoint, BUCKET, prefix]);
-        v["keys"]
-            .as_object()
-            .expect("keys")
-            .iter()
-            .map(|(k, s)| (k.clone(), s.as_u64().unwrap_or(0)))
-            .collect()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A config with the object store (prefix `node`); `extra` is appended to the
 /// `[object_store]` table (default: the task every second, 5 s per request),
