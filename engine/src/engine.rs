@@ -938,6 +938,19 @@ impl Engine {
         &self,
         tenant: &Tenant,
         time: (i64, i64),
+        memtable: impl FnMut(&Record),
+    ) -> Result<Vec<SegmentHandle>> {
+        self.snapshot_with_labels(tenant, time, &[], memtable)
+    }
+
+    /// [`Self::snapshot`] of only the segments that may hold records carrying every
+    /// stream label of `labels` (`name=value`), by the manifest's label lists:
+    /// the others are not opened (an offloaded one is not fetched).
+    pub fn snapshot_with_labels(
+        &self,
+        tenant: &Tenant,
+        time: (i64, i64),
+        labels: &[String],
         mut memtable: impl FnMut(&Record),
     ) -> Result<Vec<SegmentHandle>> {
         let mut st = self.state();
@@ -954,6 +967,7 @@ impl Engine {
             .segments
             .iter()
             .filter(|e| e.tenant == tenant.as_str() && e.max_time >= time.0 && e.min_time < time.1)
+            .filter(|e| e.may_have_labels(labels))
             .cloned()
             .collect();
         // Local segments open under the lock (a mapping is quick, and the lock keeps
@@ -1170,6 +1184,19 @@ impl Engine {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
         }
+        let mut labels: std::collections::BTreeSet<String> = Default::default();
+        for r in &records {
+            for (k, v) in &r.stream {
+                if labels.len() > crate::manifest::LABELS_MAX {
+                    break;
+                }
+                if !labels.contains(&format!("{k}={v}")) {
+                    labels.insert(format!("{k}={v}"));
+                }
+            }
+        }
+        let labels =
+            (labels.len() <= crate::manifest::LABELS_MAX).then(|| labels.into_iter().collect());
         let footer = write_segment_refs(&path, tenant, records, &self.cfg.segment)?;
         let bytes = std::fs::metadata(&path)
             .map_err(io_err("stat", &path))?
@@ -1183,6 +1210,7 @@ impl Engine {
             max_time: footer.max_time().unwrap_or(0),
             bytes,
             offloaded: None,
+            labels,
         })
     }
 

@@ -35,6 +35,25 @@ pub struct SegmentEntry {
     /// its object has the same name as `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offloaded: Option<Offloaded>,
+    /// The stream labels of its records, `name=value`, sorted and distinct, when
+    /// there are at most [`LABELS_MAX`] (none listed: unknown). Queries that
+    /// require a label skip segments that do not have it without opening them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// Most distinct stream labels a manifest entry lists.
+pub const LABELS_MAX: usize = 256;
+
+impl SegmentEntry {
+    /// Whether the segment may hold records with every one of these labels
+    /// (`name=value`): false only when its label list is known and lacks one.
+    pub fn may_have_labels(&self, required: &[String]) -> bool {
+        match &self.labels {
+            None => true,
+            Some(have) => required.iter().all(|l| have.binary_search(l).is_ok()),
+        }
+    }
 }
 
 /// An offloaded segment's object.

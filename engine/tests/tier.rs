@@ -447,3 +447,45 @@ fn stream_retention_rewrites_segments_without_the_expired_records() {
     let st = e.retain(&[rule]).unwrap();
     assert_eq!((st.rewritten_segments, st.rows), (0, 0), "{st:?}");
 }
+
+#[test]
+fn label_pruning_never_fetches_segments_without_the_label() {
+    let s = setup();
+    let rt = rt();
+    let data = tempfile::tempdir().unwrap();
+    let e = Engine::open(cfg(&s, data.path(), false)).unwrap();
+    let t = Tenant::default();
+    // Three segments (days 1, 2, 3): app=a only in day 2.
+    for day in 1..=3i64 {
+        let batch: Vec<Record> = (0..200)
+            .map(|k| {
+                let mut r = rec(day * DAY + k, format!("line {k}"));
+                let app = if day == 2 { "a" } else { "b" };
+                r.stream.insert("app".into(), app.into());
+                r
+            })
+            .collect();
+        rt.block_on(e.ingest(&t, batch, 0)).unwrap();
+        rt.block_on(e.flush()).unwrap();
+    }
+    assert_eq!(e.offload(true).unwrap().segments, 3);
+    drop(e);
+    std::fs::remove_dir_all(data.path().join("cache")).unwrap();
+    let e = Engine::open(cfg(&s, data.path(), false)).unwrap();
+    let before = s.plan.requests.load(Ordering::Relaxed);
+    let segs = e
+        .snapshot_with_labels(&t, (i64::MIN, i64::MAX), &["app=a".to_string()], |_| {})
+        .unwrap();
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].entry.min_time >= 2 * DAY && segs[0].entry.max_time < 3 * DAY);
+    // One request: the open of that one segment.
+    assert_eq!(s.plan.requests.load(Ordering::Relaxed) - before, 1);
+    let none = e
+        .snapshot_with_labels(&t, (i64::MIN, i64::MAX), &["app=zzz".to_string()], |_| {})
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(
+        e.snapshot(&t, (i64::MIN, i64::MAX), |_| {}).unwrap().len(),
+        3
+    );
+}

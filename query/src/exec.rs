@@ -192,6 +192,23 @@ fn now_ns() -> i64 {
 
 /// The `[start, end)` every matching record's time lies in, from `_time` filters
 /// that must hold (those joined by AND at the top).
+/// Stream labels (`name=value`) every matching record carries: the positive
+/// matchers of stream selectors the filter requires (conjoined at its top).
+fn required_labels(f: &Filter, out: &mut Vec<String>) {
+    match f {
+        Filter::Stream(ms) => out.extend(
+            ms.iter()
+                .filter(|m| !m.negated)
+                .map(|m| format!("{}={}", m.name, m.value)),
+        ),
+        Filter::And(a, b) => {
+            required_labels(a, out);
+            required_labels(b, out);
+        }
+        _ => {}
+    }
+}
+
 fn time_bounds(f: &Filter) -> (i64, i64) {
     match f {
         Filter::Time { start, end } => (*start, *end),
@@ -1225,7 +1242,9 @@ fn answer(
         _ => None,
     };
     let mut newest: Vec<Record> = Vec::new();
-    let mut segments = engine.snapshot(tenant, bounds, |r| {
+    let mut labels = Vec::new();
+    required_labels(&q.filter, &mut labels);
+    let mut segments = engine.snapshot_with_labels(tenant, bounds, &labels, |r| {
         if mem_err.is_some() || !compiled.matches(r) {
             return;
         }
