@@ -16,6 +16,7 @@ pub mod memtable;
 mod mmap;
 pub mod model;
 pub mod segment;
+pub mod template;
 pub mod tier;
 pub mod token;
 pub mod walrec;
