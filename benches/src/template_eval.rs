@@ -23,6 +23,9 @@ struct Args {
     /// Least share of equal token positions to join a template.
     #[arg(long, default_value_t = 0.75)]
     similarity: f64,
+    /// Distinct words a position may hold in sibling templates before they fold.
+    #[arg(long, default_value_t = 3)]
+    siblings_max: usize,
     /// Passes over the whole corpus for the speed figure.
     #[arg(long, default_value_t = 200)]
     repeat: usize,
@@ -57,6 +60,7 @@ fn main() -> Result<()> {
     let a = Args::parse();
     let cfg = MinerConfig {
         similarity: a.similarity,
+        siblings_max: a.siblings_max,
         ..MinerConfig::default()
     };
     let mut corpus: Vec<String> = Vec::new();
@@ -89,6 +93,8 @@ fn main() -> Result<()> {
             truth.push(rec.get(event).unwrap_or("").to_string());
             corpus.push(msg.to_string());
         }
+        // Ids folded into another template count as that one (as queries resolve them).
+        let pred: Vec<u64> = pred.into_iter().map(|id| m.canonical(id)).collect();
         let acc = grouping_accuracy(&truth, &pred);
         let events = truth.iter().collect::<std::collections::HashSet<_>>().len();
         println!(

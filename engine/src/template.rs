@@ -3,12 +3,19 @@
 //! arrive, with one configuration for every kind of log.
 //!
 //! The algorithm (measured first in `benches/prototypes/template_miner.py`): a
-//! message is split into tokens at whitespace, `,` and `=`; a token with a digit, or
+//! message is split into tokens at whitespace, `,` and `=` (those two are tokens
+//! too); a token with a digit, or
 //! a month or weekday name, is a variable from the start. Messages with the same
 //! token count and the same first two tokens form a group; a message joins the
 //! group's template with the largest share of equal positions if that share is at
-//! least [`MinerConfig::similarity`], turning the positions that differ into
-//! variables, else it starts a new template. Memory is bounded by
+//! least [`MinerConfig::similarity`], else it starts a new template. Joining turns
+//! the positions that differ into variables, with one exception: where both hold a
+//! word (a constant so far), the message starts a *sibling* template keeping its own
+//! word, until the siblings of that shape hold more than
+//! [`MinerConfig::siblings_max`] distinct words; then they fold into one template
+//! with a variable there, and the folded ids become aliases of it
+//! ([`Miner::canonical`]). So `user=root`, `user=guest` stay apart, `Invalid user
+//! <*>` over dozens of names does not. Memory is bounded by
 //! [`MinerConfig::templates_max`]: once reached, a message that matches no template
 //! gets [`OTHER`].
 //!
@@ -30,6 +37,9 @@ pub struct MinerConfig {
     pub similarity: f64,
     /// Most templates kept.
     pub templates_max: usize,
+    /// Distinct words a position may hold in sibling templates before they fold
+    /// into one with a variable there.
+    pub siblings_max: usize,
 }
 
 impl Default for MinerConfig {
@@ -37,6 +47,7 @@ impl Default for MinerConfig {
         MinerConfig {
             similarity: 0.75,
             templates_max: 100_000,
+            siblings_max: 3,
         }
     }
 }
@@ -54,7 +65,22 @@ pub struct Template {
     pub first_seen: i64,
     /// See `first_seen`.
     pub last_seen: i64,
+    /// Folded into this template (see the module docs).
+    pub alias_of: Option<u64>,
 }
+
+/// Sibling templates: the same tokens but at some positions, where each holds its
+/// own word.
+#[derive(Debug, Default)]
+struct Family {
+    /// Indexes into the templates.
+    members: Vec<u32>,
+    /// The word tuples seen at the differing positions.
+    words: rustc_hash::FxHashSet<Vec<u32>>,
+}
+
+/// A group: token count and the first two token ids.
+type GroupKey = (u32, u32, u32);
 
 /// The miner.
 #[derive(Debug, Default)]
@@ -64,8 +90,11 @@ pub struct Miner {
     vocab: FxHashMap<Box<str>, u32>,
     words: Vec<Box<str>>,
     /// (token count, first two token ids) -> indexes into `templates`.
-    groups: FxHashMap<(u32, u32, u32), Vec<u32>>,
+    groups: FxHashMap<GroupKey, Vec<u32>>,
     templates: Vec<Template>,
+    /// (group, template tokens with the differing positions as variables) -> its
+    /// siblings.
+    families: FxHashMap<(GroupKey, Vec<u32>), Family>,
     /// Reused per message.
     scratch: Vec<u32>,
 }
@@ -153,35 +182,134 @@ impl Miner {
         let n = toks.len().max(1);
         let id = match best {
             Some((same, ti)) if same as f64 >= self.cfg.similarity * n as f64 => {
-                let t = &mut self.templates[ti];
-                for (a, b) in t.tokens.iter_mut().zip(&toks) {
-                    if a != b {
-                        *a = WILD;
-                    }
-                }
-                t.count += 1;
-                t.first_seen = t.first_seen.min(time_ns);
-                t.last_seen = t.last_seen.max(time_ns);
-                t.id
+                self.join(key, ti, &toks, time_ns)
             }
-            _ if self.templates.len() >= self.cfg.templates_max => OTHER,
-            _ => {
-                let id = self.templates.len() as u64 + 1;
-                self.groups
-                    .entry(key)
-                    .or_default()
-                    .push(self.templates.len() as u32);
-                self.templates.push(Template {
-                    id,
-                    tokens: toks.clone(),
-                    count: 1,
-                    first_seen: time_ns,
-                    last_seen: time_ns,
-                });
-                id
-            }
+            _ => self.create(key, &toks, time_ns, None),
         };
         self.scratch = toks;
+        id
+    }
+
+    /// A new template of `toks` in group `key` (or [`OTHER`] at the cap), a
+    /// sibling in family `shape` if given.
+    fn create(
+        &mut self,
+        key: GroupKey,
+        toks: &[u32],
+        time_ns: i64,
+        shape: Option<Vec<u32>>,
+    ) -> u64 {
+        if self.templates.len() >= self.cfg.templates_max {
+            return OTHER;
+        }
+        let id = self.templates.len() as u64 + 1;
+        let idx = self.templates.len() as u32;
+        self.groups.entry(key).or_default().push(idx);
+        if let Some(shape) = shape {
+            if let Some(f) = self.families.get_mut(&(key, shape)) {
+                f.members.push(idx);
+            }
+        }
+        self.templates.push(Template {
+            id,
+            tokens: toks.to_vec(),
+            count: 1,
+            first_seen: time_ns,
+            last_seen: time_ns,
+            alias_of: None,
+        });
+        id
+    }
+
+    /// `toks` joins template `ti` of group `key`: a sibling when they differ in
+    /// words (and the family is small), else the template generalises.
+    fn join(&mut self, key: GroupKey, ti: usize, toks: &[u32], time_ns: i64) -> u64 {
+        let Some(t) = self.templates.get(ti) else {
+            return OTHER;
+        };
+        let differ: Vec<usize> = t
+            .tokens
+            .iter()
+            .zip(toks)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b && **a != WILD)
+            .map(|(i, _)| i)
+            .collect();
+        let words_differ = differ
+            .iter()
+            .any(|&i| toks.get(i).is_some_and(|w| *w != WILD));
+        if words_differ && self.cfg.siblings_max > 0 {
+            let shape: Vec<u32> = t
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(i, a)| if differ.contains(&i) { WILD } else { *a })
+                .collect();
+            let at = |v: &[u32]| -> Vec<u32> {
+                differ
+                    .iter()
+                    .map(|&i| v.get(i).copied().unwrap_or(WILD))
+                    .collect()
+            };
+            let (mine, theirs) = (at(toks), at(&t.tokens));
+            let f = self
+                .families
+                .entry((key, shape.clone()))
+                .or_insert_with(|| Family {
+                    members: vec![ti as u32],
+                    words: [theirs].into_iter().collect(),
+                });
+            f.words.insert(mine);
+            if f.words.len() <= self.cfg.siblings_max {
+                return self.create(key, toks, time_ns, Some(shape));
+            }
+            // Too many words: the siblings fold into this template.
+            let members = std::mem::replace(&mut f.members, vec![ti as u32]);
+            let target = ti as u64 + 1;
+            // Members still in the group (not folded elsewhere already) fold here.
+            let mut folded = Vec::new();
+            if let Some(list) = self.groups.get_mut(&key) {
+                list.retain(|m| {
+                    let fold = *m as usize != ti && members.contains(m);
+                    if fold {
+                        folded.push(*m);
+                    }
+                    !fold
+                });
+            }
+            for m in folded {
+                if let Some(s) = self.templates.get_mut(m as usize) {
+                    s.alias_of = Some(target);
+                }
+            }
+        }
+        let Some(t) = self.templates.get_mut(ti) else {
+            return OTHER;
+        };
+        for (a, b) in t.tokens.iter_mut().zip(toks) {
+            if a != b {
+                *a = WILD;
+            }
+        }
+        t.count += 1;
+        t.first_seen = t.first_seen.min(time_ns);
+        t.last_seen = t.last_seen.max(time_ns);
+        t.id
+    }
+
+    /// The template `id` stands for now: itself, or the template it was folded
+    /// into (records keep the id they were given; queries resolve it).
+    pub fn canonical(&self, mut id: u64) -> u64 {
+        for _ in 0..self.templates.len() {
+            match id
+                .checked_sub(1)
+                .and_then(|i| self.templates.get(i as usize))
+                .and_then(|t| t.alias_of)
+            {
+                Some(a) if a != id => id = a,
+                _ => break,
+            }
+        }
         id
     }
 
@@ -253,18 +381,24 @@ mod tests {
         let t = &m.templates()[0];
         assert_eq!(m.text(t), "PacketResponder <*> for block <*> terminating");
         assert_eq!((t.count, t.first_seen, t.last_seen), (2, 3, 5));
-        // A differing word within the threshold becomes a variable.
+        // A differing word starts a sibling, until the fourth word folds the
+        // siblings into one template with a variable there.
         let d = m.mine("session opened for user alice by root", 0);
         let e = m.mine("session opened for user bob by root", 0);
-        assert_eq!(d, e);
-        assert_eq!(
-            m.text(&m.templates()[2]),
-            "session opened for user <*> by root"
-        );
+        let f = m.mine("session opened for user carol by root", 0);
+        assert!(d != e && e != f && d != f);
+        assert_eq!(m.mine("session opened for user bob by root", 0), e);
+        let g = m.mine("session opened for user dave by root", 0);
+        assert_eq!(g, d);
+        let folded = &m.templates()[(d - 1) as usize];
+        assert_eq!(m.text(folded), "session opened for user <*> by root");
+        assert_eq!((m.canonical(e), m.canonical(f), m.canonical(d)), (d, d, d));
+        // Later messages of a folded sibling join the folded template.
+        assert_eq!(m.mine("session opened for user bob by root", 0), d);
         // Month and weekday names are variables.
-        let f = m.mine("connection at Sun Jul 3", 0);
-        let g = m.mine("connection at Mon Aug 4", 0);
-        assert_eq!(f, g);
+        let h = m.mine("connection at Sun Jul 3", 0);
+        let i = m.mine("connection at Mon Aug 4", 0);
+        assert_eq!(h, i);
     }
 
     #[test]
