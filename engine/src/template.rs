@@ -82,6 +82,53 @@ struct Family {
 /// A group: token count and the first two token ids.
 type GroupKey = (u32, u32, u32);
 
+fn group_key(toks: &[u32]) -> GroupKey {
+    (
+        toks.len() as u32,
+        toks.first().copied().unwrap_or(WILD),
+        toks.get(1).copied().unwrap_or(WILD),
+    )
+}
+
+/// A miner's state as plain data ([`Miner::snapshot`]), serialisable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MinerState {
+    /// Format version, 1.
+    pub version: u32,
+    /// Every template, in id order.
+    pub templates: Vec<SavedTemplate>,
+    /// Sibling families.
+    pub families: Vec<SavedFamily>,
+}
+
+/// A template in a [`MinerState`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedTemplate {
+    /// Its id.
+    pub id: u64,
+    /// Its tokens; `None` for a variable.
+    pub tokens: Vec<Option<String>>,
+    /// Messages given it.
+    pub count: u64,
+    /// First `_time` seen.
+    pub first_seen: i64,
+    /// Last `_time` seen.
+    pub last_seen: i64,
+    /// Folded into this template.
+    pub alias_of: Option<u64>,
+}
+
+/// A sibling family in a [`MinerState`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedFamily {
+    /// The shared tokens (`None` where the siblings differ, or a variable).
+    pub shape: Vec<Option<String>>,
+    /// Member template ids.
+    pub members: Vec<u64>,
+    /// The word tuples seen where they differ.
+    pub words: Vec<Vec<Option<String>>>,
+}
+
 /// The miner.
 #[derive(Debug, Default)]
 pub struct Miner {
@@ -162,11 +209,7 @@ impl Miner {
             let id = if is_variable(t) { WILD } else { self.intern(t) };
             toks.push(id);
         }
-        let key = (
-            toks.len() as u32,
-            toks.first().copied().unwrap_or(WILD),
-            toks.get(1).copied().unwrap_or(WILD),
-        );
+        let key = group_key(&toks);
         let mut best: Option<(usize, usize)> = None; // (same positions, template index)
         if let Some(list) = self.groups.get(&key) {
             for &ti in list {
@@ -313,6 +356,93 @@ impl Miner {
         id
     }
 
+    /// The miner's whole state as plain data (templates as text tokens, sibling
+    /// families), to be kept with the data; [`Miner::restore`] rebuilds it.
+    pub fn snapshot(&self) -> MinerState {
+        let word = |t: &u32| {
+            (*t != WILD)
+                .then(|| self.words.get(*t as usize).map(|w| w.to_string()))
+                .flatten()
+        };
+        let templates = self
+            .templates
+            .iter()
+            .map(|t| SavedTemplate {
+                id: t.id,
+                tokens: t.tokens.iter().map(word).collect(),
+                count: t.count,
+                first_seen: t.first_seen,
+                last_seen: t.last_seen,
+                alias_of: t.alias_of,
+            })
+            .collect();
+        let mut families: Vec<SavedFamily> = self
+            .families
+            .iter()
+            .map(|((_, shape), f)| {
+                let mut words: Vec<Vec<Option<String>>> = f
+                    .words
+                    .iter()
+                    .map(|w| w.iter().map(word).collect())
+                    .collect();
+                words.sort();
+                SavedFamily {
+                    shape: shape.iter().map(word).collect(),
+                    members: f.members.iter().map(|m| u64::from(*m) + 1).collect(),
+                    words,
+                }
+            })
+            .collect();
+        families.sort_by(|a, b| a.members.cmp(&b.members));
+        MinerState {
+            version: 1,
+            templates,
+            families,
+        }
+    }
+
+    /// A miner with `cfg` continuing from `state` (what [`Miner::snapshot`] gave):
+    /// the same ids for the same messages.
+    pub fn restore(cfg: MinerConfig, state: &MinerState) -> Miner {
+        let mut m = Miner::new(cfg);
+        let ids = |m: &mut Miner, toks: &[Option<String>]| -> Vec<u32> {
+            toks.iter()
+                .map(|t| t.as_deref().map_or(WILD, |w| m.intern(w)))
+                .collect()
+        };
+        for t in &state.templates {
+            let tokens = ids(&mut m, &t.tokens);
+            m.templates.push(Template {
+                id: t.id,
+                tokens,
+                count: t.count,
+                first_seen: t.first_seen,
+                last_seen: t.last_seen,
+                alias_of: t.alias_of,
+            });
+        }
+        for (i, t) in m.templates.iter().enumerate() {
+            if t.alias_of.is_none() {
+                m.groups
+                    .entry(group_key(&t.tokens))
+                    .or_default()
+                    .push(i as u32);
+            }
+        }
+        for f in &state.families {
+            let shape = ids(&mut m, &f.shape);
+            let words = f.words.iter().map(|w| ids(&mut m, w)).collect();
+            let members = f
+                .members
+                .iter()
+                .filter_map(|id| id.checked_sub(1).and_then(|i| u32::try_from(i).ok()))
+                .collect();
+            m.families
+                .insert((group_key(&shape), shape), Family { members, words });
+        }
+        m
+    }
+
     /// The templates, in id order.
     pub fn templates(&self) -> &[Template] {
         &self.templates
@@ -406,6 +536,42 @@ mod tests {
         let t: Vec<&str> = tokens(" uid=0  euid= 5,tty x ").collect();
         assert_eq!(t, ["uid", "=", "0", "euid", "=", "5", ",", "tty", "x"]);
         assert_eq!(tokens("").count(), 0);
+    }
+
+    #[test]
+    fn a_restored_miner_gives_the_same_ids() {
+        let lines: Vec<String> = (0..400)
+            .map(|i| match i % 5 {
+                0 => format!("session opened for user u{} by root", i % 7),
+                1 => format!(
+                    "Invalid user {} from 10.0.0.{i}",
+                    ["ann", "bo", "cy", "di", "ed"][(i / 5) % 5]
+                ),
+                2 => format!("client {} connected", ["alpha", "beta"][i % 2]),
+                3 => format!(
+                    "disk {} full on host h{i}",
+                    ["sda", "sdb", "sdc", "sdd", "sde"][(i / 5) % 5]
+                ),
+                _ => format!("Jul {} 10:00:0{} job {} done", i % 30, i % 10, i),
+            })
+            .collect();
+        let (first, rest) = lines.split_at(200);
+        let mut a = Miner::default();
+        for l in first {
+            a.mine(l, 0);
+        }
+        let state = a.snapshot();
+        let text = serde_json::to_string(&state).unwrap();
+        let back: MinerState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, state);
+        let mut b = Miner::restore(MinerConfig::default(), &back);
+        assert_eq!(b.snapshot(), state);
+        for l in rest {
+            assert_eq!(a.mine(l, 1), b.mine(l, 1), "{l}");
+        }
+        assert_eq!(a.snapshot(), b.snapshot());
+        // The lines exercised folding (five names, five disks: over the cap of 3).
+        assert!(a.templates().iter().any(|t| t.alias_of.is_some()));
     }
 
     #[test]
