@@ -118,6 +118,17 @@ pub struct SavedTemplate {
     pub alias_of: Option<u64>,
 }
 
+impl SavedTemplate {
+    /// Its text: tokens separated by single spaces, `<*>` for a variable.
+    pub fn text(&self) -> String {
+        self.tokens
+            .iter()
+            .map(|t| t.as_deref().unwrap_or("<*>"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// A sibling family in a [`MinerState`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavedFamily {
