@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use heimdall_e2e::{heimdall_bin, test_seed, Moto, Rng, Served};
+use heimdall_e2e::{http_get, python, query_jsonl, test_seed, Moto, Rng, Served};
 use serde_json::Value;
 
 /// The tests share the two cores; run them one at a time.
@@ -22,13 +22,6 @@ fn env_path(var: &str, what: &str) -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => panic!("{var} is not set: run the suite with tests/run.sh, which installs {what}"),
     }
-}
-
-fn python() -> PathBuf {
-    env_path(
-        "HEIMDALL_TEST_PYTHON",
-        "the Python clients (kafka-python) in a venv",
-    )
 }
 
 fn tansu() -> PathBuf {
@@ -185,27 +178,8 @@ fn start_node(cfg: &Path, envs: &[(&str, &str)]) -> Served {
     Served::start_with(&["--config", &cfg.to_string_lossy()], envs)
 }
 
-/// `heimdall query` (embedded over `data`, or `--connect`) in JSON lines.
-fn query(target: &[&str], q: &str) -> Vec<Value> {
-    let out = Command::new(heimdall_bin())
-        .args(["query", "--output", "jsonl"])
-        .args(target)
-        .arg(q)
-        .output()
-        .expect("heimdall query");
-    assert!(
-        out.status.success(),
-        "query {q:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 fn count(s: &Served, q: &str) -> u64 {
-    query(&["--connect", &s.grpc], &format!("{q} | stats count()"))
+    query_jsonl(&["--connect", &s.grpc], &format!("{q} | stats count()"))
         .first()
         .and_then(|v| v["count()"].as_u64())
         .unwrap_or(0)
@@ -230,7 +204,7 @@ fn wait_for(nodes: &[&Served], want: u64, timeout: Duration) {
 /// The ids stored in a (stopped) node's data directory, with repeats.
 fn stored_ids(data: &Path) -> Vec<u64> {
     let dir = data.to_string_lossy();
-    query(&["--data-dir", &dir], "id:* | fields id | limit 10000000")
+    query_jsonl(&["--data-dir", &dir], "id:* | fields id | limit 10000000")
         .iter()
         .filter_map(|v| v["id"].as_u64())
         .collect()
@@ -383,7 +357,7 @@ fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
     assert_eq!(offsets.len(), 4);
     // The good messages after each poison one are stored: the partition went on.
     wait_for(&[&s], 4, Duration::from_secs(60));
-    let dead = query(
+    let dead = query_jsonl(
         &["--connect", &s.grpc],
         "source:kafka-dead-letter | fields kafka.partition, kafka.offset, error, kafka.value_bytes",
     );
@@ -413,7 +387,7 @@ fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
         .iter()
         .all(|d| d["kafka.partition"].as_i64() == Some(1)));
     // Visible as a source state and in the metrics.
-    let stats = query(
+    let stats = query_jsonl(
         &["--connect", &s.grpc],
         "source:kafka-dead-letter | stats count()",
     );
@@ -459,17 +433,6 @@ fn a_full_write_backlog_pauses_the_partitions_and_loses_nothing() {
     assert!(pauses > 0, "the source never paused: {ready}");
     assert!(s.terminate().success());
     assert_exactly_once(&stored_ids(&dir.path().join("data")), n, seed);
-}
-
-/// A plain HTTP/1.0 GET on loopback; the body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).expect("connect");
-    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut text = String::new();
-    c.read_to_string(&mut text).expect("response");
-    text.split_once("\r\n\r\n")
-        .map_or(text.clone(), |(_, b)| b.to_string())
 }
 
 #[test]

@@ -198,7 +198,9 @@ pub fn python() -> PathBuf {
     match std::env::var_os("HEIMDALL_TEST_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => panic!(
-            "HEIMDALL_TEST_PYTHON is not set: run the suite with tests/run.sh, which installs moto, boto3 and pyarrow in a venv"
+            "HEIMDALL_TEST_PYTHON is not set: run the suite with tests/run.sh, which installs \
+             the Python clients and servers (pyarrow, grpcio, prometheus_client, kafka-python, \
+             moto, boto3) in a venv"
         ),
     }
 }
@@ -274,4 +276,35 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `heimdall query --output jsonl TARGET... Q` (`TARGET`: `--connect ADDR` or
+/// `--data-dir DIR`), which must succeed; its JSON lines.
+pub fn query_jsonl(target: &[&str], q: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(heimdall_bin())
+        .args(["query", "--output", "jsonl"])
+        .args(target)
+        .arg(q)
+        .output()
+        .expect("heimdall query");
+    assert!(
+        out.status.success(),
+        "query {q:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut text = String::new();
+    c.read_to_string(&mut text).expect("response");
+    text.split_once("\r\n\r\n")
+        .map_or(text.clone(), |(_, b)| b.to_string())
 }

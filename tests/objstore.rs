@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use heimdall_e2e::{
-    heimdall_bin, loghub_dir, python, s3_tool as tool, test_seed, Moto, Rng, Served, BUCKET,
+    heimdall_bin, http_get, loghub_dir, python, query_jsonl, s3_tool as tool, test_seed, Moto, Rng,
+    Served, BUCKET,
 };
 use serde_json::Value;
 
@@ -67,19 +68,7 @@ fn start(cfg: &Path, extra: &[&str]) -> Served {
 }
 
 fn query(s: &Served, q: &str) -> Vec<Value> {
-    let out = Command::new(heimdall_bin())
-        .args(["query", "--output", "jsonl", "--connect", &s.grpc, q])
-        .output()
-        .expect("heimdall query");
-    assert!(
-        out.status.success(),
-        "query {q:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    query_jsonl(&["--connect", &s.grpc], q)
 }
 
 fn ingest(s: &Served, args: &[&str]) -> std::process::Output {
@@ -469,17 +458,6 @@ fn an_unreachable_store_fails_queries_clearly_and_ingest_goes_on() {
     assert!(ready.contains("\"last_error\":\""), "{ready}");
     assert!(s.terminate().success());
     drop(moto);
-}
-
-/// A plain HTTP/1.0 GET on loopback; the body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).expect("connect");
-    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut text = String::new();
-    c.read_to_string(&mut text).expect("response");
-    text.split_once("\r\n\r\n")
-        .map_or(text.clone(), |(_, b)| b.to_string())
 }
 
 fn metric(text: &str, name: &str) -> f64 {

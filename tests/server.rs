@@ -7,18 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use heimdall_e2e::{heimdall_bin, test_seed, Rng};
+use heimdall_e2e::{heimdall_bin, python, test_seed, Rng};
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    match std::env::var_os("HEIMDALL_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "HEIMDALL_TEST_PYTHON is not set: run the suite with tests/run.sh, which installs \
-             the Python clients (pyarrow, grpcio, grpcio-tools, prometheus_client) in a venv"
-        ),
-    }
-}
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/heimdall_client.py")

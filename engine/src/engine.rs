@@ -1184,15 +1184,15 @@ impl Engine {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
         }
+        // The stream labels for the manifest (records share a few label sets).
+        let mut sets: std::collections::HashSet<&crate::model::Labels> = Default::default();
         let mut labels: std::collections::BTreeSet<String> = Default::default();
         for r in &records {
-            for (k, v) in &r.stream {
-                if labels.len() > crate::manifest::LABELS_MAX {
-                    break;
-                }
-                if !labels.contains(&format!("{k}={v}")) {
-                    labels.insert(format!("{k}={v}"));
-                }
+            if labels.len() > crate::manifest::LABELS_MAX {
+                break;
+            }
+            if sets.insert(&r.stream) {
+                labels.extend(r.stream.iter().map(|(k, v)| format!("{k}={v}")));
             }
         }
         let labels =

@@ -198,7 +198,7 @@ impl Engine {
         let path = self.dir.join(&s.file);
         let bytes = Bytes::from(std::fs::read(&path).map_err(io_err("read", &path))?);
         let crc32 = crc32fast::hash(&bytes);
-        tier.store.upload(&s.file, &path)?;
+        tier.store.upload(&s.file, bytes.clone())?;
         // Verify: the object, read back whole, has the file's size and checksum.
         let back = tier.store.get(&s.file)?.unwrap_or_default();
         if back.len() != bytes.len() || crc32fast::hash(&back) != crc32 {

@@ -252,18 +252,9 @@ impl Tier {
         len: u64,
         memory: bool,
     ) -> Result<Bytes, TierError> {
-        let key = format!("{object}@{start}+{len}");
-        if let Some(b) = self.cache.get(&key, memory) {
-            return Ok(b);
-        }
-        let b = self.store.get_range(object, start..start + len)?;
-        if b.len() as u64 != len {
-            return Err(TierError::Verify {
-                object: object.to_string(),
-                what: format!("asked for {len} bytes at {start}, got {}", b.len()),
-            });
-        }
-        self.cache.put(&key, &b, memory);
-        Ok(b)
+        Ok(self
+            .read_many(object, &[(start, len)], memory)?
+            .pop()
+            .unwrap_or_default())
     }
 }

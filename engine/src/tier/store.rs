@@ -4,7 +4,6 @@
 //! timeout per attempt, an overall deadline) and counters for metrics.
 
 use std::ops::Range;
-use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -265,19 +264,6 @@ impl Store {
         }
     }
 
-    /// Bytes `range` of object `name`.
-    pub fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, TierError> {
-        let b = self.run("get", name, self.read_deadline, move |s, p| {
-            let r = range.clone();
-            async move { s.get_range(&p, r).await }
-        })?;
-        self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .get_bytes
-            .fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
-    }
-
     /// Several byte ranges of object `name` (fetched concurrently by the backend).
     pub fn get_ranges(&self, name: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, TierError> {
         let ranges = ranges.to_vec();
@@ -323,27 +309,18 @@ impl Store {
         Ok(())
     }
 
-    /// Uploads local file `file` as `name`: in one request when small, in parts
-    /// (8 MiB by default) when larger than the multipart threshold (16 MiB); a
-    /// failed part fails the attempt, which aborts the upload and starts again.
-    pub fn upload(&self, name: &str, file: &FsPath) -> Result<(), TierError> {
-        let io = |e: std::io::Error| TierError::Io {
-            op: "read",
-            path: file.to_path_buf(),
-            source: e,
-        };
-        let len = std::fs::metadata(file).map_err(io)?.len();
+    /// Uploads `bytes` as `name`: in one request when small, in parts (8 MiB by
+    /// default) when larger than the multipart threshold (16 MiB); a failed part
+    /// fails the attempt, which aborts the upload and starts again.
+    pub fn upload(&self, name: &str, bytes: Bytes) -> Result<(), TierError> {
+        let len = bytes.len() as u64;
         if len <= self.multipart_above {
-            let bytes = Bytes::from(std::fs::read(file).map_err(io)?);
             return self.put(name, bytes);
         }
-        let parts: Vec<Bytes> = {
-            let all = Bytes::from(std::fs::read(file).map_err(io)?);
-            (0..all.len())
-                .step_by(self.part_bytes)
-                .map(|at| all.slice(at..(at + self.part_bytes).min(all.len())))
-                .collect()
-        };
+        let parts: Vec<Bytes> = (0..bytes.len())
+            .step_by(self.part_bytes)
+            .map(|at| bytes.slice(at..(at + self.part_bytes).min(bytes.len())))
+            .collect();
         let n = parts.len() as u64;
         self.run(
             "multipart upload",
