@@ -162,6 +162,14 @@ fn offloaded_data_answers_identically_from_the_same_and_a_fresh_node() {
     let local = answers(&s);
     assert_eq!(local[0][0]["count()"], 8000, "{:?}", local[0]);
     assert!(segment_files(&data) > 1);
+    let templates = action(&s, "templates");
+    let top = templates["templates"][0]["id"].clone();
+    let top_query = format!("_template:{top} | stats count()");
+    let top_count = query(&s, &top_query);
+    assert!(
+        top_count[0]["count()"].as_u64().unwrap() > 0,
+        "{top_count:?}"
+    );
 
     let r = action(&s, "offload");
     assert_eq!(r["failed"], 0, "{r}");
@@ -209,12 +217,22 @@ fn offloaded_data_answers_identically_from_the_same_and_a_fresh_node() {
         local,
         "the read-only node answers differently"
     );
+    // The templates came along: the same listing, the same `_template` answers.
+    assert_eq!(action(&ro, "templates"), templates);
+    assert_eq!(query(&ro, &top_query), top_count);
     let out = ingest(&ro, &[&log_file("HDFS").to_string_lossy()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("read-only"), "{err}");
     assert!(ro.terminate().success());
     assert!(s.terminate().success());
+    // A lost disk: a writable node with an empty data directory adopts the
+    // bucket's manifest and templates.
+    let lost = tempfile::tempdir().unwrap();
+    let w = start(&cfg, &["--data-dir", &lost.path().to_string_lossy()]);
+    assert_eq!(action(&w, "templates"), templates);
+    assert_eq!(query(&w, &top_query), top_count);
+    assert!(w.terminate().success());
 }
 
 #[test]

@@ -99,9 +99,27 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     assert!(j("bad_query").as_str().unwrap().contains("unknown pipe"));
     assert_eq!(
         j("actions"),
-        serde_json::json!(["compact", "flush", "offload", "retention", "stats"])
+        serde_json::json!([
+            "compact",
+            "flush",
+            "offload",
+            "retention",
+            "stats",
+            "templates"
+        ])
     );
     assert_eq!(j("flush")["rows"], 182);
+    // Every stored message was mined; `_template:ID` finds as many records as the
+    // listing counts for ID (and the ids folded into it); the field shows only
+    // when named.
+    let t = j("templates");
+    assert_eq!(t["counted"], 182, "{t}");
+    assert_eq!(t["total"], t["listed"], "{t}");
+    assert!(t["total"].as_u64().unwrap() >= 2, "{t}");
+    assert_eq!(t["top_count"], t["top_queried"], "{t}");
+    assert!(t["top_text"].as_str().unwrap().contains("<*>"), "{t}");
+    assert_eq!(t["hidden"], false, "{t}");
+    assert_eq!(t["named"], true, "{t}");
     assert_eq!(j("stats"), 182);
     assert_eq!(j("count_after_flush"), 182);
     assert_eq!(j("readyz"), serde_json::json!([200, true]));

@@ -29,7 +29,10 @@ use crate::walrec;
 pub use crate::walrec::{Position, Retract};
 
 mod offload;
+mod templates;
+
 pub use offload::{OffloadStats, RetentionRule, RetentionStats};
+pub use templates::{TemplateInfo, TemplatesError, TEMPLATE_FIELD};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub struct EngineConfig {
     pub pack_bytes: usize,
     /// The object store sealed segments are offloaded to, if any.
     pub tier: Option<crate::tier::TierConfig>,
+    /// Template mining ([`crate::template`]): each record gets the `_template`
+    /// field. `None` turns it off.
+    pub templates: Option<crate::template::MinerConfig>,
 }
 
 impl EngineConfig {
@@ -66,6 +72,7 @@ impl EngineConfig {
             flushes_in_flight: 2,
             pack_bytes: 8 << 20,
             tier: None,
+            templates: Some(crate::template::MinerConfig::default()),
         }
     }
 }
@@ -124,6 +131,9 @@ pub enum EngineError {
     /// From the object store.
     #[error(transparent)]
     Tier(#[from] crate::tier::TierError),
+    /// From the template file.
+    #[error(transparent)]
+    Templates(#[from] TemplatesError),
     /// The engine was opened read-only (from an object store).
     #[error("this node is read-only (opened from the object store): it does not ingest, flush, compact, offload or delete")]
     ReadOnly,
@@ -180,6 +190,20 @@ struct State {
     /// At most [`OPEN_READERS_MAX`]; the least recently used go first (a query
     /// holding one keeps it alive).
     readers: Readers,
+    /// Template miners, up to the last append (when mining is on).
+    miners: Option<templates::Miners>,
+    /// The template file last put in the object store by this process.
+    remote_templates: Option<String>,
+}
+
+impl State {
+    /// Mines `records` (when mining is on) and adds them to the memtable.
+    fn insert(&mut self, tenant: &Tenant, mut records: Vec<Record>, raw_bytes: u64) {
+        if let Some(m) = &mut self.miners {
+            m.mine(tenant, &mut records);
+        }
+        self.memtable.insert(tenant, records, raw_bytes);
+    }
 }
 
 /// Open segment readers kept at once: each holds its footer, index directory and
@@ -421,6 +445,28 @@ impl Engine {
             }
         }
         sweep_orphans(&dir, &manifest)?;
+        let mut miners = match &cfg.templates {
+            None => None,
+            Some(mc) => Some(match &manifest.templates {
+                None => templates::Miners::new(mc.clone()),
+                Some(name) => {
+                    let saved = match (templates::load(&dir, name), &tier) {
+                        (Ok(s), _) => s,
+                        // A lost disk or a read-only node: the store's copy.
+                        (Err(TemplatesError::Io { source, .. }), Some(t))
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            offload::fetch_templates(&dir, t, name)?
+                        }
+                        (Err(e), _) => return Err(e.into()),
+                    };
+                    templates::Miners::restore(mc.clone(), &saved)
+                }
+            }),
+        };
+        if !tier.as_ref().is_some_and(|t| t.cfg.read_only) {
+            templates::sweep(&dir, manifest.templates.as_deref());
+        }
         let mut memtable = Memtable::default();
         let mut producers = manifest.producers.clone();
         let mut positions = manifest.positions.clone();
@@ -450,7 +496,11 @@ impl Engine {
                 memtable.remove(&batch.tenant, |rec| r.matches(rec));
                 positions.insert(r.key.clone(), retracted(positions.get(&r.key), r.next));
             }
-            memtable.insert(&batch.tenant, batch.records, raw);
+            let mut records = batch.records;
+            if let Some(m) = &mut miners {
+                m.mine(&batch.tenant, &mut records);
+            }
+            memtable.insert(&batch.tenant, records, raw);
         }
         if replayed > 0 {
             tracing::info!(
@@ -482,6 +532,8 @@ impl Engine {
                     resident_max: tier.as_ref().map_or(0, |t| t.cfg.memory_cache_bytes_max),
                     ..Readers::default()
                 },
+                miners,
+                remote_templates: None,
             }),
             tier,
         })
@@ -607,7 +659,7 @@ impl Engine {
                     },
                 );
             }
-            st.memtable.insert(tenant, records, raw_bytes);
+            st.insert(tenant, records, raw_bytes);
         }
         let mut retracted = Vec::new();
         for r in confirm(range) {
@@ -634,6 +686,31 @@ impl Engine {
         let p = retracted(st.positions.get(&r.key), r.next);
         st.positions.insert(r.key.clone(), p);
         Ok(removed)
+    }
+
+    /// `tenant`'s templates, most frequent first (none when mining is off).
+    pub fn templates(&self, tenant: &Tenant) -> Vec<TemplateInfo> {
+        self.state()
+            .miners
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.list(tenant))
+    }
+
+    /// The `_template` values `_template:id` stands for: `id` and the ids of
+    /// templates folded into it ([`crate::template::Miner::canonical`]).
+    pub fn template_ids(&self, tenant: &Tenant, id: u64) -> Vec<u64> {
+        self.state()
+            .miners
+            .as_ref()
+            .map_or_else(|| vec![id], |m| m.ids_of(tenant, id))
+    }
+
+    /// Templates held in memory, over every tenant.
+    pub fn templates_held(&self) -> usize {
+        self.state()
+            .miners
+            .as_ref()
+            .map_or(0, templates::Miners::len)
     }
 
     /// The stored position of source `key`, if any of its records were ever stored.
@@ -680,7 +757,7 @@ impl Engine {
         if let Some((p, seq)) = producer {
             st.producers.record(p, *seq, range.first, range.last);
         }
-        st.memtable.insert(tenant, records, raw_bytes);
+        st.insert(tenant, records, raw_bytes);
         Ok(range)
     }
 
@@ -744,12 +821,17 @@ impl Engine {
                 st.next_seq += m.segments(self.cfg.pack_bytes).len() as u64;
                 // The producers table as of this instant covers exactly the WAL
                 // below the checkpoint: the manifest keeps it with the checkpoint.
+                // So do the miners: the records below it carry their ids.
                 (
                     Some(m),
                     self.wal.written_lsn(),
                     ticket,
                     first_seq,
-                    (st.producers.clone(), st.positions.clone()),
+                    (
+                        st.producers.clone(),
+                        st.positions.clone(),
+                        st.miners.as_ref().map(templates::Miners::snapshot),
+                    ),
                 )
             }
         };
@@ -806,9 +888,10 @@ impl Engine {
         frozen: &Arc<Memtable>,
         entries: Vec<SegmentEntry>,
         checkpoint: u64,
-        (producers, positions): (
+        (producers, positions, saved): (
             crate::dedup::Producers,
             std::collections::BTreeMap<String, SourcePosition>,
+            Option<templates::Saved>,
         ),
     ) -> Result<FlushStats> {
         let mut stats = FlushStats::default();
@@ -816,7 +899,16 @@ impl Engine {
             stats.segments += 1;
             stats.rows += e.rows;
         }
-        {
+        // The templates first: the manifest that lists the segments names them.
+        let templates_file = match saved {
+            Some(saved) => {
+                let name = templates::file_name(checkpoint);
+                templates::write(&self.dir, &name, &templates::encode(&saved))?;
+                Some(name)
+            }
+            None => None,
+        };
+        let old_templates = {
             let mut st = self.state();
             let mut next = st.manifest.clone();
             next.segments.extend(entries);
@@ -825,9 +917,23 @@ impl Engine {
             next.producers = producers;
             next.positions = positions;
             next.raw_bytes += frozen.raw_bytes();
+            let old = match templates_file {
+                Some(name) => {
+                    let old = next.templates.replace(name.clone());
+                    old.filter(|o| *o != name)
+                }
+                None => None,
+            };
             next.publish(&self.dir)?;
             st.manifest = next;
             st.frozen.retain(|m| !Arc::ptr_eq(m, frozen));
+            old
+        };
+        if let Some(old) = old_templates {
+            let p = self.dir.join(&old);
+            if let Err(e) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "could not remove an old template file");
+            }
         }
         self.wal.checkpoint(checkpoint).await?;
         Ok(stats)

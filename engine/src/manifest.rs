@@ -100,6 +100,10 @@ pub struct Manifest {
     /// Source positions as of the checkpoint (see [`crate::engine::Engine::position`]).
     #[serde(default)]
     pub positions: std::collections::BTreeMap<String, SourcePosition>,
+    /// The template miners' state as of the checkpoint: a file under the data
+    /// directory (and an object of that name once offloading put it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<String>,
 }
 
 /// Where the stored records of a numbered source (a Kafka partition) end.
@@ -121,6 +125,7 @@ impl Default for Manifest {
             raw_bytes: 0,
             producers: Default::default(),
             positions: Default::default(),
+            templates: None,
         }
     }
 }

@@ -168,7 +168,7 @@ fn is_variable(tok: &str) -> bool {
     if tok.bytes().any(|b| b.is_ascii_digit()) {
         return true;
     }
-    let t = tok.trim_matches(|c| c == '.' || c == ':');
+    let t = tok.trim_matches(|c| matches!(c, '.' | ':' | '[' | ']' | '(' | ')'));
     t.len() == 3 && TIME_WORDS.iter().any(|w| t.eq_ignore_ascii_case(w))
 }
 

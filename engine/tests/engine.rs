@@ -467,3 +467,118 @@ fn source_positions_are_durable_with_their_records() {
     assert_eq!(e.position(&key(0)), Some(sp(50, 60)));
     assert_eq!(count(&e, 0), 60);
 }
+
+/// Every record's `(message, _template)`, by message.
+fn template_ids(e: &Engine, t: &Tenant) -> std::collections::BTreeMap<String, i64> {
+    e.search(t, &["svc"], 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let id = r
+                .fields
+                .iter()
+                .find(|(k, _)| k == engine::engine::TEMPLATE_FIELD)
+                .and_then(|(_, v)| match v {
+                    engine::model::Value::I64(i) => Some(*i),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no _template on {:?}", r.msg));
+            (r.msg, id)
+        })
+        .collect()
+}
+
+fn svc_batch(from: i64, n: i64) -> Vec<Record> {
+    (from..from + n)
+        .map(|i| {
+            let msg = match i % 4 {
+                0 => format!("svc request {i} served in {} ms", i * 7 % 300),
+                1 => format!("svc user u{i} logged in from 10.0.0.{}", i % 250),
+                // Words that differ: siblings, folding once more than 3 were seen.
+                2 => format!(
+                    "svc cache {} warmed {i}",
+                    ["alpha", "beta", "gamma", "delta", "eps"][(i as usize / 4) % 5]
+                ),
+                _ => format!("svc shutting down worker {i}"),
+            };
+            rec(1_700_000_000_000_000_000 + i * 1_000_000_000, &msg)
+        })
+        .collect()
+}
+
+#[test]
+fn template_ids_survive_flushes_crashes_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let t = Tenant::default();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    rt.block_on(e.ingest(&t, svc_batch(0, 40), 0)).unwrap();
+    rt.block_on(e.flush()).unwrap();
+    rt.block_on(e.ingest(&t, svc_batch(40, 40), 0)).unwrap();
+    rt.block_on(e.flush()).unwrap();
+    // Left in the WAL and the memtable only.
+    rt.block_on(e.ingest(&t, svc_batch(80, 40), 0)).unwrap();
+    let before = template_ids(&e, &t);
+    let listed = e.templates(&t);
+    assert_eq!(before.len(), 120);
+    // Four patterns; the cache lines folded (their later ids alias the first).
+    let distinct: std::collections::BTreeSet<i64> = before.values().copied().collect();
+    assert!(distinct.len() >= 4, "{distinct:?}");
+    assert!(
+        listed.iter().any(|l| l.alias_of.is_some()),
+        "the cache lines fold: {listed:?}"
+    );
+    let files = |d: &std::path::Path| std::fs::read_dir(d.join("templates")).unwrap().count();
+    assert_eq!(files(dir.path()), 1, "older template files are removed");
+    // A crash: no close, no flush.
+    drop(e);
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(template_ids(&e, &t), before, "same ids after a crash");
+    assert_eq!(e.templates(&t), listed, "same templates after a crash");
+    // Known messages keep their template; a new kind gets the next id.
+    rt.block_on(e.ingest(&t, svc_batch(120, 4), 0)).unwrap();
+    rt.block_on(e.ingest(
+        &t,
+        vec![rec(1_700_000_000_000_000_000, "svc something new entirely")],
+        0,
+    ))
+    .unwrap();
+    let after = template_ids(&e, &t);
+    for i in 120..124 {
+        let msg = &svc_batch(i, 1)[0].msg;
+        let same_kind = &svc_batch(i - 4, 1)[0].msg;
+        let (id, kind) = (after[msg] as u64, after[same_kind] as u64);
+        let canonical = |i: u64| {
+            listed
+                .iter()
+                .find(|l| l.id == i)
+                .and_then(|l| l.alias_of)
+                .unwrap_or(i)
+        };
+        assert_eq!(canonical(id), canonical(kind), "{msg} and {same_kind}");
+    }
+    let max = listed.iter().map(|l| l.id).max().unwrap();
+    assert_eq!(after["svc something new entirely"], max as i64 + 1);
+    // Compaction rewrites segments, not ids; a clean close and reopen neither.
+    rt.block_on(e.flush()).unwrap();
+    rt.block_on(e.compact()).unwrap();
+    assert_eq!(template_ids(&e, &t), after);
+    rt.block_on(e.close()).unwrap();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(template_ids(&e, &t), after);
+    drop(e);
+    // A damaged template file is refused with its name, not silently replaced
+    // (fresh ids would collide with the stored ones).
+    let tpl = std::fs::read_dir(dir.path().join("templates"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&tpl).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&tpl, bytes).unwrap();
+    let err = Engine::open(cfg(dir.path())).err().unwrap().to_string();
+    assert!(err.contains("checksum") && err.contains(".tpl"), "{err}");
+}

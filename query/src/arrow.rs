@@ -207,8 +207,11 @@ pub fn records_to_batches_each(
     let mut fields: BTreeMap<&str, Option<Kind>> = BTreeMap::new();
     for r in records {
         for (i, (k, v)) in r.fields.iter().enumerate() {
-            let fixed =
-                k == "_time" || k == "_stream" || k == "_msg" || (has_level && k == "level");
+            let fixed = k == "_time"
+                || k == "_stream"
+                || k == "_msg"
+                || (has_level && k == "level")
+                || crate::eval::hidden(k);
             if fixed || r.fields.iter().take(i).any(|(k2, _)| k2 == k) {
                 continue;
             }

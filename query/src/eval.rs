@@ -334,6 +334,12 @@ pub fn apply_table_pipes(pipes: &[Pipe], mut table: Table) -> Table {
     table
 }
 
+/// Fields a record shows only when a pipe names them (`| fields _template`,
+/// `| stats ... by (_template)`): the template id every record carries.
+pub fn hidden(field: &str) -> bool {
+    field == engine::engine::TEMPLATE_FIELD
+}
+
 /// Applies pipes to a table of records. Unless a pipe names the columns (`fields`,
 /// `stats`, `top`, `uniq`), only the field columns some returned row has a value in
 /// are kept, so `| limit 2` shows the fields of those two records.
@@ -346,10 +352,11 @@ fn record_pipes(pipes: &[Pipe], table: Table) -> Table {
         let keep: Vec<bool> = (0..table.columns.len())
             .map(|i| {
                 i < 3
-                    || table
-                        .rows
-                        .iter()
-                        .any(|r| r.get(i).is_some_and(|c| *c != Cell::Null))
+                    || (table.columns.get(i).is_none_or(|c| !hidden(c))
+                        && table
+                            .rows
+                            .iter()
+                            .any(|r| r.get(i).is_some_and(|c| *c != Cell::Null)))
             })
             .collect();
         let mut k = keep.iter();

@@ -190,6 +190,46 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// The filter with each `_template:ID` widened to the ids folded into that
+/// template since (`_template:3` also matches records given 7 before 7 folded into
+/// 3); `None` when nothing changes.
+fn resolve_templates(engine: &Engine, tenant: &Tenant, f: &Filter) -> Option<Filter> {
+    let both = |a: &Filter, b: &Filter| -> Option<(Filter, Filter)> {
+        match (
+            resolve_templates(engine, tenant, a),
+            resolve_templates(engine, tenant, b),
+        ) {
+            (None, None) => None,
+            (x, y) => Some((
+                x.unwrap_or_else(|| a.clone()),
+                y.unwrap_or_else(|| b.clone()),
+            )),
+        }
+    };
+    match f {
+        Filter::And(a, b) => both(a, b).map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+        Filter::Or(a, b) => both(a, b).map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+        Filter::Not(a) => resolve_templates(engine, tenant, a).map(|a| Filter::Not(Box::new(a))),
+        Filter::Field {
+            field,
+            cond: Cond::Word(w),
+        } if field == engine::engine::TEMPLATE_FIELD => {
+            let id: u64 = w.parse().ok()?;
+            let ids = engine.template_ids(tenant, id);
+            if ids.len() < 2 {
+                return None;
+            }
+            ids.into_iter()
+                .map(|i| Filter::Field {
+                    field: field.clone(),
+                    cond: Cond::Word(i.to_string()),
+                })
+                .reduce(|a, b| Filter::Or(Box::new(a), Box::new(b)))
+        }
+        _ => None,
+    }
+}
+
 /// The `[start, end)` every matching record's time lies in, from `_time` filters
 /// that must hold (those joined by AND at the top).
 /// Stream labels (`name=value`) every matching record carries: the positive
@@ -1211,6 +1251,17 @@ fn answer(
     limits: &Limits,
 ) -> Result<Answer, QueryError> {
     let started = Instant::now();
+    let resolved;
+    let q = match resolve_templates(engine, tenant, &q.filter) {
+        Some(filter) => {
+            resolved = Query {
+                filter,
+                pipes: q.pipes.clone(),
+            };
+            &resolved
+        }
+        None => q,
+    };
     let compiled = Compiled::new(&q.filter)?;
     let bounds = time_bounds(&q.filter);
     let mut need = Need::default();

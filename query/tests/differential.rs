@@ -4,6 +4,7 @@
 
 use engine::engine::{Engine, EngineConfig};
 use engine::model::{Record, Tenant, Value};
+use engine::template::{Miner, MinerConfig};
 use proptest::prelude::*;
 use query::eval::run_naive;
 use query::{parse, run, run_batches, Limits};
@@ -126,6 +127,7 @@ fn atom(rng: &mut TestRng) -> String {
         12 => "*".into(),
         13 => format!("_msg:{w}"),
         14 => "host:\"h1\"".into(),
+        15 if rng.gen_bool(0.5) => format!("_template:{}", rng.gen_range(0..12)),
         _ => format!("{}:{}", ["R02", "42", "blk_7"][rng.gen_range(0..3)], "x"),
     }
 }
@@ -154,7 +156,7 @@ fn pipes(rng: &mut TestRng) -> String {
         5 => " | top 3 by (host)".into(),
         6 => " | uniq by (host, level)".into(),
         7 => " | sort by (status desc, _time) | limit 7".into(),
-        8 => " | fields _time, level, host, service | limit 5".into(),
+        8 => [" | fields _time, level, host, service | limit 5", " | stats count() by (_template)", " | fields _template, _msg | limit 9"][rng.gen_range(0..3)].into(),
         9 => [" | stats count() | fields count()", " | stats count() by (_time:1h)", " | stats count(), count() by (_time:1d)"][rng.gen_range(0..3)].into(),
         _ => " | stats max(latency) by (service, host) | sort by (max(latency)) desc | limit 3".into(),
     }
@@ -174,7 +176,14 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let e = Engine::open(cfg).unwrap();
         let t = Tenant::default();
-        let all = records(&mut rng, 300);
+        let mut all = records(&mut rng, 300);
+        // The reference gets the template ids the engine gives, from a miner fed
+        // the same records in the same order.
+        let mut miner = Miner::new(MinerConfig::default());
+        for r in &mut all {
+            let id = miner.mine(&r.msg, r.time_ns);
+            r.fields.push(("_template".into(), Value::I64(id as i64)));
+        }
         // Three flushed batches (several segments per day) and one left in memory.
         for (i, chunk) in all.chunks(80).enumerate() {
             rt.block_on(e.ingest(&t, chunk.to_vec(), 0)).unwrap();
@@ -185,7 +194,18 @@ proptest! {
         for _ in 0..40 {
             let text = format!("{}{}", filter(&mut rng, 3), pipes(&mut rng));
             let q = parse(&text, 1_700_500_000_000_000_000).unwrap_or_else(|e| panic!("{text}: {e}"));
-            let want = run_naive(&q, &all).unwrap();
+            // `_template:N` also matches the ids folded into N: the reference scans
+            // for them all.
+            let mut widened = text.clone();
+            for id in (0..12u64).rev() {
+                let ids = e.template_ids(&t, id);
+                if ids.len() > 1 {
+                    let alts: Vec<String> = ids.iter().map(|i| format!("_template:{i}")).collect();
+                    widened = widened.replace(&format!("_template:{id}"), &format!("({})", alts.join(" OR ")));
+                }
+            }
+            let wq = parse(&widened, 1_700_500_000_000_000_000).unwrap();
+            let want = run_naive(&wq, &all).unwrap();
             let got = run(&e, &t, &q, &Limits::default()).unwrap_or_else(|e| panic!("{text}: {e}"));
             prop_assert_eq!(&got.columns, &want.columns, "{}", text);
             prop_assert_eq!(got.rows.len(), want.rows.len(), "{}", text);

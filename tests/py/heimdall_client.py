@@ -139,6 +139,20 @@ def scenario_api(grpc_addr, http_addr):
     seen["flush"] = json.loads(next(iter(c.do_action(fl.Action("flush", b"")))).body.to_pybytes())
     seen["stats"] = json.loads(next(iter(c.do_action(fl.Action("stats", b"")))).body.to_pybytes())["records"]
     seen["count_after_flush"] = flight_rows(grpc_addr, "* | stats count()")[0]["count()"]
+    # Mined templates: the listing, and `_template:ID` over Flight agreeing with it.
+    tpl = json.loads(next(iter(c.do_action(fl.Action("templates", json.dumps({"limit": 1000}).encode())))).body.to_pybytes())
+    top = tpl["templates"][0]
+    folded = sum(t["count"] for t in tpl["templates"] if t["alias_of"] == top["id"])
+    seen["templates"] = {
+        "total": tpl["total"],
+        "listed": len(tpl["templates"]),
+        "counted": sum(t["count"] for t in tpl["templates"]),
+        "top_count": top["count"] + folded,
+        "top_queried": flight_rows(grpc_addr, f"_template:{top['id']} | stats count()")[0]["count()"],
+        "top_text": top["text"],
+        "hidden": "_template" in flight_rows(grpc_addr, "* | limit 1")[0],
+        "named": flight_rows(grpc_addr, f"_template:{top['id']} | fields _template | limit 1")[0]["_template"] == top["id"],
+    }
 
     with urllib.request.urlopen(f"http://{http_addr}/readyz") as r:
         seen["readyz"] = [r.status, json.loads(r.read())["ready"]]

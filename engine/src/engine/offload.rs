@@ -125,6 +125,30 @@ pub(super) fn open_manifest(dir: &std::path::Path, tier: &Tier) -> Result<Manife
     }
 }
 
+/// The store's copy of the template file `name` (a lost disk, a read-only node),
+/// also written to the data directory unless the node is read-only.
+pub(super) fn fetch_templates(
+    dir: &std::path::Path,
+    tier: &Tier,
+    name: &str,
+) -> Result<super::templates::Saved> {
+    let path = dir.join(name);
+    let Some(bytes) = tier.store.get(name)? else {
+        return Err(super::TemplatesError::Corrupt {
+            path: std::path::PathBuf::from(format!("{}/{name}", tier.cfg.url)),
+            what: "the manifest names it, but neither the data directory nor the object \
+                   store has it"
+                .into(),
+        }
+        .into());
+    };
+    let saved = super::templates::decode(&path, &bytes)?;
+    if !tier.cfg.read_only {
+        super::templates::write(dir, name, &bytes)?;
+    }
+    Ok(saved)
+}
+
 impl Engine {
     /// The object store, when one is configured.
     pub fn tier(&self) -> Option<&Arc<Tier>> {
@@ -259,11 +283,58 @@ impl Engine {
         Ok(())
     }
 
+    /// Puts the template file `name` (the local manifest's) in the store unless it
+    /// is there already; the name the store's manifest is to list (the one put
+    /// before, if the file was replaced by a newer flush meanwhile), and the
+    /// object that name replaces.
+    fn upload_templates(
+        &self,
+        tier: &Tier,
+        name: Option<String>,
+    ) -> Result<(Option<String>, Option<String>)> {
+        let before = self.state().remote_templates.clone();
+        let mut name = name;
+        // A flush may replace the file between reading the manifest and reading
+        // the file: then the newer one goes.
+        for _ in 0..8 {
+            let Some(n) = name else {
+                return Ok((before, None));
+            };
+            if before.as_deref() == Some(n.as_str()) {
+                return Ok((before, None));
+            }
+            let path = self.dir.join(&n);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    tier.store.put(&n, Bytes::from(bytes))?;
+                    self.state().remote_templates = Some(n.clone());
+                    return Ok((Some(n), before));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    name = self.state().manifest.templates.clone();
+                }
+                Err(e) => return Err(io_err("read", &path)(e)),
+            }
+        }
+        Ok((before, None))
+    }
+
+    /// Puts the store's manifest `m`, with the template file it names put first
+    /// (the store's manifest never names an object the store lacks).
     fn put_remote_manifest(&self, tier: &Tier, m: &Manifest) -> Result<()> {
-        let text = serde_json::to_vec(m).map_err(|e| {
+        let mut m = m.clone();
+        let (templates, replaced) = self.upload_templates(tier, m.templates.take())?;
+        m.templates = templates;
+        let text = serde_json::to_vec(&m).map_err(|e| {
             EngineError::Tier(TierError::Config(format!("encoding the manifest: {e}")))
         })?;
         tier.store.put(REMOTE_MANIFEST, Bytes::from(text))?;
+        if let Some(old) = replaced {
+            // The store's manifest no longer names it.
+            if let Err(e) = tier.store.delete(&old) {
+                tracing::warn!(object = %old, error = %e, "could not remove an old template object");
+            }
+        }
         Ok(())
     }
 
@@ -516,9 +587,18 @@ impl Engine {
         };
         let name = std::path::PathBuf::from(format!("{}/{REMOTE_MANIFEST}", tier.cfg.url));
         let m = Manifest::parse(&String::from_utf8_lossy(&b), &name)?;
+        let saved = match (&m.templates, &self.cfg.templates) {
+            (Some(name), Some(_)) if self.state().manifest.templates != m.templates => {
+                Some(fetch_templates(&self.dir, tier, name)?)
+            }
+            _ => None,
+        };
         let mut st = self.state();
         if st.manifest == m {
             return Ok(false);
+        }
+        if let (Some(saved), Some(mc)) = (saved, &self.cfg.templates) {
+            st.miners = Some(super::templates::Miners::restore(mc.clone(), &saved));
         }
         st.readers
             .retain(|f| m.segments.iter().any(|s| s.file == f));

@@ -24,21 +24,24 @@ pub(super) fn set_config_file(p: Option<PathBuf>) {
     let _ = CONFIG_FILE.set(p);
 }
 
-/// The object store of the `--config` file, for `data_dir`.
-fn tier(data_dir: &Path) -> Result<Option<engine::tier::TierConfig>> {
+/// The `--config` file's settings (`[object_store]`, `[templates]`), for
+/// `data_dir`; the defaults without one.
+fn file_config(data_dir: &Path) -> Result<crate::serve::Config> {
     let Some(file) = CONFIG_FILE.get().cloned().flatten() else {
-        return Ok(None);
+        return Ok(crate::serve::Config::default());
     };
     let over = crate::serve::Overrides {
         data_dir: Some(data_dir.to_path_buf()),
         ..Default::default()
     };
-    Ok(crate::serve::Config::load(Some(&file), &over)?.tier())
+    crate::serve::Config::load(Some(&file), &over)
 }
 
 fn config(data_dir: &Path) -> Result<EngineConfig> {
     let mut cfg = EngineConfig::new(data_dir);
-    cfg.tier = tier(data_dir)?;
+    let file = file_config(data_dir)?;
+    cfg.tier = file.tier();
+    cfg.templates = file.templates.miner();
     // A one-shot command gains nothing from preallocated or recycled WAL files, and
     // they would sit in the data directory afterwards.
     cfg.wal.preallocate = false;
@@ -291,7 +294,7 @@ pub(super) fn record_json(r: &Record) -> serde_json::Value {
     if let Some(l) = &r.level {
         m.insert("level".into(), l.clone().into());
     }
-    for (k, v) in &r.fields {
+    for (k, v) in r.fields.iter().filter(|(k, _)| !query::eval::hidden(k)) {
         let v = match v {
             Value::Str(s) => serde_json::Value::from(s.clone()),
             Value::I64(i) => (*i).into(),
@@ -355,6 +358,7 @@ pub(super) fn stats(data_dir: &Path, json: bool) -> Result<()> {
                 "index_bytes": s.index_bytes,
                 "metadata_bytes": s.metadata_bytes,
                 "wal_bytes": s.wal_bytes,
+                "templates": engine.templates_held(),
             })
         );
     } else {
@@ -369,6 +373,7 @@ pub(super) fn stats(data_dir: &Path, json: bool) -> Result<()> {
         println!("  index          {}", s.index_bytes);
         println!("  metadata       {}", s.metadata_bytes);
         println!("  WAL            {}", s.wal_bytes);
+        println!("templates        {}", engine.templates_held());
     }
     Ok(())
 }

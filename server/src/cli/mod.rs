@@ -3,6 +3,7 @@
 mod data;
 mod query_cmd;
 mod remote;
+mod templates_cmd;
 mod wal_cmd;
 
 use std::path::PathBuf;
@@ -113,6 +114,27 @@ enum Command {
         connect: Option<String>,
         /// The query, e.g. `error _time:1h | stats count() by (level)`.
         query: String,
+    },
+    /// The log templates mined from a tenant's messages (`_template` values), most
+    /// frequent first: id, count, first and last seen, text (`<*>` marks a
+    /// variable part).
+    Templates {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Most templates to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print the JSON the `templates` Flight action returns.
+        #[arg(long)]
+        json: bool,
+        /// Ask the server at this gRPC address (host:port) instead of reading a
+        /// data directory.
+        #[arg(long)]
+        connect: Option<String>,
     },
     /// Run the server: gRPC ingest and Arrow Flight queries on one address, HTTP
     /// (health, metrics, JSON-lines insert) on another. Defaults: data in
@@ -261,6 +283,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             max_rows,
             text: &query,
         }),
+        Command::Templates {
+            data_dir,
+            tenant,
+            limit,
+            json,
+            connect,
+        } => templates_cmd::run(&data_dir, connect.as_deref(), &tenant, limit, json),
         Command::Compact { data_dir } => data::compact(&data_dir),
         Command::Offload { data_dir } => data::offload(&data_dir),
         Command::Serve {

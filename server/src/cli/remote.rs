@@ -63,6 +63,34 @@ pub(super) fn query(addr: &str, tenant: &str, text: &str, timeout: Duration) -> 
     })
 }
 
+/// Runs the Flight action `kind` with a JSON `body` on the server at `addr`; its
+/// (one) JSON result.
+pub(super) fn action(
+    addr: &str,
+    kind: &str,
+    body: serde_json::Value,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut client = FlightClient::new(channel(addr, timeout).await?);
+        let results: Vec<bytes::Bytes> = client
+            .do_action(arrow_flight::Action::new(kind, body.to_string()))
+            .await
+            .map_err(flight_error)?
+            .try_collect()
+            .await
+            .map_err(flight_error)?;
+        let first = results
+            .first()
+            .with_context(|| format!("the server's {kind} action returned nothing"))?;
+        serde_json::from_slice(first)
+            .with_context(|| format!("the server's {kind} action returned no JSON"))
+    })
+}
+
 fn to_pb(r: Record) -> pb::Record {
     pb::Record {
         time_unix_nano: r.time_ns,

@@ -16,6 +16,10 @@
 //! flush_threads = 2                # segment writers (default: the cores)
 //! backlog_bytes_max = 268435456    # refuse writes (RESOURCE_EXHAUSTED) above this
 //!
+//! [templates]                      # log-template mining (the `_template` field)
+//! enabled = true
+//! max = 100000                     # per tenant; beyond, new kinds get id 0
+//!
 //! [object_store]                   # optional; see docs/object-storage.md
 //! url = "s3://bucket/prefix"       # or gs://, az://, file:///dir
 //! endpoint = "http://127.0.0.1:9000"   # S3-compatible servers; omitted for AWS
@@ -58,9 +62,40 @@ pub(crate) struct Config {
     pub(crate) sources: Sources,
     pub(crate) object_store: Option<ObjectStoreConfig>,
     pub(crate) retention: Vec<Retention>,
+    pub(crate) templates: TemplatesConfig,
     /// Serve the object store's data read-only (`serve --read-only`).
     #[serde(skip)]
     pub(crate) read_only: bool,
+}
+
+/// `[templates]`: log-template mining on ingest (docs/templates.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TemplatesConfig {
+    /// Mine templates (each record gets `_template`).
+    pub(crate) enabled: bool,
+    /// Most templates kept per tenant; beyond, a message of a new kind gets id 0.
+    pub(crate) max: usize,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        let d = engine::template::MinerConfig::default();
+        TemplatesConfig {
+            enabled: true,
+            max: d.templates_max,
+        }
+    }
+}
+
+impl TemplatesConfig {
+    /// The engine's setting.
+    pub(crate) fn miner(&self) -> Option<engine::template::MinerConfig> {
+        self.enabled.then(|| engine::template::MinerConfig {
+            templates_max: self.max,
+            ..Default::default()
+        })
+    }
 }
 
 /// `[object_store]`: where sealed segments are offloaded (docs/object-storage.md).
@@ -306,6 +341,7 @@ impl Default for Config {
             sources: Sources::default(),
             object_store: None,
             retention: Vec::new(),
+            templates: TemplatesConfig::default(),
             read_only: false,
         }
     }

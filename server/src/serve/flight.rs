@@ -1,6 +1,6 @@
 //! The Arrow Flight service: queries (`DoGet`, `GetFlightInfo`), ingest of Arrow
 //! record batches (`DoPut`) and operations (`DoAction`: `flush`, `compact`,
-//! `stats`, `offload`, `retention`).
+//! `stats`, `offload`, `retention`, `templates`).
 //!
 //! A ticket (and a `GetFlightInfo` command) is either a UTF-8 JSON object
 //! `{"query": "...", "tenant": "...", "limit": N}` (only `query` required) or the
@@ -62,6 +62,44 @@ impl QueryTicket {
             None => self.query.clone(),
         }
     }
+}
+
+/// The body of a `templates` action (all optional; an empty body is the
+/// default tenant's 100 most frequent).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemplatesRequest {
+    #[serde(default)]
+    pub(crate) tenant: Option<String>,
+    #[serde(default)]
+    pub(crate) limit: Option<usize>,
+}
+
+/// A tenant's templates as JSON, most frequent first: `{"total": N, "templates":
+/// [{"id", "text", "count", "first_seen", "last_seen", "alias_of"}]}` (times
+/// RFC 3339); what the `templates` action and `heimdall templates --json` print.
+pub(crate) fn templates_json(
+    engine: &engine::engine::Engine,
+    tenant: &engine::model::Tenant,
+    limit: usize,
+) -> serde_json::Value {
+    let all = engine.templates(tenant);
+    let time = engine::ingest::time::format_rfc3339;
+    let list: Vec<serde_json::Value> = all
+        .iter()
+        .take(limit)
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id,
+                "text": t.text,
+                "count": t.count,
+                "first_seen": time(t.first_seen),
+                "last_seen": time(t.last_seen),
+                "alias_of": t.alias_of,
+            })
+        })
+        .collect();
+    serde_json::json!({ "total": all.len(), "templates": list })
 }
 
 /// The Flight service of a node.
@@ -283,8 +321,26 @@ impl FlightService for Flight {
                     "bytes": s.bytes,
                 }))))
             }
+            "templates" => {
+                let req: TemplatesRequest = if action.body.iter().all(u8::is_ascii_whitespace) {
+                    TemplatesRequest::default()
+                } else {
+                    serde_json::from_slice(&action.body).map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "the templates action takes {{\"tenant\": ..., \"limit\": N}} (both optional): {e}"
+                        ))
+                    })?
+                };
+                let tenant = engine::model::Tenant::new(req.tenant.unwrap_or_else(|| "default".into()))
+                    .map_err(|e| Status::invalid_argument(format!("tenant: {e}")))?;
+                Ok(Response::new(json_result(templates_json(
+                    &node.engine,
+                    &tenant,
+                    req.limit.unwrap_or(100),
+                ))))
+            }
             other => Err(Status::invalid_argument(format!(
-                "unknown action {other:?}: the actions are flush, compact, stats, offload and retention"
+                "unknown action {other:?}: the actions are flush, compact, stats, offload, retention and templates"
             ))),
         }
     }
@@ -310,6 +366,10 @@ impl FlightService for Flight {
             (
                 "retention",
                 "Apply the [[retention]] rules now; returns {local_segments, remote_segments, rows, bytes}.",
+            ),
+            (
+                "templates",
+                "The log templates mined from a tenant's messages, most frequent first; body {\"tenant\", \"limit\"} (optional); returns {total, templates: [{id, text, count, first_seen, last_seen, alias_of}]}.",
             ),
         ];
         let list: Vec<Result<ActionType, Status>> = actions

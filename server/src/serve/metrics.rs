@@ -180,6 +180,11 @@ impl Metrics {
             "Segments listed in the manifest.",
             m.segments as f64,
         );
+        f.gauge(
+            "heimdall_templates",
+            "Log templates mined so far, over every tenant (capped per tenant by [templates] max).",
+            engine.templates_held() as f64,
+        );
         f.counter(
             "heimdall_queries",
             "Queries answered or failed.",

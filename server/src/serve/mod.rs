@@ -6,7 +6,7 @@
 
 pub(crate) mod codec;
 pub(crate) mod config;
-mod flight;
+pub(crate) mod flight;
 mod http;
 mod ingest;
 pub(crate) mod kafka;
@@ -204,6 +204,7 @@ impl Node {
             "local_segment_bytes": s.local_segment_bytes,
             "object_store": self.tiering.json(self),
             "memtable_bytes": self.engine.memory().memtable_bytes,
+            "templates": self.engine.templates_held(),
             "sources": self.sources.status.iter().map(|s| s.json()).collect::<Vec<_>>(),
         }))
     }
@@ -275,6 +276,7 @@ async fn serve(cfg: Config) -> Result<()> {
     ecfg.memtable_bytes_max = cfg.limits.memtable_bytes_max;
     ecfg.flush_threads = cfg.limits.flush_threads;
     ecfg.tier = cfg.tier();
+    ecfg.templates = cfg.templates.miner();
     let started = Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::open(ecfg))
         .await
