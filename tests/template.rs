@@ -215,3 +215,48 @@ fn templates_from_the_cli_fit_their_records_and_keep_their_ids() {
     assert_eq!(lines.len(), 1 + 5 + 1, "{text}");
     assert!(lines[6].contains("of"), "{text}");
 }
+
+/// `[templates]`: the cap gives new kinds id 0 once reached (existing templates go
+/// on matching), and mining can be turned off.
+#[test]
+fn the_template_cap_and_switch_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = loghub_dir().join("OpenSSH").join("OpenSSH_2k.log");
+    let file = file.to_str().unwrap();
+    let capped = dir.path().join("capped.toml");
+    std::fs::write(&capped, "[templates]\nmax = 5\n").unwrap();
+    let data = dir.path().join("a");
+    let data = data.to_str().unwrap();
+    let cfg = capped.to_str().unwrap();
+    heimdall(&["--config", cfg, "ingest", "--data-dir", data, file]);
+    let l: serde_json::Value = serde_json::from_str(&heimdall(&[
+        "--config",
+        cfg,
+        "templates",
+        "--data-dir",
+        data,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(l["total"], 5, "{l}");
+    let counted: u64 = l["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["count"].as_u64().unwrap())
+        .sum();
+    let other = query_jsonl(&["--data-dir", data], "_template:0 | stats count()");
+    let other = other[0]["count()"].as_u64().unwrap();
+    assert!(other > 0, "lines of new kinds past the cap get 0");
+    assert_eq!(counted + other, 2000);
+
+    let off = dir.path().join("off.toml");
+    std::fs::write(&off, "[templates]\nenabled = false\n").unwrap();
+    let data = dir.path().join("b");
+    let data = data.to_str().unwrap();
+    let cfg = off.to_str().unwrap();
+    heimdall(&["--config", cfg, "ingest", "--data-dir", data, file]);
+    let none = query_jsonl(&["--data-dir", data], "_template:* | stats count()");
+    assert_eq!(none[0]["count()"], 0);
+    assert!(!std::path::Path::new(data).join("templates").exists());
+}

@@ -29,6 +29,10 @@ struct Args {
     /// Passes over the whole corpus for the speed figure.
     #[arg(long, default_value_t = 200)]
     repeat: usize,
+    /// Also time one pass over this file's whole lines (what `heimdall ingest`
+    /// stores as `_msg` of raw input, headers included), e.g. `heimdall-gen` output.
+    #[arg(long)]
+    raw: Option<PathBuf>,
 }
 
 /// Drain's grouping accuracy (He et al., ICSE-SEIP 2019).
@@ -127,5 +131,30 @@ fn main() -> Result<()> {
         m.templates().len(),
         peak_rss_kib()
     );
+    if let Some(path) = &a.raw {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut m = Miner::new(MinerConfig {
+            similarity: a.similarity,
+            siblings_max: a.siblings_max,
+            ..MinerConfig::default()
+        });
+        let t = Instant::now();
+        let (mut n, mut check) = (0u64, 0u64);
+        for (i, line) in text.lines().enumerate() {
+            check = check.wrapping_add(m.mine(line, i as i64));
+            n += 1;
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "raw lines of {}: {n} lines ({:.1} MB) in {s:.2} s = {:.0} lines/s, {:.1} MB/s on one core ({} templates, peak RSS {} KiB, checksum {check})",
+            path.display(),
+            text.len() as f64 / 1e6,
+            n as f64 / s,
+            text.len() as f64 / 1e6 / s,
+            m.templates().len(),
+            peak_rss_kib()
+        );
+    }
     Ok(())
 }

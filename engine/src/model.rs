@@ -115,6 +115,21 @@ impl Value {
             Value::Bool(b) => b.to_string(),
         }
     }
+
+    /// [`Value::to_text`] appended to `out` (no allocation of its own).
+    pub fn write_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Value::Str(s) => {
+                out.push_str(s);
+                Ok(())
+            }
+            Value::I64(i) => write!(out, "{i}"),
+            Value::F64(x) => write!(out, "{x}"),
+            Value::Bool(b) => write!(out, "{b}"),
+        };
+    }
 }
 
 /// Stream labels, sorted by name (so equal label sets compare and hash equal).

@@ -1,4 +1,4 @@
-//! Online log-template mining (issue 8; in progress): each message gets a template
+//! Online log-template mining (issue 8): each message gets a template
 //! (its text with `<*>` for the variable parts) and a template id, as records
 //! arrive, with one configuration for every kind of log.
 //!
@@ -6,7 +6,8 @@
 //! message is split into tokens at whitespace, `,` and `=` (those two are tokens
 //! too); a token with a digit, or
 //! a month or weekday name, is a variable from the start. Messages with the same
-//! token count and the same first two tokens form a group; a message joins the
+//! token count and the same first two constant tokens (at the same positions) form
+//! a group; a message joins the
 //! group's template with the largest share of equal positions if that share is at
 //! least [`MinerConfig::similarity`], else it starts a new template. Joining turns
 //! the positions that differ into variables, with one exception: where both hold a
@@ -19,8 +20,8 @@
 //! [`MinerConfig::templates_max`]: once reached, a message that matches no template
 //! gets [`OTHER`].
 //!
-//! Not yet done: persistence of the templates with the data (stable ids across
-//! restarts), the `_template` column, the listing command and action.
+//! The engine runs one miner per tenant on every record it stores and keeps their
+//! state with the data (`crate::engine` module `templates`; docs/templates.md).
 
 use rustc_hash::FxHashMap;
 
@@ -79,15 +80,23 @@ struct Family {
     words: rustc_hash::FxHashSet<Vec<u32>>,
 }
 
-/// A group: token count and the first two token ids.
-type GroupKey = (u32, u32, u32);
+/// A group: token count, the first two constant tokens and their positions.
+type GroupKey = (u32, u32, u32, u32);
 
+/// Constants, not the first two tokens: a raw line's first tokens are mostly its
+/// timestamp (variables), which would put every line of a length in one group
+/// and make each message compare with all of them. Every member of a group holds
+/// these tokens at these positions, so a template keeps them and its own key is
+/// its group's (what [`Miner::restore`] relies on).
 fn group_key(toks: &[u32]) -> GroupKey {
-    (
-        toks.len() as u32,
-        toks.first().copied().unwrap_or(WILD),
-        toks.get(1).copied().unwrap_or(WILD),
-    )
+    let mut constants = toks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t != WILD)
+        .map(|(i, t)| (i.min(0xffff) as u32, *t));
+    let (p1, t1) = constants.next().unwrap_or((0xffff, WILD));
+    let (p2, t2) = constants.next().unwrap_or((0xffff, WILD));
+    (toks.len() as u32, t1, t2, (p1 << 16) | p2)
 }
 
 /// A miner's state as plain data ([`Miner::snapshot`]), serialisable.
@@ -147,7 +156,7 @@ pub struct Miner {
     /// Token text -> token id.
     vocab: FxHashMap<Box<str>, u32>,
     words: Vec<Box<str>>,
-    /// (token count, first two token ids) -> indexes into `templates`.
+    /// (token count, first two constant tokens) -> indexes into `templates`.
     groups: FxHashMap<GroupKey, Vec<u32>>,
     templates: Vec<Template>,
     /// (group, template tokens with the differing positions as variables) -> its
@@ -168,28 +177,79 @@ fn is_variable(tok: &str) -> bool {
     if tok.bytes().any(|b| b.is_ascii_digit()) {
         return true;
     }
+    // A name with a few brackets or dots around it at most (`[Sun`, `Dec.`).
+    if tok.len() > 9 {
+        return false;
+    }
     let t = tok.trim_matches(|c| matches!(c, '.' | ':' | '[' | ']' | '(' | ')'));
     t.len() == 3 && TIME_WORDS.iter().any(|w| t.eq_ignore_ascii_case(w))
 }
 
+/// Byte classes for [`tokens`]: 0 a token byte, [`WS`] ASCII whitespace, [`PUNCT`]
+/// `,` or `=`, [`WIDE`] the first byte of a non-ASCII character (decoded to tell).
+const WS: u8 = 1;
+const PUNCT: u8 = 2;
+const WIDE: u8 = 3;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0x80;
+    while i < 256 {
+        t[i] = WIDE;
+        i += 1;
+    }
+    // `char::is_whitespace` of ASCII: tab, newline, vertical tab, form feed,
+    // carriage return, space.
+    t[b'\t' as usize] = WS;
+    t[b'\n' as usize] = WS;
+    t[0x0b] = WS;
+    t[0x0c] = WS;
+    t[b'\r' as usize] = WS;
+    t[b' ' as usize] = WS;
+    t[b',' as usize] = PUNCT;
+    t[b'=' as usize] = PUNCT;
+    t
+};
+
 /// The tokens of a message: runs between whitespace, `,` and `=`, and each `,` and
-/// `=` itself (so `uid=0` and `uid= 0` both read `uid`, `=`, `0`).
+/// `=` itself (so `uid=0` and `uid= 0` both read `uid`, `=`, `0`). Whitespace is
+/// Unicode's (`char::is_whitespace`); ASCII bytes are classified by a table.
 fn tokens(msg: &str) -> impl Iterator<Item = &str> {
-    let mut rest = msg;
-    std::iter::from_fn(move || loop {
-        rest = rest.trim_start();
-        let first = rest.chars().next()?;
-        let len = if first == ',' || first == '=' {
-            1
-        } else {
-            rest.find(|c: char| c.is_whitespace() || c == ',' || c == '=')
-                .unwrap_or(rest.len())
-        };
-        let (tok, tail) = rest.split_at(len);
-        rest = tail;
-        if !tok.is_empty() {
-            return Some(tok);
+    let b = msg.as_bytes();
+    let mut i = 0;
+    // (class, length) of the character at `at` (< b.len()); a non-ASCII one is
+    // whitespace or a token character.
+    let class = move |at: usize| -> (u8, usize) {
+        let c = CLASS[usize::from(b[at])];
+        if c != WIDE {
+            return (c, 1);
         }
+        let ch = msg.get(at..).and_then(|r| r.chars().next()).unwrap_or(' ');
+        (if ch.is_whitespace() { WS } else { 0 }, ch.len_utf8())
+    };
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            let (c, len) = class(i);
+            if c != WS {
+                break;
+            }
+            i += len;
+        }
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        let (c, len) = class(i);
+        i += len;
+        if c != PUNCT {
+            while i < b.len() {
+                let (c, len) = class(i);
+                if c == WS || c == PUNCT {
+                    break;
+                }
+                i += len;
+            }
+        }
+        msg.get(start..i)
     })
 }
 
@@ -547,6 +607,47 @@ mod tests {
         let t: Vec<&str> = tokens(" uid=0  euid= 5,tty x ").collect();
         assert_eq!(t, ["uid", "=", "0", "euid", "=", "5", ",", "tty", "x"]);
         assert_eq!(tokens("").count(), 0);
+        // The byte-wise split equals a plain char-wise one, Unicode whitespace
+        // (no-break space, ideographic space, vertical tab) and letters included.
+        let reference = |m: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            let mut cur = String::new();
+            for c in m.chars() {
+                if c.is_whitespace() || c == ',' || c == '=' {
+                    if !cur.is_empty() {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                    if !c.is_whitespace() {
+                        out.push(c.to_string());
+                    }
+                } else {
+                    cur.push(c);
+                }
+            }
+            if !cur.is_empty() {
+                out.push(cur);
+            }
+            out
+        };
+        let alphabet = [
+            "a", "é", "=", ",", " ", "\t", "\u{0b}", "\u{a0}", "\u{3000}", "\u{1c}", "日", "7",
+            "\r\n",
+        ];
+        let mut x = 7u64;
+        for _ in 0..3000 {
+            let mut m = String::new();
+            for _ in 0..(x % 12) {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                m.push_str(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let got: Vec<&str> = tokens(&m).collect();
+            assert_eq!(got, reference(&m), "{m:?}");
+        }
     }
 
     #[test]

@@ -123,7 +123,11 @@ impl Miners {
             let v = Value::I64(i64::try_from(id).unwrap_or(i64::MAX));
             match r.fields.iter_mut().find(|(k, _)| k == TEMPLATE_FIELD) {
                 Some((_, old)) => *old = v,
-                None => r.fields.push((TEMPLATE_FIELD.to_string(), v)),
+                None => {
+                    // Most records have few fields (raw lines none): no spare room.
+                    r.fields.reserve_exact(1);
+                    r.fields.push((TEMPLATE_FIELD.to_string(), v));
+                }
             }
         }
     }

@@ -149,6 +149,10 @@ pub fn write_segment_refs(
     if level.iter().any(Option::is_some) {
         columns.insert((ColumnKind::Level, "level".into()), Builder::Str(level));
     }
+    // Field columns by borrowed name (no allocation per value), moved into
+    // `columns` once all rows are in.
+    let mut field_columns: rustc_hash::FxHashMap<(ColumnKind, &str), Builder<'_>> =
+        Default::default();
     for (i, r) in order.iter().enumerate() {
         for (name, value) in &r.fields {
             let kind = match value {
@@ -159,15 +163,12 @@ pub fn write_segment_refs(
             };
             // The column is made (n empty rows) once, not once per value: building it
             // eagerly here made a segment with fields quadratic in its rows.
-            let col = match columns.get_mut(&(kind, name.clone())) {
-                Some(c) => c,
-                None => columns
-                    .entry((kind, name.clone()))
-                    .or_insert_with(|| match kind {
-                        ColumnKind::Str => Builder::Str(vec![None; n]),
-                        _ => Builder::I64(vec![None; n]),
-                    }),
-            };
+            let col = field_columns
+                .entry((kind, name.as_str()))
+                .or_insert_with(|| match kind {
+                    ColumnKind::Str => Builder::Str(vec![None; n]),
+                    _ => Builder::I64(vec![None; n]),
+                });
             match (col, value) {
                 (Builder::Str(v), Value::Str(s)) => v[i] = Some(s.as_str()),
                 (Builder::I64(v), Value::I64(x)) => v[i] = Some(*x),
@@ -176,6 +177,11 @@ pub fn write_segment_refs(
                 _ => unreachable!("column kind is derived from the value"),
             }
         }
+    }
+    for ((kind, name), col) in field_columns {
+        // A field named like a fixed column keeps its own (kind, name) entry, as
+        // before: the fixed columns' kinds differ from the field kinds.
+        columns.entry((kind, name.to_string())).or_insert(col);
     }
 
     let block_rows = opts.block_rows.max(1);
@@ -193,6 +199,8 @@ pub fn write_segment_refs(
     // term, block by block; the dictionaries' order (and so every ordinal) is only
     // known once all rows are seen.
     let mut index = IndexBuilder::default();
+    // A field value's text, reused.
+    let mut text = String::new();
     let mut start = 0;
     let mut block_id = 0u32;
     while start < n {
@@ -207,7 +215,9 @@ pub fn write_segment_refs(
                 index.field(k, v);
             }
             for (name, value) in &r.fields {
-                index.field(name, &value.to_text());
+                text.clear();
+                value.write_text(&mut text);
+                index.field(name, &text);
             }
         }
         block_id += 1;

@@ -157,53 +157,50 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // Flushes in flight, oldest first; at most `cfg.flushes_in_flight`.
-    let mut flushing: std::collections::VecDeque<
-        tokio::task::JoinHandle<engine::engine::Result<engine::engine::FlushStats>>,
-    > = Default::default();
-    // A flush was started and has not swapped the memtable out yet.
-    let mut swap_pending = false;
     let mut p = Progress::new();
-    let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
-    // Time the reader spent waiting for a flush to finish (flushing is the limit).
-    let mut waited = std::time::Duration::ZERO;
-    let (mut batch_bytes, mut batch_raw) = (0usize, 0u64);
-    let outcome = read_records(&a, &ctx, &mut p, |rec, n, p| {
-        batch_bytes += engine::memtable::record_bytes(&rec);
-        batch_raw += n;
-        batch.push(rec);
-        if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
-            p.records += batch.len() as u64;
-            rt.block_on(engine.ingest(&tenant, std::mem::take(&mut batch), batch_raw))?;
-            (batch_bytes, batch_raw) = (0, 0);
-            let wants = engine.wants_flush();
-            swap_pending &= wants;
-            if wants && !swap_pending {
-                // Write segments on the other core while this one keeps
-                // parsing; wait only when the most flushes are in flight.
-                while flushing.len() >= in_flight {
-                    if let Some(h) = flushing.pop_front() {
-                        let waiting = Instant::now();
-                        rt.block_on(h)??;
-                        waited += waiting.elapsed();
-                    }
+    // The reader parses while a writer thread stores (WAL append, template mining,
+    // memtable) the batch before: the two overlap on two cores.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Record>, u64)>(4);
+    let (outcome, written) = std::thread::scope(|scope| {
+        let writer = std::thread::Builder::new()
+            .name("heimdall-ingest".into())
+            .spawn_scoped(scope, || {
+                store_batches(&rt, &engine, &tenant, in_flight, rx)
+            });
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => return (Err(e.into()), Ok(std::time::Duration::ZERO)),
+        };
+        let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
+        let (mut batch_bytes, mut batch_raw) = (0usize, 0u64);
+        let outcome = read_records(&a, &ctx, &mut p, |rec, n, p| {
+            batch_bytes += engine::memtable::record_bytes(&rec);
+            batch_raw += n;
+            batch.push(rec);
+            if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+                p.records += batch.len() as u64;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
+                if tx.send((full, batch_raw)).is_err() {
+                    bail!("storing stopped");
                 }
-                let e = Arc::clone(&engine);
-                flushing.push_back(rt.spawn(async move { e.flush().await }));
-                swap_pending = true;
+                (batch_bytes, batch_raw) = (0, 0);
+                p.tick();
             }
-            p.tick();
+            Ok(())
+        });
+        // Whatever happened, store what was read before it.
+        if !batch.is_empty() {
+            p.records += batch.len() as u64;
+            let _ = tx.send((batch, batch_raw));
         }
-        Ok(())
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (outcome, written)
     });
-    // Whatever happened, store what was read before it.
-    if !batch.is_empty() {
-        p.records += batch.len() as u64;
-        rt.block_on(engine.ingest(&tenant, batch, batch_raw))?;
-    }
-    for h in flushing {
-        rt.block_on(h)??;
-    }
+    // A failed store explains a stopped reader.
+    let waited = written?;
     let engine =
         Arc::try_unwrap(engine).map_err(|_| anyhow::anyhow!("engine still shared at close"))?;
     rt.block_on(engine.close())?;
@@ -213,6 +210,50 @@ pub(super) fn ingest(a: IngestArgs<'_>) -> Result<()> {
     );
     p.summary();
     outcome
+}
+
+/// The writer of [`ingest`]: stores each batch, starting a flush (on the runtime,
+/// at most `in_flight` at once) whenever the memtable is full; returns once every
+/// batch is stored and every flush it started is done, with the time it waited
+/// for flushes.
+fn store_batches(
+    rt: &tokio::runtime::Runtime,
+    engine: &Arc<Engine>,
+    tenant: &Tenant,
+    in_flight: usize,
+    batches: std::sync::mpsc::Receiver<(Vec<Record>, u64)>,
+) -> Result<std::time::Duration> {
+    // Flushes in flight, oldest first.
+    let mut flushing: std::collections::VecDeque<
+        tokio::task::JoinHandle<engine::engine::Result<engine::engine::FlushStats>>,
+    > = Default::default();
+    // A flush was started and has not swapped the memtable out yet.
+    let mut swap_pending = false;
+    // Time spent waiting for a flush to finish (flushing is the limit).
+    let mut waited = std::time::Duration::ZERO;
+    for (batch, raw) in batches {
+        rt.block_on(engine.ingest(tenant, batch, raw))?;
+        let wants = engine.wants_flush();
+        swap_pending &= wants;
+        if wants && !swap_pending {
+            // Write segments on the other core while this one keeps storing;
+            // wait only when the most flushes are in flight.
+            while flushing.len() >= in_flight {
+                if let Some(h) = flushing.pop_front() {
+                    let waiting = Instant::now();
+                    rt.block_on(h)??;
+                    waited += waiting.elapsed();
+                }
+            }
+            let e = Arc::clone(engine);
+            flushing.push_back(rt.spawn(async move { e.flush().await }));
+            swap_pending = true;
+        }
+    }
+    for h in flushing {
+        rt.block_on(h)??;
+    }
+    Ok(waited)
 }
 
 /// Reads every line of the input files (`-`: standard input), parses it in the
