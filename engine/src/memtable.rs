@@ -27,7 +27,7 @@ pub fn record_bytes(r: &Record) -> usize {
             .sum::<usize>()
         + r.fields
             .iter()
-            .map(|(k, v)| k.len() + v.to_text().len() + 32)
+            .map(|(k, v)| k.len() + v.text_len() + 32)
             .sum::<usize>()
 }
 

@@ -116,6 +116,29 @@ impl Value {
         }
     }
 
+    /// The length of [`Value::to_text`], without building it for integers,
+    /// booleans and strings.
+    pub fn text_len(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+            Value::I64(i) => {
+                let digits = i
+                    .unsigned_abs()
+                    .checked_ilog10()
+                    .map_or(1, |d| d as usize + 1);
+                digits + usize::from(*i < 0)
+            }
+            Value::F64(_) => self.to_text().len(),
+            Value::Bool(b) => {
+                if *b {
+                    4
+                } else {
+                    5
+                }
+            }
+        }
+    }
+
     /// [`Value::to_text`] appended to `out` (no allocation of its own).
     pub fn write_text(&self, out: &mut String) {
         use std::fmt::Write;
@@ -191,6 +214,21 @@ pub struct Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_len_is_the_texts_length() {
+        let mut vals = vec![Value::Bool(true), Value::Bool(false), Value::F64(-1.25)];
+        for i in [0i64, 9, 10, -1, -10, 99, 100, i64::MAX, i64::MIN, 123_456] {
+            vals.push(Value::I64(i));
+        }
+        vals.push(Value::Str("héllo".into()));
+        for v in vals {
+            assert_eq!(v.text_len(), v.to_text().len(), "{v:?}");
+            let mut s = String::from("x");
+            v.write_text(&mut s);
+            assert_eq!(s, format!("x{}", v.to_text()));
+        }
+    }
 
     #[test]
     fn tenant_names_are_validated() {
