@@ -830,7 +830,7 @@ impl Engine {
                     (
                         st.producers.clone(),
                         st.positions.clone(),
-                        st.miners.as_ref().map(templates::Miners::snapshot),
+                        st.miners.as_ref().map(templates::Miners::freeze),
                     ),
                 )
             }
@@ -891,7 +891,7 @@ impl Engine {
         (producers, positions, saved): (
             crate::dedup::Producers,
             std::collections::BTreeMap<String, SourcePosition>,
-            Option<templates::Saved>,
+            Option<templates::FrozenMiners>,
         ),
     ) -> Result<FlushStats> {
         let mut stats = FlushStats::default();
@@ -901,9 +901,9 @@ impl Engine {
         }
         // The templates first: the manifest that lists the segments names them.
         let templates_file = match saved {
-            Some(saved) => {
+            Some(frozen) => {
                 let name = templates::file_name(checkpoint);
-                templates::write(&self.dir, &name, &templates::encode(&saved))?;
+                templates::write(&self.dir, &name, &templates::encode(&frozen.saved()))?;
                 Some(name)
             }
             None => None,

@@ -99,6 +99,62 @@ fn group_key(toks: &[u32]) -> GroupKey {
     (toks.len() as u32, t1, t2, (p1 << 16) | p2)
 }
 
+/// A family in a [`Frozen`] state: (shape, members, word tuples).
+type FrozenFamily = (Vec<u32>, Vec<u32>, Vec<Vec<u32>>);
+
+/// A miner's state frozen at one instant ([`Miner::freeze`]).
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    templates: Vec<Template>,
+    families: Vec<FrozenFamily>,
+    words: Vec<std::sync::Arc<str>>,
+}
+
+impl Frozen {
+    /// The state as plain data.
+    pub fn state(&self) -> MinerState {
+        let word = |t: &u32| {
+            (*t != WILD)
+                .then(|| self.words.get(*t as usize).map(|w| w.to_string()))
+                .flatten()
+        };
+        let templates = self
+            .templates
+            .iter()
+            .map(|t| SavedTemplate {
+                id: t.id,
+                tokens: t.tokens.iter().map(word).collect(),
+                count: t.count,
+                first_seen: t.first_seen,
+                last_seen: t.last_seen,
+                alias_of: t.alias_of,
+            })
+            .collect();
+        let mut families: Vec<SavedFamily> = self
+            .families
+            .iter()
+            .map(|(shape, members, tuples)| {
+                let mut words: Vec<Vec<Option<String>>> = tuples
+                    .iter()
+                    .map(|w| w.iter().map(word).collect())
+                    .collect();
+                words.sort();
+                SavedFamily {
+                    shape: shape.iter().map(word).collect(),
+                    members: members.iter().map(|m| u64::from(*m) + 1).collect(),
+                    words,
+                }
+            })
+            .collect();
+        families.sort_by(|a, b| a.members.cmp(&b.members));
+        MinerState {
+            version: 1,
+            templates,
+            families,
+        }
+    }
+}
+
 /// A miner's state as plain data ([`Miner::snapshot`]), serialisable.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MinerState {
@@ -155,7 +211,8 @@ pub struct Miner {
     cfg: MinerConfig,
     /// Token text -> token id.
     vocab: FxHashMap<Box<str>, u32>,
-    words: Vec<Box<str>>,
+    /// Token id -> text (shared with [`Frozen`] states, so freezing copies no text).
+    words: Vec<std::sync::Arc<str>>,
     /// (token count, first two constant tokens) -> indexes into `templates`.
     groups: FxHashMap<GroupKey, Vec<u32>>,
     templates: Vec<Template>,
@@ -267,7 +324,7 @@ impl Miner {
             return *id;
         }
         let id = self.words.len() as u32;
-        self.words.push(tok.into());
+        self.words.push(std::sync::Arc::from(tok));
         self.vocab.insert(tok.into(), id);
         id
     }
@@ -430,45 +487,27 @@ impl Miner {
     /// The miner's whole state as plain data (templates as text tokens, sibling
     /// families), to be kept with the data; [`Miner::restore`] rebuilds it.
     pub fn snapshot(&self) -> MinerState {
-        let word = |t: &u32| {
-            (*t != WILD)
-                .then(|| self.words.get(*t as usize).map(|w| w.to_string()))
-                .flatten()
-        };
-        let templates = self
-            .templates
-            .iter()
-            .map(|t| SavedTemplate {
-                id: t.id,
-                tokens: t.tokens.iter().map(word).collect(),
-                count: t.count,
-                first_seen: t.first_seen,
-                last_seen: t.last_seen,
-                alias_of: t.alias_of,
-            })
-            .collect();
-        let mut families: Vec<SavedFamily> = self
-            .families
-            .iter()
-            .map(|((_, shape), f)| {
-                let mut words: Vec<Vec<Option<String>>> = f
-                    .words
-                    .iter()
-                    .map(|w| w.iter().map(word).collect())
-                    .collect();
-                words.sort();
-                SavedFamily {
-                    shape: shape.iter().map(word).collect(),
-                    members: f.members.iter().map(|m| u64::from(*m) + 1).collect(),
-                    words,
-                }
-            })
-            .collect();
-        families.sort_by(|a, b| a.members.cmp(&b.members));
-        MinerState {
-            version: 1,
-            templates,
-            families,
+        self.freeze().state()
+    }
+
+    /// A copy of the state that is cheap to take (token ids, no text; the word
+    /// table shared): what a flush takes while ingest waits, turned into a
+    /// [`MinerState`] afterwards with [`Frozen::state`].
+    pub fn freeze(&self) -> Frozen {
+        Frozen {
+            templates: self.templates.clone(),
+            families: self
+                .families
+                .iter()
+                .map(|((_, shape), f)| {
+                    (
+                        shape.clone(),
+                        f.members.clone(),
+                        f.words.iter().cloned().collect(),
+                    )
+                })
+                .collect(),
+            words: self.words.clone(),
         }
     }
 
@@ -707,5 +746,47 @@ mod tests {
         assert!((grouping_accuracy(&t, &[1, 1, 2, 2, 3]) - 1.0).abs() < 1e-9);
         // Splitting a true group is as wrong as merging two.
         assert!((grouping_accuracy(&t, &[1, 9, 2, 2, 3]) - 0.6).abs() < 1e-9);
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    /// Not a test: how long a snapshot (taken under the engine's gate at each
+    /// flush) of a miner at the default cap takes. `cargo test --release -p
+    /// heimdall-engine --lib snapshot_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn snapshot_cost() {
+        let mut m = Miner::new(MinerConfig::default());
+        for i in 0..100_000u32 {
+            let w: String = format!("{i:x}")
+                .chars()
+                .map(|c| (b'g' + c as u8 % 16) as char)
+                .collect();
+            m.mine(
+                &format!("event {w} handler{w} started for tenant{w} on node{w} ok 17 ms"),
+                0,
+            );
+        }
+        let t = std::time::Instant::now();
+        let f = m.freeze();
+        let frozen = t.elapsed();
+        let t = std::time::Instant::now();
+        let s = f.state();
+        let took = t.elapsed();
+        eprintln!("freeze {frozen:?}");
+        let json = serde_json::to_vec(&s).unwrap();
+        let t2 = std::time::Instant::now();
+        let z = zstd::bulk::compress(&json, 9).unwrap();
+        eprintln!(
+            "{} templates: snapshot {:?}, JSON {} bytes, zstd -9 {} bytes in {:?}",
+            m.templates().len(),
+            took,
+            json.len(),
+            z.len(),
+            t2.elapsed()
+        );
     }
 }

@@ -80,6 +80,19 @@ pub struct TemplateInfo {
     pub alias_of: Option<u64>,
 }
 
+/// Every tenant's miner, frozen ([`Miners::freeze`]).
+#[derive(Debug)]
+pub(crate) struct FrozenMiners(Vec<(String, crate::template::Frozen)>);
+
+impl FrozenMiners {
+    /// What the template file holds.
+    pub(crate) fn saved(&self) -> Saved {
+        Saved {
+            tenants: self.0.iter().map(|(t, f)| (t.clone(), f.state())).collect(),
+        }
+    }
+}
+
 /// Every tenant's miner.
 #[derive(Debug, Default)]
 pub(crate) struct Miners {
@@ -132,15 +145,21 @@ impl Miners {
         }
     }
 
-    /// The whole state, to be written with a flush.
-    pub(crate) fn snapshot(&self) -> Saved {
-        Saved {
-            tenants: self
-                .by_tenant
+    /// The whole state, to be written with a flush: cheap to take (the flush
+    /// takes it while ingest waits); [`FrozenMiners::saved`] makes it plain data.
+    pub(crate) fn freeze(&self) -> FrozenMiners {
+        FrozenMiners(
+            self.by_tenant
                 .iter()
-                .map(|(t, m)| (t.as_str().to_string(), m.snapshot()))
+                .map(|(t, m)| (t.as_str().to_string(), m.freeze()))
                 .collect(),
-        }
+        )
+    }
+
+    /// The whole state as plain data.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Saved {
+        self.freeze().saved()
     }
 
     /// A tenant's templates, most frequent first.
