@@ -345,7 +345,17 @@ fn retention_deletes_exactly_the_old_segments_from_both_tiers() {
     let orphan = s.store_dir.join("segments/default/19700101");
     std::fs::create_dir_all(&orphan).unwrap();
     std::fs::write(orphan.join("0000009999.seg"), b"left by a crash").unwrap();
-    assert_eq!(e.sweep_store().unwrap(), 1);
+    // So is a template file the store's manifest does not name.
+    let templates = s.store_dir.join("templates");
+    let named: Vec<_> = std::fs::read_dir(&templates).unwrap().collect();
+    assert_eq!(named.len(), 1, "the offload put the template file");
+    std::fs::write(
+        templates.join("00000000000000000001.tpl"),
+        b"left by a crash",
+    )
+    .unwrap();
+    assert_eq!(e.sweep_store().unwrap(), 2);
+    assert_eq!(std::fs::read_dir(&templates).unwrap().count(), 1);
 
     // Keep 2.5 days: day 0 (remote) goes, nothing else.
     let rule = RetentionRule {

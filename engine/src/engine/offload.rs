@@ -552,7 +552,8 @@ impl Engine {
     }
 
     /// Deletes segment objects the manifest does not list as offloaded (left by a
-    /// crash during an offload or a retention delete). How many went. Only a
+    /// crash during an offload or a retention delete), and template files it does
+    /// not name. How many went. Only a
     /// writable node sweeps; one node per store prefix.
     pub fn sweep_store(&self) -> Result<usize> {
         let tier = Arc::clone(self.tier_writable()?);
@@ -571,6 +572,18 @@ impl Engine {
                 tracing::warn!(object = %o.name, "removing an object the manifest does not list");
                 tier.store.delete(&o.name)?;
                 n += 1;
+            }
+        }
+        // Template files: all but the one the store's manifest names (known once
+        // this process has put it; a crash between putting a file and the
+        // manifest leaves one behind).
+        if let Some(keep) = self.state().remote_templates.clone() {
+            for o in tier.store.list(super::templates::DIR)? {
+                if o.name != keep {
+                    tracing::warn!(object = %o.name, "removing a template file the manifest does not name");
+                    tier.store.delete(&o.name)?;
+                    n += 1;
+                }
             }
         }
         Ok(n)
