@@ -1,11 +1,12 @@
 //! The engine: ingest through the WAL into the memtable, flush to segments under a
 //! manifest, recover on open (manifest + WAL replay), search across both.
 //!
-//! Write path: encode batch -> WAL append (durable) -> memtable. Flush: swap the
-//! memtable out under a gate that waits for in-flight appends (so every LSN below the
-//! WAL's written point at the swap is in the swapped table), write one segment per
-//! (tenant, day), publish the manifest with the new checkpoint, then let the WAL drop
-//! files below it. A crash anywhere in between replays from the old checkpoint; a
+//! Write path: encode batch -> WAL append (durable) -> template mining (`_template`)
+//! -> memtable. Flush: swap the memtable out, and freeze the template miners, under a
+//! gate that waits for in-flight appends (so every LSN below the WAL's written point
+//! at the swap is in the swapped table), write one segment per (tenant, day) and the
+//! miners' state, publish the manifest naming both with the new checkpoint, then let
+//! the WAL drop files below it. A crash anywhere in between replays from the old checkpoint; a
 //! segment written but not yet listed is an orphan and is never read.
 //!
 //! Up to [`EngineConfig::flushes_in_flight`] flushes write segments at once (one
