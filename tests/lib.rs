@@ -281,21 +281,27 @@ impl Drop for Moto {
 /// `heimdall query --output jsonl TARGET... Q` (`TARGET`: `--connect ADDR` or
 /// `--data-dir DIR`), which must succeed; its JSON lines.
 pub fn query_jsonl(target: &[&str], q: &str) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(heimdall_bin())
-        .args(["query", "--output", "jsonl"])
-        .args(target)
-        .arg(q)
-        .output()
-        .expect("heimdall query");
-    assert!(
-        out.status.success(),
-        "query {q:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let mut args = vec!["query", "--output", "jsonl"];
+    args.extend_from_slice(target);
+    args.push(q);
+    heimdall_ok(&args)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// Runs `heimdall ARGS`, which must succeed; its standard output.
+pub fn heimdall_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(heimdall_bin())
+        .args(args)
+        .output()
+        .expect("run heimdall");
+    assert!(
+        out.status.success(),
+        "heimdall {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body.

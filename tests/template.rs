@@ -5,7 +5,7 @@
 //! (docs/benchmarks.md).
 
 use engine::template::{grouping_accuracy, Miner, MinerConfig};
-use heimdall_e2e::{loghub_dir, query_jsonl};
+use heimdall_e2e::{heimdall_ok, loghub_dir, query_jsonl};
 
 const SYSTEMS: [&str; 10] = [
     "HDFS", "Hadoop", "Spark", "BGL", "HPC", "Windows", "Linux", "Android", "Apache", "OpenSSH",
@@ -40,21 +40,8 @@ fn one_configuration_groups_every_loghub_system_well() {
     }
 }
 
-fn heimdall(args: &[&str]) -> String {
-    let out = std::process::Command::new(heimdall_e2e::heimdall_bin())
-        .args(args)
-        .output()
-        .expect("run heimdall");
-    assert!(
-        out.status.success(),
-        "heimdall {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn listing(data: &str) -> serde_json::Value {
-    serde_json::from_str(&heimdall(&[
+    serde_json::from_str(&heimdall_ok(&[
         "templates",
         "--data-dir",
         data,
@@ -63,16 +50,6 @@ fn listing(data: &str) -> serde_json::Value {
         "100000",
     ]))
     .unwrap()
-}
-
-/// The miner's tokens of a message (whitespace-separated runs; `,` and `=` are
-/// tokens of their own).
-fn miner_tokens(msg: &str) -> Vec<String> {
-    msg.replace(',', " , ")
-        .replace('=', " = ")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
 }
 
 /// Templates from the CLI on real logs: the listing accounts for every record,
@@ -92,7 +69,7 @@ fn templates_from_the_cli_fit_their_records_and_keep_their_ids() {
             .unwrap()
             .to_string()
     };
-    heimdall(&["ingest", "--data-dir", data, &file("OpenSSH")]);
+    heimdall_ok(&["ingest", "--data-dir", data, &file("OpenSSH")]);
     let first = listing(data);
     let list = first["templates"].as_array().unwrap().clone();
     assert_eq!(first["total"].as_u64().unwrap() as usize, list.len());
@@ -127,7 +104,7 @@ fn templates_from_the_cli_fit_their_records_and_keep_their_ids() {
         // Templates only ever gain variables: each record fits its text.
         let text: Vec<&str> = t["text"].as_str().unwrap().split(' ').collect();
         for m in mine {
-            let toks = miner_tokens(m);
+            let toks: Vec<&str> = engine::template::tokens(m).collect();
             assert_eq!(toks.len(), text.len(), "{m:?} vs {t}");
             for (a, b) in text.iter().zip(&toks) {
                 assert!(*a == "<*>" || a == b, "{m:?} vs {t}");
@@ -170,7 +147,7 @@ fn templates_from_the_cli_fit_their_records_and_keep_their_ids() {
     // A restart (every command is one) lists the same; new logs add templates
     // after the known ones and leave the known ones' ids alone.
     assert_eq!(listing(data), first);
-    heimdall(&["ingest", "--data-dir", data, &file("Apache")]);
+    heimdall_ok(&["ingest", "--data-dir", data, &file("Apache")]);
     let second = listing(data);
     let max = list
         .iter()
@@ -206,7 +183,7 @@ fn templates_from_the_cli_fit_their_records_and_keep_their_ids() {
     assert_eq!(new, 2000, "the Apache lines got new templates");
     assert!(second["total"].as_u64() > first["total"].as_u64());
     // The text listing: a header, then one line per template.
-    let text = heimdall(&["templates", "--data-dir", data, "--limit", "5"]);
+    let text = heimdall_ok(&["templates", "--data-dir", data, "--limit", "5"]);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines[0].contains("TEMPLATE") && lines[0].contains("COUNT"),
@@ -228,8 +205,8 @@ fn the_template_cap_and_switch_apply() {
     let data = dir.path().join("a");
     let data = data.to_str().unwrap();
     let cfg = capped.to_str().unwrap();
-    heimdall(&["--config", cfg, "ingest", "--data-dir", data, file]);
-    let l: serde_json::Value = serde_json::from_str(&heimdall(&[
+    heimdall_ok(&["--config", cfg, "ingest", "--data-dir", data, file]);
+    let l: serde_json::Value = serde_json::from_str(&heimdall_ok(&[
         "--config",
         cfg,
         "templates",
@@ -255,7 +232,7 @@ fn the_template_cap_and_switch_apply() {
     let data = dir.path().join("b");
     let data = data.to_str().unwrap();
     let cfg = off.to_str().unwrap();
-    heimdall(&["--config", cfg, "ingest", "--data-dir", data, file]);
+    heimdall_ok(&["--config", cfg, "ingest", "--data-dir", data, file]);
     let none = query_jsonl(&["--data-dir", data], "_template:* | stats count()");
     assert_eq!(none[0]["count()"], 0);
     assert!(!std::path::Path::new(data).join("templates").exists());

@@ -42,15 +42,17 @@ struct Split {
     vars: Vec<String>,
 }
 
-/// The segment's split: tokens ([`engine::token`]) with a digit are variables.
-fn clp_split(msg: &str) -> Split {
+/// `msg` split at `toks` (slices of it, in order): each token marked a variable
+/// becomes a placeholder in the logtype; everything else, separators included,
+/// stays in it.
+fn split<'a>(msg: &str, toks: impl Iterator<Item = (&'a str, bool)>) -> Split {
     let mut logtype = String::with_capacity(msg.len());
     let mut vars = Vec::new();
     let mut at = 0;
-    for tok in engine::token::tokens(msg) {
+    for (tok, variable) in toks {
         let start = tok.as_ptr() as usize - msg.as_ptr() as usize;
         logtype.push_str(&msg[at..start]);
-        if tok.chars().any(|c| c.is_numeric()) {
+        if variable {
             logtype.push(PH);
             vars.push(tok.to_string());
         } else {
@@ -62,50 +64,24 @@ fn clp_split(msg: &str) -> Split {
     Split { logtype, vars }
 }
 
-/// The miner's tokens of `msg` with their byte offsets (whitespace-separated runs;
-/// `,` and `=` are tokens of their own), as [`engine::template`] splits.
-fn miner_tokens(msg: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in msg.char_indices() {
-        let sep = c.is_whitespace() || c == ',' || c == '=';
-        if sep {
-            if let Some(s) = start.take() {
-                out.push((s, &msg[s..i]));
-            }
-            if c == ',' || c == '=' {
-                out.push((i, &msg[i..i + 1]));
-            }
-        } else if start.is_none() {
-            start = Some(i);
-        }
-    }
-    if let Some(s) = start {
-        out.push((s, &msg[s..]));
-    }
-    out
+/// The segment's split: tokens ([`engine::token`]) with a digit are variables.
+fn clp_split(msg: &str) -> Split {
+    split(
+        msg,
+        engine::token::tokens(msg).map(|t| (t, t.chars().any(char::is_numeric))),
+    )
 }
 
-/// The miner's split: the tokens at its template's `<*>` are variables.
+/// The miner's split: the tokens ([`engine::template::tokens`]) at its
+/// template's `<*>` are variables.
 fn miner_split(msg: &str, template: &[&str]) -> Split {
-    let toks = miner_tokens(msg);
-    let mut logtype = String::with_capacity(msg.len());
-    let mut vars = Vec::new();
-    let mut at = 0;
-    let fits = toks.len() == template.len();
-    for (i, (start, tok)) in toks.iter().enumerate() {
-        logtype.push_str(&msg[at..*start]);
-        let wild = fits && template.get(i) == Some(&"<*>");
-        if wild {
-            logtype.push(PH);
-            vars.push(tok.to_string());
-        } else {
-            logtype.push_str(tok);
-        }
-        at = start + tok.len();
-    }
-    logtype.push_str(&msg[at..]);
-    Split { logtype, vars }
+    let fits = engine::template::tokens(msg).count() == template.len();
+    split(
+        msg,
+        engine::template::tokens(msg)
+            .enumerate()
+            .map(|(i, t)| (t, fits && template.get(i) == Some(&"<*>"))),
+    )
 }
 
 fn varint(mut n: u64, out: &mut Vec<u8>) {

@@ -267,10 +267,11 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// The tokens of a message: runs between whitespace, `,` and `=`, and each `,` and
-/// `=` itself (so `uid=0` and `uid= 0` both read `uid`, `=`, `0`). Whitespace is
-/// Unicode's (`char::is_whitespace`); ASCII bytes are classified by a table.
-fn tokens(msg: &str) -> impl Iterator<Item = &str> {
+/// The miner's tokens of a message: runs between whitespace, `,` and `=`, and
+/// each `,` and `=` itself (so `uid=0` and `uid= 0` both read `uid`, `=`, `0`).
+/// Whitespace is Unicode's (`char::is_whitespace`); ASCII bytes are classified by
+/// a table. Each token is a slice of `msg` (its offset is the pointer difference).
+pub fn tokens(msg: &str) -> impl Iterator<Item = &str> {
     let b = msg.as_bytes();
     let mut i = 0;
     // (class, length) of the character at `at` (< b.len()); a non-ASCII one is
