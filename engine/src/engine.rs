@@ -135,6 +135,57 @@ pub enum EngineError {
     /// From the template file.
     #[error(transparent)]
     Templates(#[from] TemplatesError),
+    /// A batch with more records than one WAL record may hold: replay refuses
+    /// such a record, so it is refused before it is stored.
+    #[error(
+        "{count} {what} in one batch, over the limit of {max} (the most one WAL record may hold): send smaller batches"
+    )]
+    BatchTooLarge {
+        /// What is counted (records, source positions).
+        what: &'static str,
+        /// How many the batch has.
+        count: usize,
+        /// The limit ([`walrec::BATCH_RECORDS_MAX`], [`walrec::BATCH_POSITIONS_MAX`]).
+        max: usize,
+    },
+    /// The data directory holds data that only a manifest can name, and its
+    /// manifest is missing: opening it as new would discard that data.
+    #[error(
+        "the manifest {} is missing, but {why}: opening the directory as new would discard them. \
+         Restore the file, or rebuild it from the segments with `heimdall repair --data-dir {}`",
+        path.display(), dir.display()
+    )]
+    ManifestMissing {
+        /// Where the manifest should be.
+        path: PathBuf,
+        /// The data directory.
+        dir: PathBuf,
+        /// What was found that needs it.
+        why: String,
+    },
+    /// The manifest's checkpoint and the WAL do not meet: records between them
+    /// would be in neither.
+    #[error(
+        "the manifest {} says every record below WAL LSN {checkpoint} is in segments, but the WAL \
+         in {} {}: the WAL directory was replaced or lost; restore it, or run `heimdall repair`",
+        path.display(), wal_dir.display(), if *oldest > *checkpoint {
+            format!("starts at LSN {oldest}")
+        } else {
+            format!("ends before LSN {written}")
+        }
+    )]
+    WalMismatch {
+        /// The manifest.
+        path: PathBuf,
+        /// The WAL directory.
+        wal_dir: PathBuf,
+        /// The manifest's checkpoint.
+        checkpoint: u64,
+        /// The WAL's oldest retained LSN.
+        oldest: u64,
+        /// The LSN the WAL's next record would get.
+        written: u64,
+    },
     /// The engine was opened read-only (from an object store).
     #[error("this node is read-only (opened from the object store): it does not ingest, flush, compact, offload or delete")]
     ReadOnly,
@@ -432,10 +483,29 @@ impl Engine {
             Some(t) => Some(Arc::new(crate::tier::Tier::open(t.clone())?)),
             None => None,
         };
+        let read_only = tier.as_ref().is_some_and(|t| t.cfg.read_only);
+        if !read_only {
+            refuse_without_manifest(&dir, &wal)?;
+        }
         let manifest = match &tier {
             None => Manifest::load(&dir)?,
             Some(t) => offload::open_manifest(&dir, t)?,
         };
+        if !read_only {
+            let (oldest, written) = (wal.oldest_lsn(), wal.written_lsn());
+            let checkpoint = manifest.checkpoint_lsn;
+            // Below `oldest` the WAL dropped records the manifest must list; past
+            // `written`, new records would get LSNs replay skips.
+            if checkpoint < oldest || checkpoint > written {
+                return Err(EngineError::WalMismatch {
+                    path: dir.join(crate::manifest::MANIFEST_FILE),
+                    wal_dir: dir.join("wal"),
+                    checkpoint,
+                    oldest,
+                    written,
+                });
+            }
+        }
         for s in manifest.segments.iter().filter(|s| s.is_local()) {
             let p = dir.join(&s.file);
             if !p.is_file() {
@@ -465,7 +535,7 @@ impl Engine {
                 }
             }),
         };
-        if !tier.as_ref().is_some_and(|t| t.cfg.read_only) {
+        if !read_only {
             templates::sweep(&dir, manifest.templates.as_deref());
         }
         let mut memtable = Memtable::default();
@@ -538,6 +608,21 @@ impl Engine {
             }),
             tier,
         })
+    }
+
+    /// Whether a batch of `records` records may be stored: within the count that
+    /// replay accepts ([`walrec::BATCH_RECORDS_MAX`], the same constant the decoder
+    /// checks), and [`Self::writable`].
+    fn admit(&self, records: usize, positions: usize) -> Result<()> {
+        for (what, count, max) in [
+            ("records", records, walrec::BATCH_RECORDS_MAX),
+            ("source positions", positions, walrec::BATCH_POSITIONS_MAX),
+        ] {
+            if count > max {
+                return Err(EngineError::BatchTooLarge { what, count, max });
+            }
+        }
+        self.writable()
     }
 
     /// Whether an ingest may go ahead: not read-only, no failed flush, local
@@ -645,7 +730,7 @@ impl Engine {
         positions: Vec<Position>,
         confirm: impl FnOnce(LsnRange) -> Vec<Retract>,
     ) -> Result<Positioned> {
-        self.writable()?;
+        self.admit(records.len(), positions.len())?;
         let payload = Bytes::from(walrec::encode_with(tenant, &records, None, &positions));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -743,7 +828,7 @@ impl Engine {
                 last: next.saturating_sub(1),
             });
         }
-        self.writable()?;
+        self.admit(records.len(), 0)?;
         let payload = Bytes::from(walrec::encode_with(
             tenant,
             &records,
@@ -1327,18 +1412,45 @@ impl Engine {
     }
 }
 
-/// Removes segment files the manifest does not list (left by a crash between writing
-/// a segment and publishing the manifest, or between publishing and deleting merged
-/// ones). Only at open, when no flush or compaction can be writing.
-fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let listed: std::collections::HashSet<PathBuf> = manifest
-        .segments
-        .iter()
-        .filter(|s| s.is_local())
-        .map(|s| dir.join(&s.file))
-        .collect();
-    let root = dir.join("segments");
-    let mut stack = vec![root];
+/// Refuses to open a directory whose manifest is missing while something only the
+/// manifest can name is there: the WAL was checkpointed (records below its first
+/// LSN are in segments), or segment files exist and the WAL is empty (their
+/// records are nowhere else). Segment files beside a WAL that still holds every
+/// record from LSN 1 are a first flush that crashed before its manifest: the
+/// sweep removes them and replay brings their records back.
+fn refuse_without_manifest(dir: &Path, wal: &Wal) -> Result<()> {
+    let path = dir.join(crate::manifest::MANIFEST_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("stat", &path)(e)),
+    }
+    let missing = |why: String| EngineError::ManifestMissing {
+        path: path.clone(),
+        dir: dir.to_path_buf(),
+        why,
+    };
+    if wal.oldest_lsn() > 1 {
+        return Err(missing(format!(
+            "the WAL was checkpointed (it starts at LSN {}): older records are in segments only the manifest lists",
+            wal.oldest_lsn()
+        )));
+    }
+    let segments = segment_files(dir)?;
+    if !segments.is_empty() && wal.written_lsn() <= 1 {
+        return Err(missing(format!(
+            "{} segment files are there (e.g. {}) and the WAL is empty",
+            segments.len(),
+            segments[0].display()
+        )));
+    }
+    Ok(())
+}
+
+/// Every file under `segments/`.
+fn segment_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join("segments")];
     while let Some(d) = stack.pop() {
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
@@ -1350,10 +1462,29 @@ fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
             let p = entry.path();
             if entry.file_type().map_err(io_err("stat", &p))?.is_dir() {
                 stack.push(p);
-            } else if !listed.contains(&p) {
-                tracing::warn!(path = %p.display(), "removing a segment file the manifest does not list");
-                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            } else {
+                out.push(p);
             }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes segment files the manifest does not list (left by a crash between writing
+/// a segment and publishing the manifest, or between publishing and deleting merged
+/// ones). Only at open, when no flush or compaction can be writing.
+fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let listed: std::collections::HashSet<PathBuf> = manifest
+        .segments
+        .iter()
+        .filter(|s| s.is_local())
+        .map(|s| dir.join(&s.file))
+        .collect();
+    for p in segment_files(dir)? {
+        if !listed.contains(&p) {
+            tracing::warn!(path = %p.display(), "removing a segment file the manifest does not list");
+            std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
         }
     }
     Ok(())

@@ -170,6 +170,9 @@ pub fn encode_with(
     producer: Option<(&str, u64)>,
     positions: &[Position],
 ) -> Vec<u8> {
+    // The decoder refuses more: callers check (the engine's `admit`).
+    debug_assert!(records.len() <= BATCH_RECORDS_MAX);
+    debug_assert!(positions.len() <= BATCH_POSITIONS_MAX);
     let mut out = Vec::with_capacity(64 + records.iter().map(|r| r.msg.len() + 16).sum::<usize>());
     out.push(WALREC_VERSION);
     out.push(match (producer.is_some(), positions.is_empty()) {

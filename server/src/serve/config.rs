@@ -312,8 +312,21 @@ impl KafkaSource {
         {
             bail!("sources.kafka {name}: batch_records_max must be positive, batch_bytes_max and message_bytes_max at least 1024");
         }
+        check_batch_records_max(&format!("sources.kafka {name}: "), self.batch_records_max)?;
         Ok(())
     }
+}
+
+/// A batch is one WAL record, and replay refuses a record with more records than
+/// [`engine::walrec::BATCH_RECORDS_MAX`]: no limit may let more in.
+fn check_batch_records_max(what: &str, n: usize) -> Result<()> {
+    let max = engine::walrec::BATCH_RECORDS_MAX;
+    if n > max {
+        bail!(
+            "{what}batch_records_max = {n} is over {max}, the most records one WAL record may hold"
+        );
+    }
+    Ok(())
 }
 
 /// Request and resource limits.
@@ -479,6 +492,7 @@ impl Config {
         if l.batch_records_max == 0 || l.query_rows_max == 0 || l.query_groups_max == 0 {
             bail!("record, row and group limits must be positive");
         }
+        check_batch_records_max("limits.", l.batch_records_max)?;
         if l.flush_threads == 0 || l.memtable_bytes_max < (1 << 20) {
             bail!("limits.flush_threads must be positive and limits.memtable_bytes_max at least 1 MiB");
         }
@@ -596,6 +610,24 @@ mod tests {
         assert!(Config::parse("grpc_adr = \"127.0.0.1:1\"").is_err());
         assert!(Config::parse("[limits]\nquery_timeout = \"5 parsecs\"").is_err());
         assert!(Config::parse("grpc_addr = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn batch_limits_replay_could_not_honour_are_refused() {
+        let max = engine::walrec::BATCH_RECORDS_MAX;
+        assert!(Config::parse(&format!("[limits]\nbatch_records_max = {max}\n")).is_ok());
+        let err = Config::parse(&format!("[limits]\nbatch_records_max = {}\n", max + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.batch_records_max"), "{err}");
+        let kafka = "[[sources.kafka]]\nbrokers = \"b:1\"\ntopics = [\"t\"]\ngroup = \"g\"\n";
+        let err = Config::parse(&format!("{kafka}batch_records_max = {}\n", max + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources.kafka g/t: batch_records_max"),
+            "{err}"
+        );
     }
 
     #[test]

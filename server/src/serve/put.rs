@@ -66,6 +66,14 @@ pub(crate) async fn do_put(
     let mut out = Vec::new();
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(|e| Status::invalid_argument(format!("DoPut data: {e}")))?;
+        let max = node.cfg.limits.batch_records_max;
+        if batch.num_rows() > max {
+            node.rejected();
+            return Err(Status::invalid_argument(format!(
+                "{} rows in one DoPut record batch, over the limit of {max} (limits.batch_records_max): send smaller batches",
+                batch.num_rows()
+            )));
+        }
         let records = to_records(&batch, &cmd, super::now_ns()).inspect_err(|_| node.rejected())?;
         let reply = node.ingest(&tenant, records, None).await?;
         let meta = serde_json::json!({

@@ -1,0 +1,211 @@
+//! What no client request and no damaged directory may do to a node: each test
+//! is a scenario that once bricked a node or lost data (issue "Hardening").
+
+use engine::engine::{Engine, EngineConfig, EngineError};
+use engine::model::{Record, Tenant};
+
+fn rec(t: i64, msg: &str) -> Record {
+    Record {
+        time_ns: t,
+        msg: msg.to_string(),
+        stream: Default::default(),
+        level: None,
+        fields: vec![],
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn cfg(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.wal.preallocate = false;
+    c.templates = None;
+    c
+}
+
+/// A batch over the count WAL replay accepts was once acknowledged, and the node
+/// then could not start again. Now it is refused before it is stored, and a
+/// batch of exactly the limit replays.
+#[test]
+fn a_batch_replay_would_refuse_is_refused_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let t = Tenant::default();
+    let max = engine::walrec::BATCH_RECORDS_MAX;
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    let over: Vec<Record> = (0..=max as i64).map(|i| rec(i, "x")).collect();
+    match rt.block_on(e.ingest(&t, over, 0)) {
+        Err(EngineError::BatchTooLarge { count, max: m, .. }) => {
+            assert_eq!((count, m), (max + 1, max));
+        }
+        other => panic!("expected BatchTooLarge, got {other:?}"),
+    }
+    let full: Vec<Record> = (0..max as i64).map(|i| rec(i, "y")).collect();
+    rt.block_on(e.ingest(&t, full, 0)).unwrap();
+    drop(e); // no flush: the batch is only in the WAL
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(e.memory().memtable_records, max as u64);
+}
+
+/// Ingests `batches` batches of 50 records, flushing after each, with WAL files
+/// small enough that checkpoints drop them; the ids stored.
+fn stored_and_checkpointed(dir: &std::path::Path, batches: i64) -> Vec<i64> {
+    let rt = rt();
+    let mut c = cfg(dir);
+    c.wal.file_bytes_max = 4096;
+    let e = Engine::open(c).unwrap();
+    let t = Tenant::default();
+    let mut ids = Vec::new();
+    for b in 0..batches {
+        let recs: Vec<Record> = (0..50)
+            .map(|i| {
+                let id = b * 50 + i;
+                ids.push(id);
+                rec(id, &format!("event id_{id} stored"))
+            })
+            .collect();
+        rt.block_on(e.ingest(&t, recs, 0)).unwrap();
+        rt.block_on(e.flush()).unwrap();
+    }
+    drop(e);
+    ids
+}
+
+fn ids_in(e: &Engine) -> Vec<i64> {
+    let mut ids: Vec<i64> = e
+        .search(&Tenant::default(), &["stored"], usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| r.time_ns)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn seg_files(dir: &std::path::Path) -> usize {
+    walkdir(dir.join("segments"))
+}
+
+fn walkdir(d: std::path::PathBuf) -> usize {
+    let Ok(rd) = std::fs::read_dir(&d) else {
+        return 0;
+    };
+    rd.map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                walkdir(e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// A missing manifest once made the open sweep every segment away as an orphan.
+#[test]
+fn a_missing_manifest_refuses_to_open_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = stored_and_checkpointed(dir.path(), 6);
+    let manifest = dir.path().join("MANIFEST");
+    let saved = std::fs::read(&manifest).unwrap();
+    let files = seg_files(dir.path());
+    assert_eq!(files, 6);
+    std::fs::remove_file(&manifest).unwrap();
+    for _ in 0..2 {
+        let err = Engine::open(cfg(dir.path())).unwrap_err();
+        assert!(
+            matches!(err, EngineError::ManifestMissing { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("MANIFEST") && text.contains("checkpointed"),
+            "{text}"
+        );
+        assert_eq!(seg_files(dir.path()), files, "nothing deleted");
+    }
+    std::fs::write(&manifest, &saved).unwrap();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(ids_in(&e), ids);
+}
+
+/// Segment files with no manifest and no WAL: only the manifest could name them.
+#[test]
+fn segments_without_manifest_or_wal_refuse_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    stored_and_checkpointed(dir.path(), 2);
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    let err = Engine::open(cfg(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("2 segment files"), "{err}");
+    assert_eq!(seg_files(dir.path()), 2);
+}
+
+/// A first flush that crashed before its manifest: the WAL holds every record
+/// from LSN 1, so the open goes ahead (no false refusal after a crash), and each
+/// record is there once.
+#[test]
+fn a_first_flush_cut_before_its_manifest_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let t = Tenant::default();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    let recs: Vec<Record> = (0..100)
+        .map(|i| rec(i, &format!("event id_{i} stored")))
+        .collect();
+    rt.block_on(e.ingest(&t, recs, 0)).unwrap();
+    drop(e);
+    // The WAL as the crash leaves it: the flush had not checkpointed it.
+    let wal = dir.path().join("wal");
+    let saved = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(&wal).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), saved.path().join(f.file_name())).unwrap();
+    }
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    rt.block_on(e.flush()).unwrap();
+    drop(e);
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    std::fs::remove_dir_all(&wal).unwrap();
+    std::fs::create_dir(&wal).unwrap();
+    for f in std::fs::read_dir(saved.path()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), wal.join(f.file_name())).unwrap();
+    }
+    assert_eq!(seg_files(dir.path()), 1);
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(ids_in(&e), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_damaged_manifest_refuses_to_open_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    stored_and_checkpointed(dir.path(), 3);
+    let manifest = dir.path().join("MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&manifest, &bytes).unwrap();
+    let err = Engine::open(cfg(dir.path())).unwrap_err().to_string();
+    assert!(
+        err.contains("corrupt manifest") && err.contains("MANIFEST"),
+        "{err}"
+    );
+    assert_eq!(seg_files(dir.path()), 3);
+}
+
+/// A WAL directory lost under a manifest with a checkpoint: new records would get
+/// LSNs below the checkpoint, which replay skips.
+#[test]
+fn a_lost_wal_under_a_manifest_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    stored_and_checkpointed(dir.path(), 3);
+    std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    let err = Engine::open(cfg(dir.path())).unwrap_err();
+    assert!(matches!(err, EngineError::WalMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("ends before LSN"), "{err}");
+}
