@@ -40,6 +40,40 @@ pub enum Filter {
     Stream(Vec<LabelMatch>),
 }
 
+impl Filter {
+    /// `op` (`Filter::And` or `Filter::Or`, both associative) over `items` as a
+    /// balanced tree: its depth grows with the log of their number, so a long chain
+    /// (`a b c ...`) cannot make a deep tree for recursive walks. `None` for none.
+    pub fn balanced(
+        mut items: Vec<Filter>,
+        op: fn(Box<Filter>, Box<Filter>) -> Filter,
+    ) -> Option<Filter> {
+        // Pairwise rounds, left to right: `a b c` stays `(a b) c`.
+        while items.len() > 1 {
+            let mut next = Vec::with_capacity(items.len().div_ceil(2));
+            let mut it = items.into_iter();
+            while let Some(a) = it.next() {
+                match it.next() {
+                    Some(b) => next.push(op(Box::new(a), Box::new(b))),
+                    None => next.push(a),
+                }
+            }
+            items = next;
+        }
+        items.pop()
+    }
+
+    /// Levels of the tree (a condition is 1). Recursive: the parser bounds the
+    /// depth of every tree it makes ([`crate::parse::FILTER_DEPTH_MAX`]).
+    pub fn depth(&self) -> usize {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => 1 + a.depth().max(b.depth()),
+            Filter::Not(a) => 1 + a.depth(),
+            _ => 1,
+        }
+    }
+}
+
 /// A condition on a field's value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {

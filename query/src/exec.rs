@@ -219,12 +219,15 @@ fn resolve_templates(engine: &Engine, tenant: &Tenant, f: &Filter) -> Option<Fil
             if ids.len() < 2 {
                 return None;
             }
-            ids.into_iter()
+            let alternatives = ids
+                .into_iter()
                 .map(|i| Filter::Field {
                     field: field.clone(),
                     cond: Cond::Word(i.to_string()),
                 })
-                .reduce(|a, b| Filter::Or(Box::new(a), Box::new(b)))
+                .collect();
+            // Balanced: a template with many aliases must not deepen the tree much.
+            Filter::balanced(alternatives, Filter::Or)
         }
         _ => None,
     }

@@ -10,6 +10,18 @@ use crate::ast::{Agg, Cond, Filter, GroupKey, LabelMatch, Pipe, Query, SortKey};
 pub const QUERY_BYTES_MAX: usize = 64 << 10;
 /// Deepest nesting of parentheses and `NOT`s accepted.
 pub const NESTING_MAX: usize = 64;
+/// Most conditions (words, phrases, field and time filters, stream selectors) in
+/// one query's filter.
+pub const CONDITIONS_MAX: usize = 4096;
+/// Deepest filter tree accepted; every recursive walk of a filter (planner,
+/// executor, evaluator) is bounded by it. AND and OR chains are balanced, so it
+/// takes far more than [`CONDITIONS_MAX`] conditions' worth of chain to reach it.
+pub const FILTER_DEPTH_MAX: usize = 128;
+/// Most pipes after the filter.
+pub const PIPES_MAX: usize = 64;
+/// Most items in one list: stream matchers, aggregates, `by`, `fields` and `sort`
+/// lists.
+pub const LIST_ITEMS_MAX: usize = 256;
 
 /// A query that does not parse: where, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +42,7 @@ pub fn parse(text: &str, now_ns: i64) -> Result<Query, ParseError> {
         pos: 0,
         now_ns,
         depth: 0,
+        conditions: 0,
     };
     if text.len() > QUERY_BYTES_MAX {
         return Err(p.error_at(
@@ -42,12 +55,22 @@ pub fn parse(text: &str, now_ns: i64) -> Result<Query, ParseError> {
         return Err(p.error("a filter (use `*` for every record)"));
     }
     let filter = p.or()?;
+    let depth = filter.depth();
+    if depth > FILTER_DEPTH_MAX {
+        return Err(p.error_at(
+            0,
+            format!("the filter is {depth} levels deep, over the limit of {FILTER_DEPTH_MAX}"),
+        ));
+    }
     let mut pipes = Vec::new();
     loop {
         p.skip_ws();
         match p.peek() {
             None => break,
             Some('|') => {
+                if pipes.len() == PIPES_MAX {
+                    return Err(p.error_at(p.pos, format!("more than {PIPES_MAX} pipes")));
+                }
                 p.bump();
                 pipes.push(p.pipe()?);
             }
@@ -63,6 +86,8 @@ struct Parser<'a> {
     pos: usize,
     now_ns: i64,
     depth: usize,
+    /// Conditions parsed so far ([`CONDITIONS_MAX`]).
+    conditions: usize,
 }
 
 /// Characters that end a bare word.
@@ -158,37 +183,53 @@ impl<'a> Parser<'a> {
         self.peek_bare().eq_ignore_ascii_case(kw)
     }
 
+    /// Counts one more condition against [`CONDITIONS_MAX`].
+    fn condition(&mut self, at: usize) -> Result<(), ParseError> {
+        self.conditions += 1;
+        if self.conditions > CONDITIONS_MAX {
+            return Err(self.error_at(at, format!("more than {CONDITIONS_MAX} conditions")));
+        }
+        Ok(())
+    }
+
+    /// Fails when a list already holds [`LIST_ITEMS_MAX`] items.
+    fn list_room(&self, len: usize, what: &str) -> Result<(), ParseError> {
+        if len >= LIST_ITEMS_MAX {
+            return Err(self.error_at(self.pos, format!("more than {LIST_ITEMS_MAX} {what}")));
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Filter, ParseError> {
-        let mut left = self.and()?;
+        let mut items = vec![self.and()?];
         loop {
             self.skip_ws();
             if self.keyword_next("or") {
                 self.bare();
                 self.skip_ws();
-                let right = self.and()?;
-                left = Filter::Or(Box::new(left), Box::new(right));
+                items.push(self.and()?);
             } else {
-                return Ok(left);
+                return Ok(Filter::balanced(items, Filter::Or).unwrap_or(Filter::All));
             }
         }
     }
 
     fn and(&mut self) -> Result<Filter, ParseError> {
-        let mut left = self.unary()?;
+        let mut items = vec![self.unary()?];
         loop {
             self.skip_ws();
             match self.peek() {
-                None | Some(')') | Some('|') => return Ok(left),
-                _ if self.keyword_next("or") => return Ok(left),
+                None | Some(')') | Some('|') => break,
+                _ if self.keyword_next("or") => break,
                 _ => {}
             }
             if self.keyword_next("and") {
                 self.bare();
                 self.skip_ws();
             }
-            let right = self.unary()?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            items.push(self.unary()?);
         }
+        Ok(Filter::balanced(items, Filter::And).unwrap_or(Filter::All))
     }
 
     fn unary(&mut self) -> Result<Filter, ParseError> {
@@ -215,6 +256,9 @@ impl<'a> Parser<'a> {
 
     fn primary(&mut self) -> Result<Filter, ParseError> {
         self.skip_ws();
+        if !matches!(self.peek(), None | Some('(')) {
+            self.condition(self.pos)?;
+        }
         match self.peek() {
             None => Err(self.error("a filter")),
             Some('(') => {
@@ -494,6 +538,7 @@ impl<'a> Parser<'a> {
                 self.expect(',', "`,` or `}`")?;
                 self.skip_ws();
             }
+            self.list_room(out.len(), "stream matchers")?;
             let name = self.bare();
             if name.is_empty() {
                 return Err(self.error("a label name"));
@@ -558,6 +603,7 @@ impl<'a> Parser<'a> {
                 let mut funcs = Vec::new();
                 loop {
                     self.skip_ws();
+                    self.list_room(funcs.len(), "aggregates")?;
                     funcs.push(self.agg()?);
                     self.skip_ws();
                     if self.peek() == Some(',') {
@@ -676,6 +722,7 @@ impl<'a> Parser<'a> {
             self.skip_ws();
             if self.peek() == Some(',') {
                 self.bump();
+                self.list_room(out.len(), "fields")?;
                 out.push(self.field_name()?);
             } else {
                 return Ok(out);
@@ -692,6 +739,7 @@ impl<'a> Parser<'a> {
         let mut out = Vec::new();
         loop {
             self.skip_ws();
+            self.list_room(out.len(), "items in a list")?;
             out.push(item(self)?);
             self.skip_ws();
             match self.peek() {
@@ -902,6 +950,55 @@ mod tests {
                 end: 1_000_000_000_001
             }
         );
+    }
+
+    /// 30,000 ANDed words once parsed into a chain 30,000 deep, and the server
+    /// died of a stack overflow walking it.
+    #[test]
+    fn size_and_depth_limits_hold_on_every_construct() {
+        let words = |n: usize, sep: &str| vec!["a"; n].join(sep);
+        let e = err(&words(30_000, " "));
+        assert!(e.what.contains("more than 4096 conditions"), "{e}");
+        assert!(err(&words(CONDITIONS_MAX + 1, " OR "))
+            .what
+            .contains("conditions"));
+        // The most conditions accepted make a shallow tree: chains are balanced.
+        for sep in [" ", " AND ", " OR "] {
+            let q = p(&words(CONDITIONS_MAX, sep));
+            assert_eq!(q.filter.depth(), 13, "{sep:?}");
+        }
+        // Nesting: parentheses and NOTs.
+        let nested = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&nested(NESTING_MAX), 0).is_ok());
+        assert!(err(&nested(NESTING_MAX + 1)).what.contains("nested deeper"));
+        assert!(err(&format!("{}a", "NOT ".repeat(NESTING_MAX + 1)))
+            .what
+            .contains("nested deeper"));
+        // A tree deep through nesting and chains at once.
+        let mut q = "a".to_string();
+        for _ in 0..NESTING_MAX {
+            q = format!("({q}) b c d e");
+        }
+        let e = err(&q);
+        assert!(e.what.contains("levels deep"), "{e}");
+        // Pipes and lists.
+        let pipes = "* | limit 5".to_string() + &" | limit 5".repeat(PIPES_MAX);
+        assert!(err(&pipes).what.contains("pipes"));
+        let aggs = vec!["count()"; LIST_ITEMS_MAX + 1].join(", ");
+        assert!(err(&format!("* | stats {aggs}"))
+            .what
+            .contains("aggregates"));
+        let fields = vec!["f"; LIST_ITEMS_MAX + 1].join(", ");
+        assert!(err(&format!("* | fields {fields}")).what.contains("fields"));
+        assert!(err(&format!("* | stats count() by ({fields})"))
+            .what
+            .contains("items in a list"));
+        let labels = vec!["a=\"1\""; LIST_ITEMS_MAX + 1].join(", ");
+        assert!(err(&format!("{{{labels}}}"))
+            .what
+            .contains("stream matchers"));
+        let labels = vec!["a=\"1\""; LIST_ITEMS_MAX].join(", ");
+        assert!(parse(&format!("{{{labels}}}"), 0).is_ok());
     }
 
     #[test]

@@ -217,3 +217,57 @@ proptest! {
         }
     }
 }
+
+/// The biggest and deepest filters the parser accepts run on segments and the
+/// memtable without exhausting a thread's stack, with the scan's answer.
+#[test]
+fn the_largest_filters_accepted_run_like_a_scan() {
+    use query::parse::{CONDITIONS_MAX, FILTER_DEPTH_MAX, NESTING_MAX};
+    let mut rng = TestRng::seed_from_u64(7);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.wal.preallocate = false;
+    cfg.segment.block_rows = 8;
+    cfg.templates = None;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = Engine::open(cfg).unwrap();
+    let t = Tenant::default();
+    let all = records(&mut rng, 200);
+    rt.block_on(e.ingest(&t, all[..150].to_vec(), 0)).unwrap();
+    rt.block_on(e.flush()).unwrap();
+    rt.block_on(e.ingest(&t, all[150..].to_vec(), 0)).unwrap();
+    let mut atom = || loop {
+        let a = atom(&mut rng);
+        if !a.contains("_template") {
+            return a;
+        }
+    };
+    let chain = |n: usize, sep: &str, atom: &mut dyn FnMut() -> String| {
+        (0..n).map(|_| atom()).collect::<Vec<_>>().join(sep)
+    };
+    let mut texts = vec![
+        chain(CONDITIONS_MAX, " OR ", &mut atom),
+        chain(CONDITIONS_MAX, " ", &mut atom),
+        format!("{}{}", "NOT ".repeat(NESTING_MAX), atom()),
+    ];
+    // As deep as accepted: each level nests the last one first in a chain.
+    let mut deep = atom();
+    loop {
+        let next = format!("({deep}) {} OR {}", atom(), atom());
+        match parse(&next, 0) {
+            Ok(q) if q.filter.depth() <= FILTER_DEPTH_MAX => deep = next,
+            _ => break,
+        }
+    }
+    assert!(parse(&deep, 0).unwrap().filter.depth() > FILTER_DEPTH_MAX / 2);
+    texts.push(deep);
+    for text in texts {
+        let q = parse(&text, 1_700_500_000_000_000_000).unwrap();
+        let want = run_naive(&q, &all).unwrap();
+        let got = run(&e, &t, &q, &Limits::default()).unwrap();
+        assert_eq!(got, want, "{}...", &text[..80.min(text.len())]);
+    }
+}
