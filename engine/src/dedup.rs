@@ -1,6 +1,7 @@
 //! Idempotent ingest: per producer, the sequence numbers of its recent batches and
 //! the LSNs they were stored at, so a retried batch is recognised and not stored
-//! twice.
+//! twice. A producer is identified within its tenant ([`key`]): producer ids are
+//! chosen by clients, and another tenant's reuse of one is not a retry.
 //!
 //! The table is rebuilt exactly at every open: the manifest holds it as of its
 //! checkpoint (each flush stores the table as it was when its memtable was frozen,
@@ -22,6 +23,12 @@ use serde::{Deserialize, Serialize};
 pub const WINDOW: usize = 32;
 /// Producers remembered.
 pub const PRODUCERS_MAX: usize = 4096;
+
+/// The table's key of `producer` of `tenant`: `tenant/producer` (a tenant name
+/// has no `/`, so keys of different tenants never meet).
+pub fn key(tenant: &crate::model::Tenant, producer: &str) -> String {
+    format!("{}/{producer}", tenant.as_str())
+}
 
 /// What the table says about a (producer, sequence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +55,7 @@ pub struct Window {
 /// The table of every remembered producer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Producers {
-    /// Producer id -> its window.
+    /// Producer key ([`key`]: tenant and producer id) -> its window.
     pub producers: HashMap<String, Window>,
     /// Pushes recorded so far (the clock of `last_used`).
     pub clock: u64,

@@ -234,7 +234,7 @@ struct State {
     /// records (a Kafka partition's offsets), the position after the last one
     /// stored, moved by the same WAL record as the records.
     positions: std::collections::BTreeMap<String, SourcePosition>,
-    /// (producer, sequence) pairs being appended right now.
+    /// (producer key, sequence) pairs being appended right now ([`crate::dedup::key`]).
     in_flight: std::collections::HashSet<(String, u64)>,
     /// Open readers of listed segments, by file name, opened on first use. A query
     /// holds its own `Arc`s, so a segment compacted away mid-query stays mapped
@@ -552,7 +552,7 @@ impl Engine {
             let raw: u64 = batch.records.iter().map(|r| r.msg.len() as u64 + 1).sum();
             replayed += batch.records.len() as u64;
             if let Some((p, seq)) = &batch.producer {
-                producers.record(p, *seq, rec.lsn, rec.lsn);
+                producers.record(&crate::dedup::key(&batch.tenant, p), *seq, rec.lsn, rec.lsn);
             }
             for p in batch.positions {
                 positions.insert(
@@ -674,9 +674,13 @@ impl Engine {
         raw_bytes: u64,
         producer: Option<(String, u64)>,
     ) -> Result<Ingested> {
-        if let Some((p, seq)) = &producer {
+        // Producer ids are the clients' own: two tenants may use the same one.
+        let key = producer
+            .as_ref()
+            .map(|(p, seq)| (crate::dedup::key(tenant, p), *seq));
+        if let (Some((p, seq)), Some(key)) = (&producer, &key) {
             let mut st = self.state();
-            match st.producers.check(p, *seq) {
+            match st.producers.check(&key.0, *seq) {
                 crate::dedup::Check::Duplicate(first, last) => {
                     return Ok(Ingested {
                         range: LsnRange { first, last },
@@ -693,7 +697,7 @@ impl Engine {
                 }
                 crate::dedup::Check::New => {}
             }
-            if !st.in_flight.insert((p.clone(), *seq)) {
+            if !st.in_flight.insert(key.clone()) {
                 return Err(EngineError::SequenceInFlight {
                     producer: p.clone(),
                     seq: *seq,
@@ -703,7 +707,7 @@ impl Engine {
         let res = self
             .append(tenant, records, raw_bytes, producer.as_ref())
             .await;
-        if let Some(key) = producer {
+        if let Some(key) = key {
             self.state().in_flight.remove(&key);
         }
         Ok(Ingested {
@@ -841,7 +845,8 @@ impl Engine {
         // Under the gate, like the memtable insert: a flush freezing both sees
         // exactly the batches below its checkpoint.
         if let Some((p, seq)) = producer {
-            st.producers.record(p, *seq, range.first, range.last);
+            st.producers
+                .record(&crate::dedup::key(tenant, p), *seq, range.first, range.last);
         }
         st.insert(tenant, records, raw_bytes);
         Ok(range)
