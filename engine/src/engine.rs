@@ -25,7 +25,7 @@ use crate::manifest::{Manifest, ManifestError, SegmentEntry, SourcePosition};
 use crate::memtable::Memtable;
 use crate::memtable::SegmentGroup;
 use crate::model::{Record, Tenant};
-use crate::segment::{write_segment_refs, SegmentError, SegmentOptions, SegmentReader};
+use crate::segment::{encode_segment, SegmentError, SegmentOptions, SegmentReader};
 use crate::walrec;
 pub use crate::walrec::{Position, Retract};
 
@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// Template mining ([`crate::template`]): each record gets the `_template`
     /// field. `None` turns it off.
     pub templates: Option<crate::template::MinerConfig>,
+    /// The file operations that change the data directory ([`crate::fs`]); tests
+    /// put a fault-injecting one here.
+    pub fs: Arc<dyn crate::fs::Fs>,
 }
 
 impl EngineConfig {
@@ -74,6 +77,7 @@ impl EngineConfig {
             pack_bytes: 8 << 20,
             tier: None,
             templates: Some(crate::template::MinerConfig::default()),
+            fs: Arc::new(crate::fs::RealFs),
         }
     }
 }
@@ -200,6 +204,9 @@ pub enum EngineError {
         /// The hard limit.
         max: u64,
     },
+    /// A file operation of [`crate::fs`].
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
     /// Other I/O.
     #[error("{op} failed on {}: {source}", path.display())]
     Io {
@@ -476,9 +483,14 @@ impl Engine {
     /// Opens (creating if needed) a data directory and recovers it.
     pub fn open(cfg: EngineConfig) -> Result<Engine> {
         let dir = cfg.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        crate::fs::create_dir_all(&*cfg.fs, &dir)?;
         // The WAL's lock makes this process the only writer of the directory.
         let wal = Wal::open(dir.join("wal"), cfg.wal.clone())?;
+        // The WAL's directory entry (made by the WAL) is durable before anything is
+        // acknowledged.
+        cfg.fs
+            .sync_dir(&dir)
+            .map_err(io_err("fsync directory", &dir))?;
         let tier = match &cfg.tier {
             Some(t) => Some(Arc::new(crate::tier::Tier::open(t.clone())?)),
             None => None,
@@ -489,7 +501,7 @@ impl Engine {
         }
         let manifest = match &tier {
             None => Manifest::load(&dir)?,
-            Some(t) => offload::open_manifest(&dir, t)?,
+            Some(t) => offload::open_manifest(&*cfg.fs, &dir, t)?,
         };
         if !read_only {
             let (oldest, written) = (wal.oldest_lsn(), wal.written_lsn());
@@ -515,7 +527,9 @@ impl Engine {
                 ))));
             }
         }
-        sweep_orphans(&dir, &manifest)?;
+        if !read_only {
+            sweep_orphans(&*cfg.fs, &dir, &manifest)?;
+        }
         let mut miners = match &cfg.templates {
             None => None,
             Some(mc) => Some(match &manifest.templates {
@@ -527,7 +541,7 @@ impl Engine {
                         (Err(TemplatesError::Io { source, .. }), Some(t))
                             if source.kind() == std::io::ErrorKind::NotFound =>
                         {
-                            offload::fetch_templates(&dir, t, name)?
+                            offload::fetch_templates(&*cfg.fs, &dir, t, name)?
                         }
                         (Err(e), _) => return Err(e.into()),
                     };
@@ -536,7 +550,7 @@ impl Engine {
             }),
         };
         if !read_only {
-            templates::sweep(&dir, manifest.templates.as_deref());
+            templates::sweep(&*cfg.fs, &dir, manifest.templates.as_deref());
         }
         let mut memtable = Memtable::default();
         let mut producers = manifest.producers.clone();
@@ -994,7 +1008,12 @@ impl Engine {
         let templates_file = match saved {
             Some(frozen) => {
                 let name = templates::file_name(checkpoint);
-                templates::write(&self.dir, &name, &templates::encode(&frozen.saved()))?;
+                templates::write(
+                    &*self.cfg.fs,
+                    &self.dir,
+                    &name,
+                    &templates::encode(&frozen.saved()),
+                )?;
                 Some(name)
             }
             None => None,
@@ -1015,14 +1034,14 @@ impl Engine {
                 }
                 None => None,
             };
-            next.publish(&self.dir)?;
+            next.publish(&*self.cfg.fs, &self.dir)?;
             st.manifest = next;
             st.frozen.retain(|m| !Arc::ptr_eq(m, frozen));
             old
         };
         if let Some(old) = old_templates {
             let p = self.dir.join(&old);
-            if let Err(e) = std::fs::remove_file(&p) {
+            if let Err(e) = self.cfg.fs.remove_file(&p) {
                 tracing::warn!(path = %p.display(), error = %e, "could not remove an old template file");
             }
         }
@@ -1351,7 +1370,7 @@ impl Engine {
                     .retain(|s| !olds.iter().any(|o| o.file == s.file));
                 next.segments.push(merged);
                 next.next_segment = next.next_segment.max(st.next_seq);
-                next.publish(&self.dir)?;
+                next.publish(&*self.cfg.fs, &self.dir)?;
                 st.manifest = next;
                 for old in &olds {
                     st.readers.remove(&old.file);
@@ -1359,7 +1378,7 @@ impl Engine {
             }
             for old in &olds {
                 let p = self.dir.join(&old.file);
-                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+                self.cfg.fs.remove_file(&p).map_err(io_err("remove", &p))?;
             }
             stats.merged += olds.len();
             stats.written += 1;
@@ -1379,7 +1398,7 @@ impl Engine {
         let rel = format!("segments/{}/{partition}/{seq:010}.seg", tenant.as_str());
         let path = self.dir.join(&rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+            crate::fs::create_dir_all(&*self.cfg.fs, parent)?;
         }
         // The stream labels for the manifest (records share a few label sets).
         let mut sets: std::collections::HashSet<&crate::model::Labels> = Default::default();
@@ -1394,10 +1413,9 @@ impl Engine {
         }
         let labels =
             (labels.len() <= crate::manifest::LABELS_MAX).then(|| labels.into_iter().collect());
-        let footer = write_segment_refs(&path, tenant, records, &self.cfg.segment)?;
-        let bytes = std::fs::metadata(&path)
-            .map_err(io_err("stat", &path))?
-            .len();
+        let (data, footer) = encode_segment(tenant, records, &self.cfg.segment);
+        crate::fs::write_atomic(&*self.cfg.fs, &path, &data)?;
+        let bytes = data.len() as u64;
         Ok(SegmentEntry {
             tenant: tenant.as_str().to_string(),
             partition: partition.to_string(),
@@ -1479,7 +1497,7 @@ fn segment_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Removes segment files the manifest does not list (left by a crash between writing
 /// a segment and publishing the manifest, or between publishing and deleting merged
 /// ones). Only at open, when no flush or compaction can be writing.
-fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
+fn sweep_orphans(fs: &dyn crate::fs::Fs, dir: &Path, manifest: &Manifest) -> Result<()> {
     let listed: std::collections::HashSet<PathBuf> = manifest
         .segments
         .iter()
@@ -1489,7 +1507,7 @@ fn sweep_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
     for p in segment_files(dir)? {
         if !listed.contains(&p) {
             tracing::warn!(path = %p.display(), "removing a segment file the manifest does not list");
-            std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            fs.remove_file(&p).map_err(io_err("remove", &p))?;
         }
     }
     Ok(())

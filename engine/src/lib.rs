@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod dedup;
 pub mod engine;
+pub mod fs;
 pub mod ingest;
 pub mod manifest;
 pub mod memtable;

@@ -4,7 +4,6 @@
 //! `checkpoint_lsn` is in a listed segment.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -224,29 +223,17 @@ impl Manifest {
             .sum()
     }
 
-    /// Publishes this manifest in `dir` atomically.
-    pub fn publish(&self, dir: &Path) -> Result<(), ManifestError> {
+    /// Publishes this manifest in `dir` atomically ([`crate::fs::write_atomic`]).
+    pub fn publish(&self, fs: &dyn crate::fs::Fs, dir: &Path) -> Result<(), ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-        let io = |op: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| ManifestError::Io {
-                op,
-                path: p,
-                source,
-            }
-        };
         let text = serde_json::to_vec(self).map_err(|e| ManifestError::Corrupt {
             path: path.clone(),
             what: e.to_string(),
         })?;
-        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&text).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync directory", dir))
+        crate::fs::write_atomic(fs, &path, &text).map_err(|e| ManifestError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        })
     }
 }

@@ -91,7 +91,11 @@ fn now_ns() -> i64 {
 /// none (a new or lost disk: everything offloaded comes back). The next segment
 /// number is never below the store's, so no object is ever overwritten by a
 /// different segment.
-pub(super) fn open_manifest(dir: &std::path::Path, tier: &Tier) -> Result<Manifest> {
+pub(super) fn open_manifest(
+    fs: &dyn crate::fs::Fs,
+    dir: &std::path::Path,
+    tier: &Tier,
+) -> Result<Manifest> {
     let remote = || -> Result<Option<Manifest>> {
         let Some(b) = tier.store.get(REMOTE_MANIFEST)? else {
             return Ok(None);
@@ -117,7 +121,7 @@ pub(super) fn open_manifest(dir: &std::path::Path, tier: &Tier) -> Result<Manife
                     "no local manifest: opening the object store's (the offloaded segments)"
                 );
                 m.checkpoint_lsn = 1;
-                m.publish(dir)?;
+                m.publish(fs, dir)?;
                 Ok(m)
             }
             None => Ok(Manifest::default()),
@@ -128,6 +132,7 @@ pub(super) fn open_manifest(dir: &std::path::Path, tier: &Tier) -> Result<Manife
 /// The store's copy of the template file `name` (a lost disk, a read-only node),
 /// also written to the data directory unless the node is read-only.
 pub(super) fn fetch_templates(
+    fs: &dyn crate::fs::Fs,
     dir: &std::path::Path,
     tier: &Tier,
     name: &str,
@@ -144,7 +149,7 @@ pub(super) fn fetch_templates(
     };
     let saved = super::templates::decode(&path, &bytes)?;
     if !tier.cfg.read_only {
-        super::templates::write(dir, name, &bytes)?;
+        super::templates::write(fs, dir, name, &bytes)?;
     }
     Ok(saved)
 }
@@ -272,13 +277,16 @@ impl Engine {
         {
             let mut st = self.state();
             let next = marked(&st.manifest);
-            next.publish(&self.dir)?;
+            next.publish(&*self.cfg.fs, &self.dir)?;
             st.manifest = next;
             // Queries opening it from now on read the object; open readers keep
             // their mapping of the (unlinked) file.
             st.readers.remove(&s.file);
         }
-        std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        self.cfg
+            .fs
+            .remove_file(&path)
+            .map_err(io_err("remove", &path))?;
         tracing::info!(segment = %s.file, bytes = s.bytes, "offloaded");
         Ok(())
     }
@@ -391,7 +399,7 @@ impl Engine {
         {
             let mut st = self.state();
             let next = gone(&st.manifest);
-            next.publish(&self.dir)?;
+            next.publish(&*self.cfg.fs, &self.dir)?;
             st.manifest = next;
             for d in &doomed {
                 st.readers.remove(&d.file);
@@ -408,7 +416,7 @@ impl Engine {
             stats.bytes += d.bytes;
             if d.is_local() {
                 let p = self.dir.join(&d.file);
-                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+                self.cfg.fs.remove_file(&p).map_err(io_err("remove", &p))?;
                 stats.local_segments += 1;
             } else if let Some(t) = &self.tier {
                 t.store.delete(&d.file)?;
@@ -531,14 +539,14 @@ impl Engine {
             next.segments.retain(|s| s.file != old.file);
             next.segments.extend(new);
             next.next_segment = next.next_segment.max(st.next_seq);
-            next.publish(&self.dir)?;
+            next.publish(&*self.cfg.fs, &self.dir)?;
             st.manifest = next;
             st.readers.remove(&old.file);
         }
         match (&old.offloaded, &self.tier) {
             (None, _) => {
                 let p = self.dir.join(&old.file);
-                std::fs::remove_file(&p).map_err(io_err("remove", &p))?;
+                self.cfg.fs.remove_file(&p).map_err(io_err("remove", &p))?;
             }
             (Some(_), Some(t)) => {
                 let remote = self.state().manifest.remote();
@@ -602,7 +610,7 @@ impl Engine {
         let m = Manifest::parse(&String::from_utf8_lossy(&b), &name)?;
         let saved = match (&m.templates, &self.cfg.templates) {
             (Some(name), Some(_)) if self.state().manifest.templates != m.templates => {
-                Some(fetch_templates(&self.dir, tier, name)?)
+                Some(fetch_templates(&*self.cfg.fs, &self.dir, tier, name)?)
             }
             _ => None,
         };

@@ -252,29 +252,23 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Saved, TemplatesError>
     serde_json::from_slice(&json).map_err(|e| bad(format!("contents: {e}")))
 }
 
-/// Writes `bytes` as `dir/name` durably (file and directory synced).
-pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), TemplatesError> {
-    use std::io::Write;
+/// Writes `bytes` as `dir/name` durably (file and every directory on its path).
+pub(crate) fn write(
+    fs: &dyn crate::fs::Fs,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), TemplatesError> {
     let path = dir.join(name);
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| TemplatesError::Io {
-            op,
-            path: p,
-            source,
-        }
+    let io = |e: crate::fs::FsError| TemplatesError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
     };
-    let parent = path.parent().unwrap_or(dir).to_path_buf();
-    std::fs::create_dir_all(&parent).map_err(io("create directory", &parent))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-    std::fs::File::open(&parent)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync directory", &parent))
+    if let Some(parent) = path.parent() {
+        crate::fs::create_dir_all(fs, parent).map_err(io)?;
+    }
+    crate::fs::write_atomic(fs, &path, bytes).map_err(io)
 }
 
 /// Reads the template file `dir/name`.
@@ -290,7 +284,7 @@ pub(crate) fn load(dir: &Path, name: &str) -> Result<Saved, TemplatesError> {
 
 /// Removes every file of the template directory but `keep` (older states, a
 /// crash's leftovers). Failures are logged: a stray file costs only space.
-pub(crate) fn sweep(dir: &Path, keep: Option<&str>) {
+pub(crate) fn sweep(fs: &dyn crate::fs::Fs, dir: &Path, keep: Option<&str>) {
     let Ok(entries) = std::fs::read_dir(dir.join(DIR)) else {
         return;
     };
@@ -298,7 +292,7 @@ pub(crate) fn sweep(dir: &Path, keep: Option<&str>) {
     for e in entries.flatten() {
         let p = e.path();
         if Some(&p) != keep.as_ref() {
-            if let Err(err) = std::fs::remove_file(&p) {
+            if let Err(err) = fs.remove_file(&p) {
                 tracing::warn!(path = %p.display(), error = %err, "could not remove an old template file");
             }
         }

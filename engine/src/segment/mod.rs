@@ -26,7 +26,7 @@ pub use reader::{
     is_template_word, ColumnBlock, IndexSizes, MsgMatchers, MsgPredicate, SegmentReader, StrColumn,
     Values,
 };
-pub use writer::{write_segment, write_segment_refs, SegmentOptions};
+pub use writer::{encode_segment, write_segment, write_segment_refs, SegmentOptions};
 
 /// Errors reading or writing a segment.
 #[derive(Debug, thiserror::Error)]
@@ -65,4 +65,14 @@ pub enum SegmentError {
     /// The caller asked for something the segment does not have.
     #[error("{0}")]
     NotFound(String),
+}
+
+impl From<crate::fs::FsError> for SegmentError {
+    fn from(e: crate::fs::FsError) -> Self {
+        SegmentError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }

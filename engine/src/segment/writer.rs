@@ -1,10 +1,9 @@
 //! Writing a segment: sort records by time, cut into blocks, encode every column
-//! chunk with the smallest codec, then footer and tail; published atomically (temp
-//! file, fsync, rename, fsync directory).
+//! chunk with the smallest codec, then footer and tail ([`encode_segment`]);
+//! published atomically through [`crate::fs::write_atomic`] (temp file, fsync,
+//! rename, fsync directory).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use super::index::IndexBuilder;
@@ -110,16 +109,20 @@ pub fn write_segment(
 pub fn write_segment_refs(
     path: &Path,
     tenant: &Tenant,
-    mut order: Vec<&Record>,
+    order: Vec<&Record>,
     opts: &SegmentOptions,
 ) -> Result<Footer, SegmentError> {
-    let io = |op: &'static str| {
-        move |source| SegmentError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
+    let (bytes, footer) = encode_segment(tenant, order, opts);
+    crate::fs::write_atomic(&crate::fs::RealFs, path, &bytes)?;
+    Ok(footer)
+}
+
+/// A segment file's bytes holding `order` (any order), and its footer.
+pub fn encode_segment(
+    tenant: &Tenant,
+    mut order: Vec<&Record>,
+    opts: &SegmentOptions,
+) -> (Vec<u8>, Footer) {
     order.sort_by_key(|r| r.time_ns);
 
     // The stream labels' text, once per distinct label set (most rows share a few).
@@ -298,18 +301,5 @@ pub fn write_segment_refs(
     data.extend_from_slice(&(fbytes.len() as u32).to_le_bytes());
     data.extend_from_slice(&crc32fast::hash(&fbytes).to_le_bytes());
     data.extend_from_slice(&MAGIC);
-
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp).map_err(io("create"))?;
-        f.write_all(&data).map_err(io("write"))?;
-        f.sync_all().map_err(io("fsync"))?;
-    }
-    fs::rename(&tmp, path).map_err(io("rename"))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync directory"))?;
-    }
-    Ok(footer)
+    (data, footer)
 }
