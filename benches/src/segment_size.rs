@@ -52,6 +52,7 @@ fn main() -> Result<()> {
         let opts = SegmentOptions {
             block_rows: args.block_rows,
             zstd_level: args.level,
+            ..SegmentOptions::default()
         };
         let footer = write_segment(&path, &Tenant::default(), &records, &opts)?;
         let total = std::fs::metadata(&path)?.len();

@@ -152,6 +152,16 @@ pub enum EngineError {
         /// The limit ([`walrec::BATCH_RECORDS_MAX`], [`walrec::BATCH_POSITIONS_MAX`]).
         max: usize,
     },
+    /// A record with more fields than [`crate::model::RECORD_FIELDS_MAX`].
+    #[error("record {index} of the batch has {count} fields, over the limit of {max} per record")]
+    TooManyFields {
+        /// Its position in the batch.
+        index: usize,
+        /// Its fields.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The data directory holds data that only a manifest can name, and its
     /// manifest is missing: opening it as new would discard that data.
     #[error(
@@ -627,14 +637,26 @@ impl Engine {
     /// Whether a batch of `records` records may be stored: within the count that
     /// replay accepts ([`walrec::BATCH_RECORDS_MAX`], the same constant the decoder
     /// checks), and [`Self::writable`].
-    fn admit(&self, records: usize, positions: usize) -> Result<()> {
+    fn admit(&self, records: &[Record], positions: usize) -> Result<()> {
         for (what, count, max) in [
-            ("records", records, walrec::BATCH_RECORDS_MAX),
+            ("records", records.len(), walrec::BATCH_RECORDS_MAX),
             ("source positions", positions, walrec::BATCH_POSITIONS_MAX),
         ] {
             if count > max {
                 return Err(EngineError::BatchTooLarge { what, count, max });
             }
+        }
+        let max = crate::model::RECORD_FIELDS_MAX;
+        if let Some((index, r)) = records
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.fields.len() > max)
+        {
+            return Err(EngineError::TooManyFields {
+                index,
+                count: r.fields.len(),
+                max,
+            });
         }
         self.writable()
     }
@@ -748,7 +770,7 @@ impl Engine {
         positions: Vec<Position>,
         confirm: impl FnOnce(LsnRange) -> Vec<Retract>,
     ) -> Result<Positioned> {
-        self.admit(records.len(), positions.len())?;
+        self.admit(&records, positions.len())?;
         let payload = Bytes::from(walrec::encode_with(tenant, &records, None, &positions));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
@@ -846,7 +868,7 @@ impl Engine {
                 last: next.saturating_sub(1),
             });
         }
-        self.admit(records.len(), 0)?;
+        self.admit(&records, 0)?;
         let payload = Bytes::from(walrec::encode_with(
             tenant,
             &records,

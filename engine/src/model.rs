@@ -14,6 +14,10 @@ pub const TENANT_BYTES_MAX: usize = 64;
 pub const DEFAULT_TENANT: &str = "default";
 /// Longest field or label name.
 pub const FIELD_NAME_BYTES_MAX: usize = 256;
+/// Most fields one record may carry: every ingest path refuses more (a Kafka
+/// message with more becomes a dead letter). A segment gives at most
+/// [`crate::segment::SEGMENT_FIELDS_MAX`] names columns of their own.
+pub const RECORD_FIELDS_MAX: usize = 1000;
 
 /// A tenant name: 1 to 64 ASCII letters, digits, `_` or `-`. It becomes part of storage
 /// paths, hence the strict alphabet.

@@ -1,10 +1,10 @@
-//! Golden file: a segment written by format version 2, committed, read back by every
-//! later build. If this test fails after a format change, the change broke reading old
+//! Golden files: a segment written by each format version (2; 3, with the overflow
+//! column), committed, read back by every later build. If this test fails after a format change, the change broke reading old
 //! data: keep the old layout readable (bump `FORMAT_VERSION`, keep
 //! `OLDEST_SUPPORTED_VERSION`) instead of regenerating the file.
 //!
-//! The file was produced by `cargo test -p heimdall-engine --test golden -- --ignored
-//! write_golden_v2` from the records below.
+//! The files were produced by `cargo test -p heimdall-engine --test golden -- --ignored
+//! write_golden_vN` (of the build writing version N) from the records below.
 
 use std::path::PathBuf;
 
@@ -14,8 +14,16 @@ use engine::segment::{
 };
 
 fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v2.seg")
+    golden_path_of(2)
 }
+
+fn golden_path_of(version: u16) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/segment-v{version}.seg"))
+}
+
+/// Version 3: the same records with two field columns, the rest in the overflow
+/// column.
+const V3_FIELDS_MAX: usize = 2;
 
 fn golden_records() -> Vec<Record> {
     (0..300i64)
@@ -52,6 +60,11 @@ fn golden_records() -> Vec<Record> {
 #[test]
 #[ignore = "writes the golden file; run only to create a new format version's file"]
 fn write_golden_v2() {
+    assert_eq!(
+        engine::segment::FORMAT_VERSION,
+        2,
+        "this build writes another version"
+    );
     write_segment(
         &golden_path(),
         &Tenant::new("golden").unwrap(),
@@ -59,6 +72,24 @@ fn write_golden_v2() {
         &SegmentOptions {
             block_rows: 64,
             zstd_level: 3,
+            ..SegmentOptions::default()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+#[ignore = "writes the golden file; run only to create a new format version's file"]
+fn write_golden_v3() {
+    assert_eq!(engine::segment::FORMAT_VERSION, 3);
+    write_segment(
+        &golden_path_of(3),
+        &Tenant::new("golden").unwrap(),
+        &golden_records(),
+        &SegmentOptions {
+            block_rows: 64,
+            zstd_level: 3,
+            fields_max: V3_FIELDS_MAX,
         },
     )
     .unwrap();
@@ -66,10 +97,32 @@ fn write_golden_v2() {
 
 #[test]
 fn golden_v2_reads_back() {
+    reads_back(2);
+}
+
+#[test]
+fn golden_v3_reads_back() {
+    let r = reads_back(3);
+    assert!(r.column(ColumnKind::Overflow, "_overflow").is_some());
+    let field_columns = r
+        .footer()
+        .columns
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool
+            )
+        })
+        .count();
+    assert_eq!(field_columns, V3_FIELDS_MAX);
+}
+
+fn reads_back(version: u16) -> SegmentReader {
     let dir = tempfile::tempdir().unwrap();
     // Read a copy: tests never touch committed files.
-    let copy = dir.path().join("segment-v2.seg");
-    std::fs::copy(golden_path(), &copy).unwrap();
+    let copy = dir.path().join(format!("segment-v{version}.seg"));
+    std::fs::copy(golden_path_of(version), &copy).unwrap();
     let r = SegmentReader::open(&copy).unwrap();
     r.verify().unwrap();
     let f = r.footer();
@@ -103,7 +156,14 @@ fn golden_v2_reads_back() {
             .collect::<Vec<_>>(),
         vec![0, 1, 2, 3, 4]
     );
-    assert!(r.column(ColumnKind::F64, "ratio").is_some());
+    assert_eq!(
+        r.lookup(&field_term("ratio", "2.5"))
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![0]
+    );
+    r
 }
 
 /// Version 1 (`_msg` as zstd string blocks) was written only before the first release

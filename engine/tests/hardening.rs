@@ -240,3 +240,29 @@ fn producers_are_known_within_their_tenant() {
         assert_eq!(e.search(t, &[msg], 10).unwrap().len(), 1, "{t:?}");
     }
 }
+
+/// Per record at most `RECORD_FIELDS_MAX` fields, checked by the engine whatever
+/// the ingest path.
+#[test]
+fn a_record_over_the_field_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    let max = engine::model::RECORD_FIELDS_MAX;
+    let wide = |n: usize| {
+        let mut r = rec(1, "wide");
+        r.fields = (0..n)
+            .map(|j| (format!("f{j}"), engine::model::Value::I64(j as i64)))
+            .collect();
+        r
+    };
+    let err = rt
+        .block_on(e.ingest(&Tenant::default(), vec![rec(0, "ok"), wide(max + 1)], 0))
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::TooManyFields { index: 1, count, .. } if count == max + 1),
+        "{err:?}"
+    );
+    rt.block_on(e.ingest(&Tenant::default(), vec![wide(max)], 0))
+        .unwrap();
+}

@@ -114,7 +114,10 @@ proptest! {
     fn index_lookups_equal_a_brute_force_scan(records in proptest::collection::vec(record(), 1..80), block_rows in 1usize..12) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.seg");
-        write_segment(&path, &Tenant::default(), &records, &SegmentOptions { block_rows, zstd_level: 1 }).unwrap();
+        // A third of the cases keep no field column at all, a third one: the other
+        // fields are in the overflow column, and the index must not care.
+        let fields_max = [0, 1, usize::MAX][block_rows % 3];
+        write_segment(&path, &Tenant::default(), &records, &SegmentOptions { block_rows, zstd_level: 1, fields_max }).unwrap();
         let r = SegmentReader::open(&path).unwrap();
         // Rebuild the stored order (sorted by time, stable) to know each row's block.
         let mut blocks: Vec<Vec<Record>> = Vec::new();
@@ -223,6 +226,7 @@ fn many_terms_span_many_term_blocks() {
         &SegmentOptions {
             block_rows: 100,
             zstd_level: 3,
+            ..SegmentOptions::default()
         },
     )
     .unwrap();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use engine::engine::{Engine, EngineError, SegmentHandle};
 use engine::model::{Record, Tenant};
+use engine::segment::overflow::OVERFLOW_COLUMN;
 use engine::segment::{field_term, msg_term, SegmentError, SegmentReader};
 use roaring::RoaringBitmap;
 
@@ -483,7 +484,9 @@ impl Need {
         match c.kind {
             ColumnKind::Time => self.names.contains("_time"),
             ColumnKind::Msg => self.names.contains("_msg"),
-            ColumnKind::Stream => self.names.contains("_stream") || plain(),
+            // Plain names may be stream labels, and fields kept in the overflow
+            // column (names over the segment's column cap).
+            ColumnKind::Stream | ColumnKind::Overflow => self.names.contains("_stream") || plain(),
             ColumnKind::Level => self.names.contains("level"),
             _ => self.names.contains(&c.name),
         }
@@ -884,6 +887,38 @@ impl FieldKeys {
                                 ColumnKind::Bool => engine::model::Value::Bool(x != 0),
                                 _ => engine::model::Value::I64(x),
                             };
+                            texts.push(v.to_text());
+                            *slot = Some(KeyRef::Text(texts.len() - 1));
+                        }
+                    }
+                }
+            }
+        }
+        // Fields of names over the segment's column cap, for rows with none yet.
+        if let Some(col) = r.column(ColumnKind::Overflow, OVERFLOW_COLUMN) {
+            if key.iter().any(Option::is_none) {
+                if let Some(cb) = r.read(col, b)? {
+                    let Values::Str(rows_text) = cb.values else {
+                        return Err(QueryError::Segment(SegmentError::NotFound(
+                            "the overflow column holds no strings".into(),
+                        )));
+                    };
+                    let rows_with = match &cb.present {
+                        None => (0..rows).collect::<Vec<_>>(),
+                        Some(p) => (0..rows).filter(|i| p.get(*i) == Some(&true)).collect(),
+                    };
+                    for (row, text) in rows_with.into_iter().zip(rows_text) {
+                        let Some(slot) = key.get_mut(row).filter(|s| s.is_none()) else {
+                            continue;
+                        };
+                        let fields = engine::segment::overflow::decode_row(&text).map_err(|e| {
+                            QueryError::Segment(SegmentError::Corrupt {
+                                path: r.path().to_path_buf(),
+                                offset: 0,
+                                what: e,
+                            })
+                        })?;
+                        if let Some((_, v)) = fields.iter().find(|(n, _)| n == k) {
                             texts.push(v.to_text());
                             *slot = Some(KeyRef::Text(texts.len() - 1));
                         }

@@ -55,6 +55,14 @@ pub enum LineError {
         /// The limit.
         max: usize,
     },
+    /// More fields (after flattening) than [`crate::model::RECORD_FIELDS_MAX`].
+    #[error("{count} fields (after flattening), over the limit of {max} per record")]
+    TooManyFields {
+        /// Fields of the line.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Checks the generic line limits and returns the text.
@@ -113,6 +121,12 @@ pub fn parse_json(line: &str, ctx: &IngestContext) -> Result<Record, LineError> 
         } else {
             flatten(&key, v, 1, &mut rec.fields)?;
         }
+    }
+    if rec.fields.len() > crate::model::RECORD_FIELDS_MAX {
+        return Err(LineError::TooManyFields {
+            count: rec.fields.len(),
+            max: crate::model::RECORD_FIELDS_MAX,
+        });
     }
     Ok(rec)
 }

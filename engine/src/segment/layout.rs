@@ -3,7 +3,8 @@
 //! ```text
 //! [header 16 B][column chunks ...][footer][tail 16 B]
 //! header: magic "HMDLSEG\0" | u16 version | u16 flags (0) | u32 reserved (0)
-//! tail:   u32 footer_len | u32 footer_crc32 | magic "HMDLSEG\0"
+//! tail:   u32 footer_len | u32 crc32 | magic "HMDLSEG\0"
+//!         (crc32 of the footer; since version 3, of the header then the footer)
 //! ```
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -11,8 +12,8 @@ use crate::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
 
 /// First and last eight bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"HMDLSEG\0";
-/// Format version this build writes.
-pub const FORMAT_VERSION: u16 = 2;
+/// Format version this build writes (3: the overflow column kind).
+pub const FORMAT_VERSION: u16 = 3;
 /// Oldest format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 16;
@@ -40,6 +41,9 @@ pub enum ColumnKind {
     F64 = 6,
     /// A boolean field (0/1 through the integer codec).
     Bool = 7,
+    /// The fields of names over the segment's column cap, per row (string codec;
+    /// [`super::overflow`]). Since format version 3.
+    Overflow = 8,
 }
 
 impl TryFrom<u8> for ColumnKind {
@@ -54,6 +58,7 @@ impl TryFrom<u8> for ColumnKind {
             5 => ColumnKind::I64,
             6 => ColumnKind::F64,
             7 => ColumnKind::Bool,
+            8 => ColumnKind::Overflow,
             other => return Err(other),
         })
     }
@@ -253,6 +258,17 @@ impl Footer {
             index,
         })
     }
+}
+
+/// The tail's checksum: of the footer, and since version 3 of the header before it
+/// (so damage to the header's version is caught too).
+pub(crate) fn footer_crc32(version: u16, header: &[u8], footer: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if version >= 3 {
+        h.update(header);
+    }
+    h.update(footer);
+    h.finalize()
 }
 
 pub(crate) fn header() -> [u8; HEADER_LEN] {

@@ -12,6 +12,7 @@
 mod index;
 mod layout;
 mod message;
+pub mod overflow;
 mod reader;
 mod writer;
 
@@ -26,7 +27,9 @@ pub use reader::{
     is_template_word, ColumnBlock, IndexSizes, MsgMatchers, MsgPredicate, SegmentReader, StrColumn,
     Values,
 };
-pub use writer::{encode_segment, write_segment, write_segment_refs, SegmentOptions};
+pub use writer::{
+    encode_segment, write_segment, write_segment_refs, SegmentOptions, SEGMENT_FIELDS_MAX,
+};
 
 /// Errors reading or writing a segment.
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,8 @@ use super::index::{
     FrameRef, Want, NS_MSG,
 };
 use super::layout::{
-    ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, HEADER_LEN, MAGIC, OLDEST_SUPPORTED_VERSION,
-    TAIL_LEN,
+    footer_crc32, ColumnKind, ColumnMeta, Footer, FORMAT_VERSION, HEADER_LEN, MAGIC,
+    OLDEST_SUPPORTED_VERSION, TAIL_LEN,
 };
 use super::message::{self, Template};
 use super::SegmentError;
@@ -614,7 +614,7 @@ impl SegmentReader {
             .range(&path, footer_start as u64, footer_len as u64, true)?
             .unwrap_or_default();
         let fbytes: &[u8] = &fbytes;
-        let crc = crc32fast::hash(fbytes);
+        let crc = footer_crc32(version, b, fbytes);
         if crc != footer_crc {
             return Err(corrupt(
                 footer_start,
@@ -1551,7 +1551,7 @@ impl SegmentReader {
                         .map_err(|e| corrupt(e.what))?,
                 )
             }
-            ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str => {
+            ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str | ColumnKind::Overflow => {
                 Values::Str(strs::decode(&c.bytes, c.n).map_err(|e| corrupt(e.what))?)
             }
             ColumnKind::Time | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
@@ -1761,6 +1761,9 @@ impl SegmentReader {
                             ColumnKind::Msg => rec.msg = x,
                             ColumnKind::Level => rec.level = Some(x),
                             ColumnKind::Str => rec.fields.push((meta.name.clone(), Value::Str(x))),
+                            ColumnKind::Overflow => rec
+                                .fields
+                                .extend(super::overflow::decode_row(&x).map_err(|e| bad(&e))?),
                             _ => return Err(bad("column values do not match the column kind")),
                         }
                     }

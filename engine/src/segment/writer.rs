@@ -20,33 +20,59 @@ pub struct SegmentOptions {
     pub block_rows: usize,
     /// zstd level for codecs that use zstd.
     pub zstd_level: i32,
+    /// Most field names with a column of their own; the fields of other names go
+    /// to the overflow column ([`super::overflow`]).
+    pub fields_max: usize,
 }
+
+/// Default of [`SegmentOptions::fields_max`].
+pub const SEGMENT_FIELDS_MAX: usize = 2000;
 
 impl Default for SegmentOptions {
     fn default() -> Self {
         SegmentOptions {
             block_rows: 8192,
             zstd_level: 3,
+            fields_max: SEGMENT_FIELDS_MAX,
         }
     }
 }
 
-/// A column being built: one optional value per row.
+/// A column being built: its values with their rows, rows increasing. Sparse, so
+/// memory follows the values present, not rows times columns.
 enum Builder<'a> {
     /// `_msg`: encoded from the index builder's templates and ordinals.
     Msg,
-    Str(Vec<Option<&'a str>>),
-    I64(Vec<Option<i64>>),
+    Str(Vec<(u32, &'a str)>),
+    I64(Vec<(u32, i64)>),
 }
 
-fn presence_and<'a, T: 'a>(rows: &'a [Option<T>]) -> (Option<Vec<u8>>, Vec<&'a T>) {
-    let present: Vec<&T> = rows.iter().flatten().collect();
-    if present.len() == rows.len() {
-        return (None, present);
+/// Adds `value` at `row` (the last one of a row wins: a record may repeat a name).
+fn set<T>(v: &mut Vec<(u32, T)>, row: u32, value: T) {
+    match v.last_mut() {
+        Some(last) if last.0 == row => last.1 = value,
+        _ => v.push((row, value)),
+    }
+}
+
+/// The entries of `v` whose rows lie in `range`, and the presence bitmap of the
+/// range (`None`: every row has a value).
+fn rows_in<T>(v: &[(u32, T)], range: std::ops::Range<usize>) -> (&[(u32, T)], Option<Vec<u8>>) {
+    let lo = v.partition_point(|(r, _)| (*r as usize) < range.start);
+    let hi = v.partition_point(|(r, _)| (*r as usize) < range.end);
+    let part = v.get(lo..hi).unwrap_or(&[]);
+    if part.len() == range.len() {
+        return (part, None);
+    }
+    let mut present = vec![false; range.len()];
+    for (r, _) in part {
+        if let Some(p) = present.get_mut(*r as usize - range.start) {
+            *p = true;
+        }
     }
     let mut bitmap = Vec::new();
-    bits::pack(&mut bitmap, rows.iter().map(|r| u64::from(r.is_some())), 1);
-    (Some(bitmap), present)
+    bits::pack(&mut bitmap, present.into_iter().map(u64::from), 1);
+    (part, Some(bitmap))
 }
 
 /// Encodes one column's rows of one block: presence byte (0 = every row has a value,
@@ -63,27 +89,25 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
     };
     match b {
         Builder::Msg => return None,
-        Builder::Str(rows) => {
-            let rows = rows.get(range)?;
-            let (bitmap, present) = presence_and(rows);
-            if present.is_empty() {
+        Builder::Str(v) => {
+            let (part, bitmap) = rows_in(v, range);
+            if part.is_empty() {
                 return None;
             }
             presence(bitmap, &mut out);
             out.extend(strs::encode(
-                &present.iter().map(|s| **s).collect::<Vec<&str>>(),
+                &part.iter().map(|(_, s)| *s).collect::<Vec<&str>>(),
                 level,
             ));
         }
-        Builder::I64(rows) => {
-            let rows = rows.get(range)?;
-            let (bitmap, present) = presence_and(rows);
-            if present.is_empty() {
+        Builder::I64(v) => {
+            let (part, bitmap) = rows_in(v, range);
+            if part.is_empty() {
                 return None;
             }
             presence(bitmap, &mut out);
             out.extend(ints::encode(
-                &present.into_iter().copied().collect::<Vec<_>>(),
+                &part.iter().map(|(_, x)| *x).collect::<Vec<_>>(),
                 level,
             ));
         }
@@ -93,6 +117,77 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
 
 fn stream_text(r: &Record) -> String {
     serde_json::to_string(&r.stream).unwrap_or_default()
+}
+
+/// Keeps the field columns of the `max` names with the most values (ties: by name)
+/// and turns the others into the overflow column's rows ([`super::overflow`]).
+#[allow(clippy::type_complexity)]
+fn split_fields<'a>(
+    columns: rustc_hash::FxHashMap<(ColumnKind, &'a str), Builder<'a>>,
+    max: usize,
+) -> (
+    Vec<((ColumnKind, &'a str), Builder<'a>)>,
+    Vec<(u32, String)>,
+) {
+    let len = |b: &Builder<'_>| match b {
+        Builder::Msg => 0,
+        Builder::Str(v) => v.len(),
+        Builder::I64(v) => v.len(),
+    };
+    let mut per_name: rustc_hash::FxHashMap<&str, usize> = Default::default();
+    for ((_, name), b) in &columns {
+        *per_name.entry(name).or_default() += len(b);
+    }
+    if per_name.len() <= max {
+        return (columns.into_iter().collect(), Vec::new());
+    }
+    let mut names: Vec<(&str, usize)> = per_name.into_iter().collect();
+    names.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let keep: rustc_hash::FxHashSet<&str> = names.iter().take(max).map(|(n, _)| *n).collect();
+    let mut kept = Vec::new();
+    let mut rows: BTreeMap<u32, Vec<(&str, Value)>> = BTreeMap::new();
+    for ((kind, name), b) in columns {
+        if keep.contains(name) {
+            kept.push(((kind, name), b));
+            continue;
+        }
+        match b {
+            Builder::Msg => {}
+            Builder::Str(v) => {
+                for (r, s) in v {
+                    rows.entry(r)
+                        .or_default()
+                        .push((name, Value::Str(s.to_string())));
+                }
+            }
+            Builder::I64(v) => {
+                for (r, x) in v {
+                    let value = match kind {
+                        ColumnKind::F64 => Value::F64(f64::from_bits(x as u64)),
+                        ColumnKind::Bool => Value::Bool(x != 0),
+                        _ => Value::I64(x),
+                    };
+                    rows.entry(r).or_default().push((name, value));
+                }
+            }
+        }
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(r, mut fields)| {
+            // By name, then in column order (string, integer, float, boolean):
+            // the first of a repeated name wins, as with columns.
+            let rank = |v: &Value| match v {
+                Value::Str(_) => 0,
+                Value::I64(_) => 1,
+                Value::F64(_) => 2,
+                Value::Bool(_) => 3,
+            };
+            fields.sort_by(|a, b| a.0.cmp(b.0).then(rank(&a.1).cmp(&rank(&b.1))));
+            (r, super::overflow::encode_row(&fields))
+        })
+        .collect();
+    (kept, rows)
 }
 
 /// Writes `records` (any order) of `tenant` as a segment at `path`. Returns the footer.
@@ -140,16 +235,21 @@ pub fn encode_segment(
     let n = order.len();
     let mut time = Vec::with_capacity(n);
     let mut stream = Vec::with_capacity(n);
-    let mut level = Vec::with_capacity(n);
-    for (r, sid) in order.iter().zip(&stream_of) {
-        time.push(Some(r.time_ns));
-        stream.push(stream_texts.get(*sid).map(String::as_str));
-        level.push(r.level.as_deref());
+    let mut level = Vec::new();
+    for (i, (r, sid)) in order.iter().zip(&stream_of).enumerate() {
+        let row = i as u32;
+        time.push((row, r.time_ns));
+        if let Some(text) = stream_texts.get(*sid) {
+            stream.push((row, text.as_str()));
+        }
+        if let Some(l) = r.level.as_deref() {
+            level.push((row, l));
+        }
     }
     columns.insert((ColumnKind::Time, "_time".into()), Builder::I64(time));
     columns.insert((ColumnKind::Msg, "_msg".into()), Builder::Msg);
     columns.insert((ColumnKind::Stream, "_stream".into()), Builder::Str(stream));
-    if level.iter().any(Option::is_some) {
+    if !level.is_empty() {
         columns.insert((ColumnKind::Level, "level".into()), Builder::Str(level));
     }
     // Field columns by borrowed name (no allocation per value), moved into
@@ -157,6 +257,7 @@ pub fn encode_segment(
     let mut field_columns: rustc_hash::FxHashMap<(ColumnKind, &str), Builder<'_>> =
         Default::default();
     for (i, r) in order.iter().enumerate() {
+        let row = i as u32;
         for (name, value) in &r.fields {
             let kind = match value {
                 Value::Str(_) => ColumnKind::Str,
@@ -164,27 +265,40 @@ pub fn encode_segment(
                 Value::F64(_) => ColumnKind::F64,
                 Value::Bool(_) => ColumnKind::Bool,
             };
-            // The column is made (n empty rows) once, not once per value: building it
-            // eagerly here made a segment with fields quadratic in its rows.
             let col = field_columns
                 .entry((kind, name.as_str()))
                 .or_insert_with(|| match kind {
-                    ColumnKind::Str => Builder::Str(vec![None; n]),
-                    _ => Builder::I64(vec![None; n]),
+                    ColumnKind::Str => Builder::Str(Vec::new()),
+                    _ => Builder::I64(Vec::new()),
                 });
             match (col, value) {
-                (Builder::Str(v), Value::Str(s)) => v[i] = Some(s.as_str()),
-                (Builder::I64(v), Value::I64(x)) => v[i] = Some(*x),
-                (Builder::I64(v), Value::F64(x)) => v[i] = Some(x.to_bits() as i64),
-                (Builder::I64(v), Value::Bool(x)) => v[i] = Some(i64::from(*x)),
+                (Builder::Str(v), Value::Str(s)) => set(v, row, s.as_str()),
+                (Builder::I64(v), Value::I64(x)) => set(v, row, *x),
+                (Builder::I64(v), Value::F64(x)) => set(v, row, x.to_bits() as i64),
+                (Builder::I64(v), Value::Bool(x)) => set(v, row, i64::from(*x)),
                 _ => unreachable!("column kind is derived from the value"),
             }
         }
     }
-    for ((kind, name), col) in field_columns {
+    let (kept, overflow_rows) = split_fields(field_columns, opts.fields_max);
+    for ((kind, name), col) in kept {
         // A field named like a fixed column keeps its own (kind, name) entry, as
         // before: the fixed columns' kinds differ from the field kinds.
         columns.entry((kind, name.to_string())).or_insert(col);
+    }
+    if !overflow_rows.is_empty() {
+        columns.insert(
+            (
+                ColumnKind::Overflow,
+                super::overflow::OVERFLOW_COLUMN.into(),
+            ),
+            Builder::Str(
+                overflow_rows
+                    .iter()
+                    .map(|(r, t)| (*r, t.as_str()))
+                    .collect(),
+            ),
+        );
     }
 
     let block_rows = opts.block_rows.max(1);
@@ -299,7 +413,8 @@ pub fn encode_segment(
     let fbytes = footer.encode();
     data.extend_from_slice(&fbytes);
     data.extend_from_slice(&(fbytes.len() as u32).to_le_bytes());
-    data.extend_from_slice(&crc32fast::hash(&fbytes).to_le_bytes());
+    let crc = layout::footer_crc32(layout::FORMAT_VERSION, &layout::header(), &fbytes);
+    data.extend_from_slice(&crc.to_le_bytes());
     data.extend_from_slice(&MAGIC);
     (data, footer)
 }

@@ -52,6 +52,13 @@ pub(crate) fn convert(req: PushRequest, records_max: usize, now: i64) -> Result<
         check_labels(&r.stream, &format!("record {i}: stream"))?;
         let mut stream: Labels = req.stream.clone().into_iter().collect();
         stream.extend(r.stream);
+        if r.fields.len() > engine::model::RECORD_FIELDS_MAX {
+            return Err(bad(format!(
+                "record {i}: {} fields, over the limit of {} per record",
+                r.fields.len(),
+                engine::model::RECORD_FIELDS_MAX
+            )));
+        }
         let mut fields = Vec::with_capacity(r.fields.len());
         for f in r.fields {
             if f.name.is_empty() || f.name.starts_with('_') {

@@ -232,7 +232,9 @@ pub(crate) fn engine_status(e: EngineError) -> Status {
         EngineError::Wal(w @ wal::WalError::QueueFull { .. }) => {
             Status::resource_exhausted(w.to_string())
         }
-        EngineError::BatchTooLarge { .. } => Status::invalid_argument(e.to_string()),
+        EngineError::BatchTooLarge { .. } | EngineError::TooManyFields { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
         EngineError::Wal(w @ wal::WalError::RecordTooLarge { .. }) => {
             Status::invalid_argument(w.to_string())
         }

@@ -118,6 +118,19 @@ impl Decoder {
                 ));
             }
         }
+        let total = fields.len() + rec.fields.len();
+        if total > engine::model::RECORD_FIELDS_MAX {
+            // The source's own fields took it over the limit: the engine would
+            // refuse the whole batch, so this message alone becomes a dead letter.
+            let why = format!(
+                "{total} fields with the source's, over the limit of {} per record",
+                engine::model::RECORD_FIELDS_MAX
+            );
+            let mut dead = self.dead_letter(m, time_ns, why);
+            fields.append(&mut dead.fields);
+            dead.fields = fields;
+            return (dead, true);
+        }
         fields.append(&mut rec.fields);
         rec.fields = fields;
         (rec, dead)
