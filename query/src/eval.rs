@@ -510,13 +510,16 @@ impl AggState {
         }
     }
 
-    /// Adds one record.
-    pub fn add(&mut self, agg: &Agg, rec: &Record) {
+    /// Adds one record; returns about how many bytes the state grew by.
+    pub fn add(&mut self, agg: &Agg, rec: &Record) -> usize {
         match (self, agg) {
             (AggState::Count(n), _) => *n += 1,
             (AggState::Uniq(s), Agg::CountUniq(f)) => {
                 if let Some(v) = field_text(rec, f) {
-                    s.insert(v.into_owned());
+                    let len = v.len();
+                    if s.insert(v.into_owned()) {
+                        return len + VALUE_OVERHEAD_BYTES;
+                    }
                 }
             }
             (AggState::Sum(s, n), Agg::Sum(f) | Agg::Avg(f)) => {
@@ -538,10 +541,12 @@ impl AggState {
             (AggState::Values(v), Agg::Quantile(_, f)) => {
                 if let Some(x) = field_number(rec, f) {
                     v.push(x);
+                    return std::mem::size_of::<f64>();
                 }
             }
             _ => {}
         }
+        0
     }
 
     /// Folds another partial state of the same aggregate into this one.
@@ -632,6 +637,10 @@ pub struct Grouper {
     single: rustc_hash::FxHashMap<Box<str>, u64>,
     /// The same for records without the key.
     single_none: u64,
+    /// About how many bytes `groups` and `single` hold (keys, states, the values
+    /// of `count_uniq` and `quantile`), kept as they grow: the query memory limit
+    /// covers aggregation state too ([`Self::bytes`]).
+    held: usize,
     /// Counts of a [`Self::time_bucket_counts`] grouper by bucket start; rendered
     /// as text once per bucket, at [`Self::finish`].
     buckets: rustc_hash::FxHashMap<i64, u64>,
@@ -639,6 +648,19 @@ pub struct Grouper {
 
 /// Parts of a grouper's short-key table.
 const SHORT_PARTS: usize = 64;
+
+/// What a held string costs beyond its bytes (the `String`, the map's node or slot),
+/// roughly: memory accounting of groups and `count_uniq` sets.
+const VALUE_OVERHEAD_BYTES: usize = 48;
+
+/// About how many bytes a group with key `key` and `funcs` states holds.
+fn group_bytes(key: &[Option<String>], funcs: usize) -> usize {
+    let key: usize = key
+        .iter()
+        .map(|k| std::mem::size_of::<Option<String>>() + k.as_ref().map_or(0, String::len))
+        .sum();
+    key + funcs * std::mem::size_of::<AggState>() + VALUE_OVERHEAD_BYTES
+}
 
 /// Short keys held back before they are counted (16 bytes each: 4 MiB).
 const SHORT_BATCH: usize = 1 << 18;
@@ -713,8 +735,16 @@ impl Grouper {
             pending: 0,
             single: Default::default(),
             single_none: 0,
+            held: 0,
             buckets: Default::default(),
         })
+    }
+
+    /// About how many bytes the grouper holds: its groups with their states, and
+    /// the one-key and time-bucket counts.
+    pub fn bytes(&self) -> usize {
+        let short: usize = self.short.iter().map(|t| t.len()).sum();
+        self.held + short * 32 + self.pending * 16 + self.buckets.len() * 24
     }
 
     /// Number of groups so far (an upper bound while partial counts are apart).
@@ -743,6 +773,7 @@ impl Grouper {
             Some(k) => match self.single.get_mut(k) {
                 Some(c) => *c += n,
                 None => {
+                    self.held += k.len() + VALUE_OVERHEAD_BYTES;
                     self.single.insert(k.into(), n);
                 }
             },
@@ -847,12 +878,13 @@ impl Grouper {
             .collect();
         // Borrow the functions and the groups apart: no copy of the functions per row.
         let funcs = funcs_of(&self.pipe);
-        let states = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
+        let held = &mut self.held;
+        let states = self.groups.entry(key).or_insert_with_key(|k| {
+            *held += group_bytes(k, funcs.len());
+            funcs.iter().map(AggState::new).collect()
+        });
         for (s, f) in states.iter_mut().zip(funcs) {
-            s.add(f, rec);
+            *held += s.add(f, rec);
         }
     }
 
@@ -924,10 +956,11 @@ impl Grouper {
     /// Adds `n` to every `count()` of group `key`.
     fn add_counted(&mut self, key: Vec<Option<String>>, n: u64) {
         let funcs = funcs_of(&self.pipe);
-        let states = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| funcs.iter().map(AggState::new).collect());
+        let held = &mut self.held;
+        let states = self.groups.entry(key).or_insert_with_key(|k| {
+            *held += group_bytes(k, funcs.len());
+            funcs.iter().map(AggState::new).collect()
+        });
         for s in states.iter_mut() {
             if let AggState::Count(c) = s {
                 *c += n;
@@ -939,6 +972,8 @@ impl Grouper {
     pub fn merge(&mut self, mut other: Grouper) {
         self.flush_pending();
         other.flush_pending();
+        // An upper bound: keys and values both hold are counted twice.
+        self.held += other.held;
         for (b, n) in std::mem::take(&mut other.buckets) {
             *self.buckets.entry(b).or_default() += n;
         }

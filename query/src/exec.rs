@@ -412,6 +412,9 @@ impl Sink {
                 if g.len() > limits.max_groups {
                     return Err(QueryError::TooManyGroups(limits.max_groups));
                 }
+                if g.bytes() > limits.memory_bytes {
+                    return Err(QueryError::Memory(limits.memory_bytes));
+                }
             }
         }
         Ok(())
@@ -1399,6 +1402,12 @@ fn answer(
             limits.threads
         };
         let threads = wanted.clamp(1, segments.len().max(1));
+        // Each scanning thread holds its part of the memory budget, so together
+        // they stay within it.
+        let share = Limits {
+            memory_bytes: limits.memory_bytes / threads,
+            ..limits.clone()
+        };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let parts: Vec<Result<Sink, QueryError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
@@ -1410,7 +1419,7 @@ fn answer(
                             let Some(s) = segments.get(i) else {
                                 return Ok(mine);
                             };
-                            scan_segment(s, &plan, limits, &mut mine)?;
+                            scan_segment(s, &plan, &share, &mut mine)?;
                         }
                     })
                 })

@@ -60,3 +60,64 @@ fn rt_flush(e: &Engine) {
         .block_on(e.flush())
         .unwrap();
 }
+
+/// `count_uniq` and `quantile` once kept every value outside the memory budget;
+/// groups' keys too. Each is now refused past the budget, over segments and the
+/// memtable alike, and answered within it.
+#[test]
+fn aggregation_state_counts_against_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.wal.preallocate = false;
+    cfg.templates = None;
+    let e = Engine::open(cfg).unwrap();
+    let t = Tenant::default();
+    let recs = |from: i64| -> Vec<Record> {
+        (from..from + 20_000)
+            .map(|i| Record {
+                time_ns: i,
+                msg: format!("line {i}"),
+                stream: Default::default(),
+                level: None,
+                fields: vec![
+                    (
+                        "id".into(),
+                        engine::model::Value::Str(format!("request-{i:012}")),
+                    ),
+                    ("ms".into(), engine::model::Value::F64(i as f64)),
+                ],
+            })
+            .collect()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(e.ingest(&t, recs(0), 0)).unwrap();
+    rt.block_on(e.flush()).unwrap();
+    rt.block_on(e.ingest(&t, recs(20_000), 0)).unwrap();
+    let small = Limits {
+        memory_bytes: 256 << 10,
+        ..Limits::default()
+    };
+    for q in [
+        "* | stats count_uniq(id)",
+        "* | stats quantile(0.5, ms)",
+        "* | stats count() by (id)",
+        "* | stats count(), max(ms) by (id, _time:1s)",
+        "* | uniq by (id)",
+    ] {
+        let err = query(&e, &t, q, &small).unwrap_err();
+        assert!(matches!(err, QueryError::Memory(_)), "{q}: {err}");
+        query(&e, &t, q, &Limits::default()).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    let r = query(
+        &e,
+        &t,
+        "* | stats count_uniq(id), quantile(0.5, ms)",
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(r.rows[0][0], query::Cell::I64(40_000));
+    assert_eq!(r.rows[0][1], query::Cell::F64(19_999.0));
+}
