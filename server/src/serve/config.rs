@@ -12,6 +12,10 @@
 //! query_timeout = "30s"
 //! query_rows_max = 1000000
 //! query_groups_max = 1000000
+//! query_memory_bytes_max = 1073741824  # records and aggregation state per query
+//! queries_max = 4                  # queries running at once; more wait
+//! query_queue_max = 64             # queries waiting; more are refused at once
+//! query_queue_timeout = "10s"      # longest wait before RESOURCE_EXHAUSTED
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! flush_threads = 2                # segment writers (default: the cores)
 //! backlog_bytes_max = 268435456    # refuse writes (RESOURCE_EXHAUSTED) above this
@@ -339,6 +343,15 @@ pub(crate) struct Limits {
     pub(crate) query_timeout: Duration,
     pub(crate) query_rows_max: usize,
     pub(crate) query_groups_max: usize,
+    /// Bytes of matching records and aggregation state one query may hold.
+    pub(crate) query_memory_bytes_max: usize,
+    /// Queries running at once; more wait in a queue.
+    pub(crate) queries_max: usize,
+    /// Queries waiting at once; more are refused at once.
+    pub(crate) query_queue_max: usize,
+    /// How long a query waits in the queue before it is refused.
+    #[serde(with = "duration_text")]
+    pub(crate) query_queue_timeout: Duration,
     pub(crate) memtable_bytes_max: usize,
     pub(crate) flush_threads: usize,
     pub(crate) backlog_bytes_max: usize,
@@ -372,6 +385,12 @@ impl Default for Limits {
             query_timeout: Duration::from_secs(30),
             query_rows_max: 1_000_000,
             query_groups_max: 1_000_000,
+            query_memory_bytes_max: 1 << 30,
+            // Each query scans on every core already: a few at once keep the
+            // cores busy; more only share them and hold more memory.
+            queries_max: 4,
+            query_queue_max: 64,
+            query_queue_timeout: Duration::from_secs(10),
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,
@@ -491,6 +510,9 @@ impl Config {
         }
         if l.batch_records_max == 0 || l.query_rows_max == 0 || l.query_groups_max == 0 {
             bail!("record, row and group limits must be positive");
+        }
+        if l.queries_max == 0 || l.query_memory_bytes_max < (1 << 20) {
+            bail!("limits.queries_max must be positive and limits.query_memory_bytes_max at least 1 MiB");
         }
         check_batch_records_max("limits.", l.batch_records_max)?;
         if l.flush_threads == 0 || l.memtable_bytes_max < (1 << 20) {

@@ -114,10 +114,14 @@ impl Flight {
     /// Runs a ticket's query on a blocking thread; its record batches.
     async fn run(&self, t: QueryTicket) -> Result<Vec<arrow_array::RecordBatch>, Status> {
         let node = Arc::clone(&self.node);
+        let slot = node.query_slot().await?;
         let started = Instant::now();
-        let res = tokio::task::spawn_blocking(move || node.query_batches(&t))
-            .await
-            .map_err(|e| Status::internal(format!("query task failed: {e}")))?;
+        let res = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            node.query_batches(&t)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("query task failed: {e}")))?;
         self.node.metrics.query_latency.observe(started.elapsed());
         self.node
             .metrics
@@ -226,9 +230,27 @@ impl FlightService for Flight {
         // instead of piling batches up in memory.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Status>>(2);
         let node = Arc::clone(&self.node);
+        let slot = node.query_slot().await?;
         let started = Instant::now();
+        // A client that stops reading must not hold its query slot for ever: the
+        // query stops at its deadline, and the stream then ends with an error.
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stalled_w = Arc::clone(&stalled);
+        let deadline = started + node.cfg.limits.query_timeout;
+        let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let res = node.query_each(&ticket, |b| tx.blocking_send(Ok(b)).is_ok());
+            let _slot = slot;
+            let send = |b: RecordBatch| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match handle.block_on(tokio::time::timeout(left, tx.send(Ok(b)))) {
+                    Ok(sent) => sent.is_ok(),
+                    Err(_) => {
+                        stalled_w.store(true, Ordering::Relaxed);
+                        false
+                    }
+                }
+            };
+            let res = node.query_each(&ticket, send);
             node.metrics.query_latency.observe(started.elapsed());
             node.metrics.queries.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = res {
@@ -244,8 +266,16 @@ impl FlightService for Flight {
         };
         let schema = first.schema();
         let rest = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+        let timeout = self.node.cfg.limits.query_timeout;
+        let end = stream::once(async move {
+            Err(Status::deadline_exceeded(format!(
+                "the client did not take the results within the query deadline of {timeout:?}"
+            )))
+        })
+        .filter(move |_| std::future::ready(stalled.load(Ordering::Relaxed)));
         let input = stream::once(async move { Ok(first) })
             .chain(rest)
+            .chain(end)
             .map_err(|s| FlightError::Tonic(Box::new(s)));
         let out = FlightDataEncoderBuilder::new()
             .with_schema(schema)

@@ -51,6 +51,12 @@ pub(crate) struct Metrics {
     pub(crate) ingest_latency: Latency,
     pub(crate) queries: AtomicU64,
     pub(crate) query_errors: AtomicU64,
+    /// Queries refused by admission (queue full or waited too long).
+    pub(crate) queries_refused: AtomicU64,
+    /// Queries running now.
+    pub(crate) queries_running: AtomicU64,
+    /// Queries waiting for a slot now.
+    pub(crate) queries_queued: AtomicU64,
     pub(crate) query_latency: Latency,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_errors: AtomicU64,
@@ -194,6 +200,21 @@ impl Metrics {
             "heimdall_query_errors",
             "Queries that failed.",
             g(&self.query_errors),
+        );
+        f.counter(
+            "heimdall_queries_refused",
+            "Queries refused before running: the queue was full or the wait too long.",
+            g(&self.queries_refused),
+        );
+        f.gauge(
+            "heimdall_queries_running",
+            "Queries running now (at most [limits] queries_max).",
+            g(&self.queries_running) as f64,
+        );
+        f.gauge(
+            "heimdall_queries_queued",
+            "Queries waiting for a slot now (at most [limits] query_queue_max).",
+            g(&self.queries_queued) as f64,
         );
         let lat = &self.query_latency;
         f.histogram(

@@ -58,6 +58,23 @@ pub(crate) struct Node {
     pub(crate) sources: kafka::Sources,
     /// The object-store and retention task's state.
     pub(crate) tiering: tiering::TierStatus,
+    /// Slots of running queries ([`Config`] `limits.queries_max`).
+    pub(crate) query_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A running query's slot; gives it back (and counts) when dropped.
+pub(crate) struct QuerySlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    node: Arc<Node>,
+}
+
+impl Drop for QuerySlot {
+    fn drop(&mut self) {
+        self.node
+            .metrics
+            .queries_running
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Node {
@@ -113,6 +130,57 @@ impl Node {
         Ok(res)
     }
 
+    /// A slot to run a query in: at once when fewer than `queries_max` run,
+    /// after a wait in the queue otherwise; refused (RESOURCE_EXHAUSTED, with a
+    /// retry hint) when the queue is full or the wait passes `query_queue_timeout`.
+    pub(crate) async fn query_slot(self: &Arc<Self>) -> Result<QuerySlot, Status> {
+        let l = &self.cfg.limits;
+        let m = &self.metrics;
+        let refuse = |why: String| {
+            m.queries_refused.fetch_add(1, Ordering::Relaxed);
+            let mut s = Status::resource_exhausted(why);
+            s.metadata_mut().insert(
+                "grpc-retry-pushback-ms",
+                tonic::metadata::MetadataValue::from(1000u32),
+            );
+            s
+        };
+        let permit = match Arc::clone(&self.query_slots).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let queued = m.queries_queued.fetch_add(1, Ordering::Relaxed);
+                if queued >= l.query_queue_max as u64 {
+                    m.queries_queued.fetch_sub(1, Ordering::Relaxed);
+                    return Err(refuse(format!(
+                        "{} queries running and {queued} waiting (limits.queries_max, limits.query_queue_max): retry later",
+                        l.queries_max
+                    )));
+                }
+                let waited = tokio::time::timeout(
+                    l.query_queue_timeout,
+                    Arc::clone(&self.query_slots).acquire_owned(),
+                )
+                .await;
+                m.queries_queued.fetch_sub(1, Ordering::Relaxed);
+                match waited {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(Status::unavailable("the server is stopping")),
+                    Err(_) => {
+                        return Err(refuse(format!(
+                            "waited {:?} for one of {} query slots (limits.query_queue_timeout): retry later",
+                            l.query_queue_timeout, l.queries_max
+                        )))
+                    }
+                }
+            }
+        };
+        m.queries_running.fetch_add(1, Ordering::Relaxed);
+        Ok(QuerySlot {
+            _permit: permit,
+            node: Arc::clone(self),
+        })
+    }
+
     /// Runs a query ticket (on a blocking thread: it is CPU work).
     pub(crate) fn query_batches(
         &self,
@@ -140,6 +208,7 @@ impl Node {
             deadline: l.query_timeout,
             max_rows: l.query_rows_max,
             max_groups: l.query_groups_max,
+            memory_bytes: l.query_memory_bytes_max,
             ..query::Limits::default()
         };
         let q = query::parse_now(&t.text()).map_err(query_status)?;
@@ -293,6 +362,7 @@ async fn serve(cfg: Config) -> Result<()> {
         flush_wake: tokio::sync::Notify::new(),
         sources: kafka::Sources::new(&cfg.sources.kafka),
         tiering: tiering::TierStatus::default(),
+        query_slots: Arc::new(tokio::sync::Semaphore::new(cfg.limits.queries_max)),
     });
     // Before any flush: each Kafka source takes back a last batch stored but not
     // handed over before the last stop (it is still in the memtable).
