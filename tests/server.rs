@@ -84,7 +84,7 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     assert_eq!(j("field"), 10);
     assert_eq!(
         j("info"),
-        serde_json::json!([["_msg", "n"], 1, [{"_msg": "event id_7 user login ok", "n": 7}]])
+        serde_json::json!([["_msg", "n"], -1, [{"_msg": "event id_7 user login ok", "n": 7}]])
     );
     // DoPut: two rows, a label from a column, a null float, explicit times.
     assert_eq!(j("put"), 2);

@@ -410,6 +410,16 @@ pub struct MemoryStats {
     pub segments: usize,
 }
 
+/// What [`Engine::columns`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredColumns {
+    /// Field names with the kinds of their values.
+    pub fields:
+        std::collections::BTreeMap<String, std::collections::BTreeSet<crate::segment::ColumnKind>>,
+    /// Whether a record has a level.
+    pub level: bool,
+}
+
 /// A published segment as a query sees it: its manifest entry and an open reader.
 #[derive(Debug, Clone)]
 pub struct SegmentHandle {
@@ -1236,6 +1246,61 @@ impl Engine {
             }
         }
         Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The columns `tenant`'s records may have, from metadata alone (no record is
+    /// read): the field columns of its local segments' footers and of offloaded
+    /// segments whose reader is open (an offloaded footer is not fetched for this),
+    /// and the fields of its records in memory. Fields kept in a segment's overflow
+    /// column are not listed.
+    pub fn columns(&self, tenant: &Tenant) -> Result<StoredColumns> {
+        use crate::segment::ColumnKind;
+        let mut out = StoredColumns::default();
+        let mut st = self.state();
+        let kind = |v: &crate::model::Value| match v {
+            crate::model::Value::Str(_) => ColumnKind::Str,
+            crate::model::Value::I64(_) => ColumnKind::I64,
+            crate::model::Value::F64(_) => ColumnKind::F64,
+            crate::model::Value::Bool(_) => ColumnKind::Bool,
+        };
+        let mut add = |r: &Record| {
+            out.level |= r.level.is_some();
+            for (k, v) in &r.fields {
+                out.fields.entry(k.clone()).or_default().insert(kind(v));
+            }
+        };
+        for r in st.memtable.records_of(tenant) {
+            add(r);
+        }
+        for m in &st.frozen {
+            for r in m.records_of(tenant) {
+                add(r);
+            }
+        }
+        let entries: Vec<SegmentEntry> = st
+            .manifest
+            .segments
+            .iter()
+            .filter(|e| e.tenant == tenant.as_str())
+            .cloned()
+            .collect();
+        for e in entries {
+            let reader = match st.readers.get(&e.file) {
+                Some(r) => r,
+                None if e.is_local() => st.reader(&self.dir, self.tier.as_ref(), &e)?,
+                None => continue,
+            };
+            for c in &reader.footer().columns {
+                match c.kind {
+                    ColumnKind::Level => out.level = true,
+                    ColumnKind::Str | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
+                        out.fields.entry(c.name.clone()).or_default().insert(c.kind);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Opens offloaded segments, up to [`REMOTE_OPENS`] at once, and caches the

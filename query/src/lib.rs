@@ -7,6 +7,7 @@ pub mod ast;
 pub mod eval;
 pub mod exec;
 pub mod parse;
+pub mod schema;
 
 pub use engine;
 pub use eval::{Cell, Table};

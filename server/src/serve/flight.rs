@@ -111,29 +111,12 @@ pub(crate) struct Flight {
 type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl Flight {
-    /// Runs a ticket's query on a blocking thread; its record batches.
-    async fn run(&self, t: QueryTicket) -> Result<Vec<arrow_array::RecordBatch>, Status> {
+    /// The schema a ticket's answer can have, without running the query.
+    async fn schema(&self, t: QueryTicket) -> Result<arrow_schema::SchemaRef, Status> {
         let node = Arc::clone(&self.node);
-        let slot = node.query_slot().await?;
-        let started = Instant::now();
-        let res = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            node.query_batches(&t)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("query task failed: {e}")))?;
-        self.node.metrics.query_latency.observe(started.elapsed());
-        self.node
-            .metrics
-            .queries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if res.is_err() {
-            self.node
-                .metrics
-                .query_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        res
+        tokio::task::spawn_blocking(move || node.planned_schema(&t))
+            .await
+            .map_err(|e| Status::internal(format!("schema task failed: {e}")))?
     }
 }
 
@@ -178,20 +161,15 @@ impl FlightService for Flight {
     ) -> Result<Response<FlightInfo>, Status> {
         let desc = request.into_inner();
         let ticket = QueryTicket::parse(&desc.cmd)?;
-        // The schema of a query's answer depends on the records it finds (their
-        // fields), so the query is run to learn it; the ticket runs it again.
-        let batches = self.run(ticket).await?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| Status::internal("a query answered without a schema"))?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        // From the query and the stored columns, without running it
+        // (query::schema): the row count is unknown until DoGet.
+        let schema = self.schema(ticket).await?;
         let info = FlightInfo::new()
             .try_with_schema(&schema)
             .map_err(|e| Status::internal(format!("schema: {e}")))?
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(desc.cmd.clone())))
             .with_descriptor(desc)
-            .with_total_records(i64::try_from(rows).unwrap_or(i64::MAX));
+            .with_total_records(-1);
         Ok(Response::new(info))
     }
 
@@ -207,11 +185,7 @@ impl FlightService for Flight {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         let desc = request.into_inner();
-        let batches = self.run(QueryTicket::parse(&desc.cmd)?).await?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| Status::internal("a query answered without a schema"))?;
+        let schema = self.schema(QueryTicket::parse(&desc.cmd)?).await?;
         let options = arrow_ipc::writer::IpcWriteOptions::default();
         let result: SchemaResult = arrow_flight::SchemaAsIpc::new(&schema, &options)
             .try_into()

@@ -181,19 +181,6 @@ impl Node {
         })
     }
 
-    /// Runs a query ticket (on a blocking thread: it is CPU work).
-    pub(crate) fn query_batches(
-        &self,
-        t: &flight::QueryTicket,
-    ) -> Result<Vec<arrow_array::RecordBatch>, Status> {
-        let mut out = Vec::new();
-        self.query_each(t, |b| {
-            out.push(b);
-            true
-        })?;
-        Ok(out)
-    }
-
     /// Runs a query ticket, handing each record batch to `emit` as it is built;
     /// stops early when `emit` returns false (the client went away).
     pub(crate) fn query_each(
@@ -214,6 +201,18 @@ impl Node {
         let q = query::parse_now(&t.text()).map_err(query_status)?;
         query::run_batches_each(&self.engine, &tenant, &q, &limits, 64 * 1024, emit)
             .map_err(query_status)
+    }
+
+    /// The schema a query ticket's answer can have, from the query and the stored
+    /// columns alone (`query::schema`): no record is read.
+    pub(crate) fn planned_schema(
+        &self,
+        t: &flight::QueryTicket,
+    ) -> Result<arrow_schema::SchemaRef, Status> {
+        let tenant = Tenant::new(t.tenant.clone().unwrap_or_else(|| "default".into()))
+            .map_err(|e| Status::invalid_argument(format!("tenant: {e}")))?;
+        let q = query::parse_now(&t.text()).map_err(query_status)?;
+        query::schema::planned_schema(&self.engine, &tenant, &q).map_err(query_status)
     }
 
     /// Flushes the memtable on a blocking thread (segment writing is CPU work that
