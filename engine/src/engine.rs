@@ -266,12 +266,20 @@ struct State {
 }
 
 impl State {
-    /// Mines `records` (when mining is on) and adds them to the memtable.
-    fn insert(&mut self, tenant: &Tenant, mut records: Vec<Record>, raw_bytes: u64) {
+    /// Mines `records` (when mining is on) and adds them to the memtable, as moving
+    /// the numbered sources `sources` (their position keys).
+    fn insert(
+        &mut self,
+        tenant: &Tenant,
+        mut records: Vec<Record>,
+        raw_bytes: u64,
+        sources: &[String],
+    ) {
         if let Some(m) = &mut self.miners {
             m.mine(tenant, &mut records);
         }
-        self.memtable.insert(tenant, records, raw_bytes);
+        self.memtable
+            .insert_from(tenant, records, raw_bytes, sources);
     }
 }
 
@@ -588,6 +596,7 @@ impl Engine {
             if let Some((p, seq)) = &batch.producer {
                 producers.record(&crate::dedup::key(&batch.tenant, p), *seq, rec.lsn, rec.lsn);
             }
+            let sources: Vec<String> = batch.positions.iter().map(|p| p.key.clone()).collect();
             for p in batch.positions {
                 positions.insert(
                     p.key,
@@ -598,14 +607,14 @@ impl Engine {
                 );
             }
             if let Some(r) = &batch.retract {
-                memtable.remove(&batch.tenant, |rec| r.matches(rec));
+                memtable.remove(&batch.tenant, &r.key, |rec| r.matches(rec));
                 positions.insert(r.key.clone(), retracted(positions.get(&r.key), r.next));
             }
             let mut records = batch.records;
             if let Some(m) = &mut miners {
                 m.mine(&batch.tenant, &mut records);
             }
-            memtable.insert(&batch.tenant, records, raw);
+            memtable.insert_from(&batch.tenant, records, raw, &sources);
         }
         if replayed > 0 {
             tracing::info!(
@@ -786,6 +795,7 @@ impl Engine {
         let range = self.wal.append_batch(vec![payload]).await?;
         {
             let mut st = self.state();
+            let sources: Vec<String> = positions.iter().map(|p| p.key.clone()).collect();
             for p in positions {
                 st.positions.insert(
                     p.key,
@@ -795,7 +805,7 @@ impl Engine {
                     },
                 );
             }
-            st.insert(tenant, records, raw_bytes);
+            st.insert(tenant, records, raw_bytes, &sources);
         }
         let mut retracted = Vec::new();
         for r in confirm(range) {
@@ -818,7 +828,7 @@ impl Engine {
         let payload = Bytes::from(walrec::encode_retract(tenant, r));
         self.wal.append_batch(vec![payload]).await?;
         let mut st = self.state();
-        let removed = st.memtable.remove(tenant, |rec| r.matches(rec));
+        let removed = st.memtable.remove(tenant, &r.key, |rec| r.matches(rec));
         let p = retracted(st.positions.get(&r.key), r.next);
         st.positions.insert(r.key.clone(), p);
         Ok(removed)
@@ -894,7 +904,7 @@ impl Engine {
             st.producers
                 .record(&crate::dedup::key(tenant, p), *seq, range.first, range.last);
         }
-        st.insert(tenant, records, raw_bytes);
+        st.insert(tenant, records, raw_bytes, &[]);
         Ok(range)
     }
 

@@ -35,6 +35,9 @@ pub fn record_bytes(r: &Record) -> usize {
 #[derive(Debug, Default)]
 struct Part {
     records: Vec<Record>,
+    /// Per record, the sources its batch moved (an id of `Memtable::origins`; 0:
+    /// none): a retraction takes back only records its source stored.
+    origins: Vec<u32>,
     bytes: usize,
 }
 
@@ -42,6 +45,9 @@ struct Part {
 #[derive(Debug, Default)]
 pub struct Memtable {
     parts: BTreeMap<(Tenant, i64), Part>,
+    /// The source keys of positioned batches (id - 1 -> keys), interned.
+    origins: Vec<Vec<String>>,
+    origin_ids: std::collections::HashMap<Vec<String>, u32>,
     bytes: usize,
     rows: u64,
     raw_bytes: u64,
@@ -62,6 +68,31 @@ pub struct SegmentGroup<'a> {
 impl Memtable {
     /// Adds records of `tenant`; `raw_bytes` is their input size.
     pub fn insert(&mut self, tenant: &Tenant, records: Vec<Record>, raw_bytes: u64) {
+        self.insert_from(tenant, records, raw_bytes, &[]);
+    }
+
+    /// [`Self::insert`] for a batch that moved the numbered sources `sources` (their
+    /// position keys): [`Self::remove`] can then take them back for one of them.
+    pub fn insert_from(
+        &mut self,
+        tenant: &Tenant,
+        records: Vec<Record>,
+        raw_bytes: u64,
+        sources: &[String],
+    ) {
+        let origin = if sources.is_empty() {
+            0
+        } else {
+            match self.origin_ids.get(sources) {
+                Some(id) => *id,
+                None => {
+                    self.origins.push(sources.to_vec());
+                    let id = self.origins.len() as u32;
+                    self.origin_ids.insert(sources.to_vec(), id);
+                    id
+                }
+            }
+        };
         self.raw_bytes += raw_bytes;
         // Consecutive records of a batch are mostly of one day: look the part up
         // once per run of a day, not once per record.
@@ -75,31 +106,48 @@ impl Memtable {
             let b = record_bytes(&r);
             part.bytes += b;
             part.records.push(r);
+            part.origins.push(origin);
             self.bytes += b;
             self.rows += 1;
             current = Some((day, part));
         }
     }
 
-    /// Removes the records of `tenant` that `drop` picks; how many went.
-    pub fn remove(&mut self, tenant: &Tenant, mut drop: impl FnMut(&Record) -> bool) -> u64 {
+    /// Removes the records of `tenant` stored by a batch that moved source
+    /// `source` (see [`Self::insert_from`]) and that `drop` picks; how many went.
+    pub fn remove(
+        &mut self,
+        tenant: &Tenant,
+        source: &str,
+        mut drop: impl FnMut(&Record) -> bool,
+    ) -> u64 {
+        let from_source: Vec<bool> = std::iter::once(false)
+            .chain(
+                self.origins
+                    .iter()
+                    .map(|keys| keys.iter().any(|k| k == source)),
+            )
+            .collect();
         let mut removed = 0u64;
         for ((t, _), part) in self.parts.iter_mut() {
             if t != tenant {
                 continue;
             }
-            part.records.retain(|r| {
-                if !drop(r) {
-                    return true;
+            let records = std::mem::take(&mut part.records);
+            let origins = std::mem::take(&mut part.origins);
+            for (r, o) in records.into_iter().zip(origins) {
+                if from_source.get(o as usize) == Some(&true) && drop(&r) {
+                    let b = record_bytes(&r);
+                    part.bytes -= b;
+                    self.bytes -= b;
+                    self.rows -= 1;
+                    self.raw_bytes = self.raw_bytes.saturating_sub(r.msg.len() as u64 + 1);
+                    removed += 1;
+                } else {
+                    part.records.push(r);
+                    part.origins.push(o);
                 }
-                let b = record_bytes(r);
-                part.bytes -= b;
-                self.bytes -= b;
-                self.rows -= 1;
-                self.raw_bytes = self.raw_bytes.saturating_sub(r.msg.len() as u64 + 1);
-                removed += 1;
-                false
-            });
+            }
         }
         self.parts.retain(|_, p| !p.records.is_empty());
         removed

@@ -74,9 +74,11 @@ pub struct Position {
 }
 
 /// Takes back the records of a source from a position on (records stored but whose
-/// hand-over was not confirmed): every record of `tenant` whose fields equal
-/// `equals` and whose integer field `field` is at least `from` is removed, and the
-/// source's position goes back to `next`.
+/// hand-over was not confirmed): every record of `tenant` stored by a batch that
+/// moved source `key`, whose fields equal `equals` and whose integer field `field`
+/// is at least `from`, is removed, and the source's position goes back to `next`.
+/// Records stored any other way (another source, a client's push carrying the
+/// same fields) are never taken.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retract {
     /// The source.

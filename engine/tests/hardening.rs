@@ -266,3 +266,74 @@ fn a_record_over_the_field_limit_is_refused() {
     rt.block_on(e.ingest(&Tenant::default(), vec![wide(max)], 0))
         .unwrap();
 }
+
+/// A retraction once matched records by their field values only: a client's push
+/// carrying the same `kafka.*` fields, or another source reading the same topic,
+/// could be taken back with the failed batch.
+#[test]
+fn a_retraction_takes_back_only_its_own_sources_records() {
+    use engine::engine::{Position, Retract};
+    use engine::model::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let t = Tenant::default();
+    let kafka = |msg: &str, offset: i64| {
+        let mut r = rec(offset, msg);
+        r.fields = vec![
+            ("kafka.topic".into(), Value::Str("logs".into())),
+            ("kafka.partition".into(), Value::I64(0)),
+            ("kafka.offset".into(), Value::I64(offset)),
+        ];
+        r
+    };
+    let key = |group: &str| format!("kafka/{group}/logs/0");
+    let retract = |group: &str| Retract {
+        key: key(group),
+        next: 0,
+        equals: vec![
+            ("kafka.topic".into(), Value::Str("logs".into())),
+            ("kafka.partition".into(), Value::I64(0)),
+        ],
+        field: "kafka.offset".into(),
+        from: 0,
+    };
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    // A client's push with look-alike fields, and group b's batch.
+    rt.block_on(e.ingest(&t, vec![kafka("pushed", 5)], 0))
+        .unwrap();
+    let pos = |group: &str| {
+        vec![Position {
+            key: key(group),
+            first: 0,
+            next: 10,
+        }]
+    };
+    rt.block_on(e.ingest_positioned(&t, vec![kafka("from b", 5)], 0, pos("b"), |_| vec![]))
+        .unwrap();
+    // Group a's batch is taken back at once: only its own record goes.
+    let got = rt
+        .block_on(
+            e.ingest_positioned(&t, vec![kafka("from a", 5)], 0, pos("a"), |_| {
+                vec![retract("a")]
+            }),
+        )
+        .unwrap();
+    assert_eq!(got.retracted, vec![(key("a"), 1)]);
+    let left = |e: &Engine| {
+        let mut m: Vec<String> = e
+            .search(&t, &[], 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.msg)
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(left(&e), ["from b", "pushed"]);
+    // The same through WAL replay.
+    drop(e);
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(left(&e), ["from b", "pushed"]);
+    assert_eq!(rt.block_on(e.retract(&t, &retract("a"))).unwrap(), 0);
+    assert_eq!(left(&e), ["from b", "pushed"]);
+}
