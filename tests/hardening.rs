@@ -73,3 +73,152 @@ fn a_record_with_too_many_fields_is_refused_with_the_reason() {
     assert!(!out.status.success());
     assert!(err.contains("1001 fields") && err.contains("1000"), "{err}");
 }
+
+// ---- The server, driven by real clients (tests/py/abuse.py). ----
+
+use heimdall_e2e::{python, Served};
+use serde_json::Value;
+
+/// Serves `dir` with `extra` TOML (limits and such) on free loopback ports.
+fn serve(dir: &std::path::Path, extra: &str) -> Served {
+    let config = dir.join("heimdall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n{extra}",
+            dir.join("data")
+        ),
+    )
+    .unwrap();
+    Served::start_with(
+        &["--config", &config.to_string_lossy()],
+        &[("HEIMDALL_LOG", "warn")],
+    )
+}
+
+/// Runs an abuse scenario against `s`; its JSON line.
+fn abuse(s: &Served, args: &[&str]) -> Value {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/abuse.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(args[0])
+        .arg(&s.grpc)
+        .arg(&s.http)
+        .args(&args[1..])
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "abuse {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
+}
+
+/// A DoPut batch over the count WAL replay accepts was acknowledged, and after a
+/// kill -9 the node could not start again. Now it is refused; a batch of exactly
+/// the limit is stored, and replays after a kill -9.
+#[test]
+fn a_put_replay_could_not_take_is_refused_and_the_node_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "[limits]\nbatch_records_max = 1048576\nmessage_bytes_max = 67108864\nmemtable_bytes_max = 1073741824\nbacklog_bytes_max = 2147483648\n";
+    let s = serve(dir.path(), limits);
+    let v = abuse(&s, &["big_put", "1100000"]);
+    assert_eq!(v["put"], "INVALID_ARGUMENT", "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("1048576"), "{v}");
+    assert_eq!(v["count"], 0);
+    let v = abuse(&s, &["big_put", "1048576"]);
+    assert_eq!(v["put"], "OK", "{v}");
+    assert_eq!(v["count"], 1_048_576);
+    s.kill9();
+    let s = serve(dir.path(), limits);
+    let v = abuse(&s, &["big_put", "1"]);
+    assert_eq!(v["count"], 1_048_577, "{v}");
+    assert!(s.terminate().success());
+}
+
+/// Queries of death: each refused with its reason; the server keeps answering.
+#[test]
+fn huge_and_deep_queries_are_refused_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), "");
+    abuse(&s, &["fill", "1000"]);
+    let v = abuse(&s, &["queries_of_death"]);
+    for (case, why) in [
+        ("words_30000", "conditions"),
+        ("ors_5000", "conditions"),
+        ("nested_200", "nested deeper"),
+        ("nots_200", "nested deeper"),
+        ("too_long", "longer than"),
+        ("regex_huge", ""),
+        ("pipes_100", "pipes"),
+    ] {
+        assert_eq!(v[case][0], "INVALID_ARGUMENT", "{case}: {v}");
+        assert!(v[case][1].as_str().unwrap().contains(why), "{case}: {v}");
+    }
+    assert_eq!(v["after"], 1000);
+    assert!(s.terminate().success());
+}
+
+/// Tenant B reusing tenant A's (producer, sequence) was told "duplicate" and its
+/// batch was dropped.
+#[test]
+fn tenants_with_the_same_producer_id_are_not_each_others_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), "");
+    let v = abuse(&s, &["tenants_share_a_producer"]);
+    assert_eq!(v["a"], serde_json::json!([0, 1]), "{v}");
+    assert_eq!(v["b"], serde_json::json!([0]), "{v}");
+    assert_eq!(v["stored"], serde_json::json!({"a": 1, "b": 1}));
+    assert!(s.terminate().success());
+}
+
+/// `GetSchema` and `GetFlightInfo` ran the whole query (twice the work, and a way
+/// to run queries around the admission limits); now they answer without it.
+#[test]
+fn schema_answers_do_not_run_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), "[limits]\nquery_groups_max = 10\n");
+    abuse(&s, &["fill", "100"]);
+    let v = abuse(&s, &["schema_without_running"]);
+    let want = serde_json::json!([["id", "string"], ["count()", "int64"]]);
+    assert_eq!(v["schema"], want, "{v}");
+    assert_eq!(v["info_schema"], want, "{v}");
+    assert_eq!(v["total_records"], -1);
+    assert_eq!(v["queries_run_by_schema"], 0.0, "{v}");
+    assert_eq!(v["do_get"], "RESOURCE_EXHAUSTED", "{v}");
+    assert!(s.terminate().success());
+}
+
+/// Nothing capped concurrent queries. Past `queries_max` running and
+/// `query_queue_max` waiting they are refused with a retry hint, and a light query
+/// is answered after.
+#[test]
+fn concurrent_heavy_queries_past_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(
+        dir.path(),
+        "[limits]\nqueries_max = 1\nquery_queue_max = 0\nquery_queue_timeout = \"1s\"\n",
+    );
+    abuse(&s, &["fill", "200000"]);
+    let v = abuse(&s, &["heavy_concurrent", "8"]);
+    let codes: Vec<&str> = v["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len(), 8);
+    assert!(codes.contains(&"OK"), "{v}");
+    assert!(codes.contains(&"RESOURCE_EXHAUSTED"), "{v}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| *c == "OK" || *c == "RESOURCE_EXHAUSTED"),
+        "{v}"
+    );
+    assert_eq!(v["light"], 1);
+    assert!(v["refused_metric"].as_f64().unwrap() >= 1.0, "{v}");
+    assert!(s.terminate().success());
+}

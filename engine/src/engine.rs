@@ -29,9 +29,11 @@ use crate::segment::{encode_segment, SegmentError, SegmentOptions, SegmentReader
 use crate::walrec;
 pub use crate::walrec::{Position, Retract};
 
+mod lease;
 mod offload;
 mod templates;
 
+pub use lease::{LEASE_OBJECT, NODE_ID_FILE};
 pub use offload::{OffloadStats, RetentionRule, RetentionStats};
 pub use templates::{TemplateInfo, TemplatesError, TEMPLATE_FIELD};
 
@@ -200,6 +202,23 @@ pub enum EngineError {
         /// The LSN the WAL's next record would get.
         written: u64,
     },
+    /// Another writable node holds the object store prefix's lease.
+    #[error(
+        "another node ({node}) writes to the object store {url} (its lease runs {left:?} more): \
+         two writable nodes on one prefix would delete each other's objects. Stop that node \
+         (or, if it is gone, start again once its lease ran out), or open this one --read-only"
+    )]
+    LeaseHeld {
+        /// The store.
+        url: String,
+        /// The holder (host and data directory).
+        node: String,
+        /// How long its lease still runs.
+        left: std::time::Duration,
+    },
+    /// This node's lease on the object store prefix was taken by another node.
+    #[error("{0}")]
+    LeaseLost(String),
     /// The engine was opened read-only (from an object store).
     #[error("this node is read-only (opened from the object store): it does not ingest, flush, compact, offload or delete")]
     ReadOnly,
@@ -500,6 +519,9 @@ pub struct Engine {
     state: Mutex<State>,
     /// The object store, when configured.
     tier: Option<Arc<crate::tier::Tier>>,
+    /// The lease on the object store prefix, when writable with one (given up
+    /// when the engine is dropped or closed).
+    lease: Option<lease::Held>,
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
@@ -527,6 +549,29 @@ impl Engine {
         if !read_only {
             refuse_without_manifest(&dir, &wal)?;
         }
+        // One writable node per bucket prefix, before anything is read from or
+        // written to it.
+        let lease = match &tier {
+            Some(t) if !read_only => {
+                let id = lease::node_id(&*cfg.fs, &dir)?;
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "unknown host".into());
+                let node = format!("{host}:{} pid {}", dir.display(), std::process::id());
+                let l = lease::Lease::new(t, id, node);
+                match l.take(t) {
+                    Ok(()) => {}
+                    Err(e @ EngineError::LeaseHeld { .. }) => return Err(e),
+                    // Unreachable now: taken at the first write to the bucket
+                    // (ingest does not wait for the store).
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not take the object store lease yet")
+                    }
+                }
+                Some(lease::Held::new(l, Arc::clone(t)))
+            }
+            _ => None,
+        };
         let manifest = match &tier {
             None => Manifest::load(&dir)?,
             Some(t) => offload::open_manifest(&*cfg.fs, &dir, t)?,
@@ -650,6 +695,7 @@ impl Engine {
                 remote_templates: None,
             }),
             tier,
+            lease,
         })
     }
 

@@ -80,7 +80,7 @@ pub struct RetentionStats {
 /// is opened with one GET of both.
 const OPEN_WITH_INDEX_MAX: u64 = 4 << 20;
 
-fn now_ns() -> i64 {
+pub(super) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
@@ -170,6 +170,32 @@ impl Engine {
         Ok(t)
     }
 
+    /// Before any write to the bucket: this node still holds the prefix's lease
+    /// (renewed when half of it is gone).
+    fn bucket_write(&self, tier: &Tier) -> Result<()> {
+        match &self.lease {
+            Some(l) => l.lease.check(tier),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the object store lease up now (a clean stop; also done when the
+    /// engine is dropped): the next writable node need not wait it out.
+    pub fn release_lease(&self) {
+        if let Some(l) = &self.lease {
+            l.release();
+        }
+    }
+
+    /// Renews the object store lease (a background task calls it a few times per
+    /// lease time); fails once another node took it.
+    pub fn renew_lease(&self) -> Result<()> {
+        match (&self.lease, &self.tier) {
+            (Some(l), Some(t)) => l.lease.renew(t),
+            _ => Ok(()),
+        }
+    }
+
     /// Offloads local segments: with `force` every one, otherwise those whose
     /// newest record is older than the configured age, then the oldest while local
     /// segments take more than the disk budget. Each is uploaded, verified, listed
@@ -179,6 +205,11 @@ impl Engine {
     pub fn offload(&self, force: bool) -> Result<OffloadStats> {
         let tier = Arc::clone(self.tier_writable()?);
         let _one_at_a_time = self.compacting.blocking_lock();
+        if let Err(e @ (EngineError::LeaseLost(_) | EngineError::LeaseHeld { .. })) =
+            self.bucket_write(&tier)
+        {
+            return Err(e);
+        }
         let manifest = self.state().manifest.clone();
         let cutoff = now_ns().saturating_sub(tier.cfg.offload_after.as_nanos() as i64);
         let mut local: Vec<&SegmentEntry> =
@@ -224,6 +255,7 @@ impl Engine {
     }
 
     fn offload_one(&self, tier: &Tier, s: &SegmentEntry) -> Result<()> {
+        self.bucket_write(tier)?;
         let path = self.dir.join(&s.file);
         let bytes = Bytes::from(std::fs::read(&path).map_err(io_err("read", &path))?);
         let crc32 = crc32fast::hash(&bytes);
@@ -330,6 +362,7 @@ impl Engine {
     /// Puts the store's manifest `m`, with the template file it names put first
     /// (the store's manifest never names an object the store lacks).
     fn put_remote_manifest(&self, tier: &Tier, m: &Manifest) -> Result<()> {
+        self.bucket_write(tier)?;
         let mut m = m.clone();
         let (templates, replaced) = self.upload_templates(tier, m.templates.take())?;
         m.templates = templates;
@@ -566,6 +599,7 @@ impl Engine {
     pub fn sweep_store(&self) -> Result<usize> {
         let tier = Arc::clone(self.tier_writable()?);
         let _one_at_a_time = self.compacting.blocking_lock();
+        self.bucket_write(&tier)?;
         let listed: std::collections::HashSet<String> = self
             .state()
             .manifest

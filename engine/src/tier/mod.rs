@@ -66,6 +66,10 @@ pub struct TierConfig {
     /// Use this backend instead of the one `url` names (tests: a fault-injecting
     /// wrapper).
     pub backend: Option<Arc<dyn object_store::ObjectStore>>,
+    /// How long the writer's lease on the bucket prefix lasts unless renewed
+    /// (`docs/object-storage.md`): a second writable node refuses to start while
+    /// another holds it.
+    pub lease_ttl: Duration,
 }
 
 impl TierConfig {
@@ -87,6 +91,7 @@ impl TierConfig {
             multipart_above: 16 << 20,
             part_bytes: 8 << 20,
             backend: None,
+            lease_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -152,6 +157,23 @@ impl TierError {
     /// Whether the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, TierError::Store { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+
+    /// Whether a conditional put lost: the object exists already, or changed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, TierError::Store { source, .. } if matches!(
+            **source,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+        ))
+    }
+
+    /// Whether the backend does not offer the operation (e.g. a conditional
+    /// update on a local directory).
+    pub fn is_not_implemented(&self) -> bool {
+        matches!(self, TierError::Store { source, .. } if matches!(
+            **source,
+            object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }
+        ))
     }
 }
 

@@ -297,6 +297,57 @@ impl Store {
         }
     }
 
+    /// The whole object `name` with its version (for [`Self::put_if`]); `None`
+    /// when there is none.
+    pub fn get_versioned(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Bytes, object_store::UpdateVersion)>, TierError> {
+        let r = self.run("get", name, self.read_deadline, |s, p| async move {
+            let got = s.get_opts(&p, object_store::GetOptions::default()).await?;
+            let version = object_store::UpdateVersion {
+                e_tag: got.meta.e_tag.clone(),
+                version: got.meta.version.clone(),
+            };
+            Ok((got.bytes().await?, version))
+        });
+        match r {
+            Ok(v) => {
+                self.counters.gets.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(v))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `bytes` as `name` only if `mode` holds (`Create`: there is no such
+    /// object; `Update`: it is still at that version); the new version. A lost
+    /// race is an error for which [`TierError::is_conflict`] holds.
+    pub fn put_if(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        mode: object_store::PutMode,
+    ) -> Result<object_store::UpdateVersion, TierError> {
+        let n = bytes.len() as u64;
+        let v = self.run("conditional put", name, self.write_deadline, move |s, p| {
+            let b = bytes.clone();
+            let opts = object_store::PutOptions {
+                mode: mode.clone(),
+                ..Default::default()
+            };
+            async move {
+                s.put_opts(&p, PutPayload::from(b), opts)
+                    .await
+                    .map(object_store::UpdateVersion::from)
+            }
+        })?;
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.counters.put_bytes.fetch_add(n, Ordering::Relaxed);
+        Ok(v)
+    }
+
     /// Stores `bytes` as `name` (atomically: readers see the old or the new object).
     pub fn put(&self, name: &str, bytes: Bytes) -> Result<(), TierError> {
         let n = bytes.len() as u64;

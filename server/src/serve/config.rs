@@ -151,6 +151,9 @@ pub(crate) struct ObjectStoreConfig {
     /// Uploads, manifest writes and deletes give up after this long.
     #[serde(default = "default_write_deadline", with = "duration_text")]
     pub(crate) write_deadline: Duration,
+    /// The writer's lease on the prefix lasts this long unless renewed.
+    #[serde(default = "default_lease_ttl", with = "duration_text")]
+    pub(crate) lease_ttl: Duration,
     /// Any other `object_store` option (`access_key_id`, `secret_access_key`,
     /// `token`, `service_account`, ...); credentials also come from the standard
     /// environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
@@ -178,6 +181,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_write_deadline() -> Duration {
     Duration::from_secs(120)
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// `[[retention]]`: how long (and how much) a tenant's data is kept, both tiers.
@@ -479,6 +485,7 @@ impl Config {
         t.attempt_timeout = o.request_timeout;
         t.read_deadline = o.read_deadline.unwrap_or(self.limits.query_timeout);
         t.write_deadline = o.write_deadline;
+        t.lease_ttl = o.lease_ttl;
         t.read_only = self.read_only;
         Some(t)
     }
@@ -533,6 +540,9 @@ impl Config {
             }
             if o.offload_interval < Duration::from_secs(1) {
                 bail!("object_store.offload_interval must be at least 1s");
+            }
+            if o.lease_ttl < Duration::from_secs(2) {
+                bail!("object_store.lease_ttl must be at least 2s");
             }
         }
         if self.read_only && self.object_store.is_none() {

@@ -281,7 +281,9 @@ impl Node {
 /// The gRPC status for an engine error.
 pub(crate) fn engine_status(e: EngineError) -> Status {
     match e {
-        EngineError::ReadOnly => Status::failed_precondition(e.to_string()),
+        EngineError::ReadOnly | EngineError::LeaseLost(_) | EngineError::LeaseHeld { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         EngineError::DiskBudget { .. } => {
             let mut s = Status::resource_exhausted(e.to_string());
             s.metadata_mut().insert(
@@ -383,6 +385,7 @@ async fn serve(cfg: Config) -> Result<()> {
 
     let flusher = tokio::spawn(flush_loop(Arc::clone(&node), stop_rx.clone()));
     let tiering_task = tokio::spawn(tiering::run(Arc::clone(&node), stop_rx.clone()));
+    let lease_task = tokio::spawn(tiering::renew_lease(Arc::clone(&node), stop_rx.clone()));
     let limit = cfg.limits.message_bytes_max;
     let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService {
         node: Arc::clone(&node),
@@ -431,10 +434,15 @@ async fn serve(cfg: Config) -> Result<()> {
     let http_res = http_task.await;
     let _ = flusher.await;
     let _ = tiering_task.await;
+    let _ = lease_task.await;
     // Everything acknowledged is in the WAL already; flushing leaves nothing to
     // replay at the next start.
     let flushed = node.flush().await;
     let synced = node.engine.sync().await;
+    {
+        let node = Arc::clone(&node);
+        let _ = tokio::task::spawn_blocking(move || node.engine.release_lease()).await;
+    }
     match grpc_res {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "gRPC server ended with an error"),

@@ -163,3 +163,31 @@ pub(crate) async fn run(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<
         }
     }
 }
+
+/// Renews the object store lease a few times per lease time (a writable node with
+/// an object store); returns when `stop` changes.
+pub(crate) async fn renew_lease(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(ttl) = node
+        .engine
+        .tier()
+        .filter(|t| !t.cfg.read_only)
+        .map(|t| t.cfg.lease_ttl)
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ttl / 4) => {}
+            _ = stop.changed() => return,
+        }
+        let n = Arc::clone(&node);
+        match tokio::task::spawn_blocking(move || n.engine.renew_lease()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "renewing the object store lease");
+                node.tiering.set_error(Some(e.to_string()));
+            }
+            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        }
+    }
+}
