@@ -31,6 +31,7 @@ pub use crate::walrec::{Position, Retract};
 
 mod lease;
 mod offload;
+pub mod repair;
 mod templates;
 
 pub use lease::{LEASE_OBJECT, NODE_ID_FILE};

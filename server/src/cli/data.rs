@@ -436,6 +436,63 @@ pub(super) fn compact(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `heimdall verify`: checks a data directory without changing it.
+pub(super) fn verify(data_dir: &Path, json: bool) -> Result<()> {
+    let r = engine::engine::repair::verify(data_dir);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "local_segments": r.local_segments,
+                "offloaded_segments": r.offloaded_segments,
+                "rows": r.rows,
+                "wal_files": r.wal_files,
+                "wal_records": r.wal_records,
+                "orphans": r.orphans,
+                "problems": r.problems,
+            })
+        );
+    } else {
+        println!(
+            "{} local segments ({} rows) and {} offloaded listed; WAL: {} files, {} records; {} unlisted segment files",
+            r.local_segments,
+            r.rows,
+            r.offloaded_segments,
+            r.wal_files,
+            r.wal_records,
+            r.orphans.len()
+        );
+        for p in &r.problems {
+            println!("problem: {p}");
+        }
+    }
+    if !r.problems.is_empty() {
+        bail!("{} problem(s) in {}", r.problems.len(), data_dir.display());
+    }
+    Ok(())
+}
+
+/// `heimdall repair`: rebuilds the manifest from the segments and the WAL.
+pub(super) fn repair(data_dir: &Path, force: bool) -> Result<()> {
+    let r = engine::engine::repair::repair(&config(data_dir)?, force)
+        .with_context(|| format!("repairing {}", data_dir.display()))?;
+    println!(
+        "rebuilt {}: {} local segments, {} offloaded; checkpoint at WAL LSN {} (WAL {}..{}, {} batches found in segments); templates: {}",
+        data_dir.join(engine::manifest::MANIFEST_FILE).display(),
+        r.segments,
+        r.offloaded,
+        r.checkpoint,
+        r.wal.0,
+        r.wal.1,
+        r.wal_flushed,
+        r.templates.as_deref().unwrap_or("none (mining starts over)")
+    );
+    for (p, why) in &r.quarantined {
+        println!("set aside {}: {why}", p.display());
+    }
+    Ok(())
+}
+
 /// `heimdall offload`: flushes, then moves every local segment to the object store
 /// of the `--config` file.
 pub(super) fn offload(data_dir: &Path) -> Result<()> {

@@ -81,6 +81,28 @@ enum Command {
         #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Check a data directory without changing it: the manifest, every listed
+    /// segment's checksums and counts, the template file, the WAL files. Exits 1
+    /// when something is wrong.
+    Verify {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a missing or damaged manifest from the segments' own footers and the
+    /// WAL (the server must be stopped). Damaged or superseded segment files are
+    /// moved to `quarantine/`, never deleted.
+    Repair {
+        /// Data directory.
+        #[arg(long, default_value = "./heimdall-data", env = "HEIMDALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Rebuild even when the manifest is present and parses.
+        #[arg(long)]
+        force: bool,
+    },
     /// Records, segments and bytes on disk of a data directory.
     Stats {
         /// Data directory.
@@ -291,6 +313,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             connect,
         } => templates_cmd::run(&data_dir, connect.as_deref(), &tenant, limit, json),
         Command::Compact { data_dir } => data::compact(&data_dir),
+        Command::Verify { data_dir, json } => data::verify(&data_dir, json),
+        Command::Repair { data_dir, force } => data::repair(&data_dir, force),
         Command::Offload { data_dir } => data::offload(&data_dir),
         Command::Serve {
             data_dir,
