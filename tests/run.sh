@@ -6,6 +6,8 @@
 #
 # Environment knobs:
 #   FUZZ_SECONDS=30          seconds per fuzz target (0 skips fuzzing)
+#   FUZZ_RUNS=               executions per fuzz target instead (long mode: 10000000)
+#   HEIMDALL_CRASH_POINTS=48 crash points of the engine crash test (long mode: all)
 #   HEIMDALL_KILL9_ROUNDS=25 kill -9 rounds per backend (long mode: 1000)
 #   HEIMDALL_KAFKA_KILL9_ROUNDS=20 kill -9 rounds of the Kafka source test
 #   HEIMDALL_OBJSTORE_KILL9_ROUNDS=6 kill -9 rounds during segment uploads
@@ -70,12 +72,24 @@ cargo test --workspace --locked --no-fail-fast
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 if [ "$FUZZ_SECONDS" != "0" ]; then
-  step "fuzz (short run: ${FUZZ_SECONDS}s per target)"
+  # FUZZ_RUNS (long mode: 10000000) runs that many executions per target instead.
+  if [ -n "${FUZZ_RUNS:-}" ]; then
+    step "fuzz (${FUZZ_RUNS} executions per target)"
+    limit="-runs=$FUZZ_RUNS"
+  else
+    step "fuzz (short run: ${FUZZ_SECONDS}s per target)"
+    limit="-max_total_time=$FUZZ_SECONDS"
+  fi
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
   fi
   for target in $(cd fuzz && cargo fuzz list); do
-    (cd fuzz && cargo fuzz run --sanitizer none "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
+    # The working corpus grows in fuzz/corpus (not kept); the seeds kept in the
+    # repository (fuzz/seeds) are read too.
+    mkdir -p "fuzz/corpus/$target"
+    dirs=("corpus/$target")
+    if [ -d "fuzz/seeds/$target" ]; then dirs+=("seeds/$target"); fi
+    (cd fuzz && cargo fuzz run --sanitizer none "$target" "${dirs[@]}" -- "$limit" -rss_limit_mb=2048)
   done
 fi
 

@@ -36,7 +36,9 @@ mod templates;
 
 pub use lease::{LEASE_OBJECT, NODE_ID_FILE};
 pub use offload::{OffloadStats, RetentionRule, RetentionStats};
-pub use templates::{TemplateInfo, TemplatesError, TEMPLATE_FIELD};
+pub use templates::{
+    check_template_file, frame_template_json, TemplateInfo, TemplatesError, TEMPLATE_FIELD,
+};
 
 /// Engine settings.
 #[derive(Debug, Clone)]

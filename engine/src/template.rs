@@ -166,6 +166,34 @@ pub struct MinerState {
     pub families: Vec<SavedFamily>,
 }
 
+impl MinerState {
+    /// Checks what a miner restored from this state relies on: version 1, ids 1..=n
+    /// in order, aliases and family members naming existing templates.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != 1 {
+            return Err(format!("miner state version {}", self.version));
+        }
+        let n = self.templates.len() as u64;
+        for (i, t) in self.templates.iter().enumerate() {
+            if t.id != i as u64 + 1 {
+                return Err(format!("template {i} has id {}, expected {}", t.id, i + 1));
+            }
+            if t.alias_of.is_some_and(|a| a == 0 || a > n || a == t.id) {
+                return Err(format!(
+                    "template {} folded into unknown template {:?}",
+                    t.id, t.alias_of
+                ));
+            }
+        }
+        for f in &self.families {
+            if let Some(m) = f.members.iter().find(|m| **m == 0 || **m > n) {
+                return Err(format!("a family names unknown template {m}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A template in a [`MinerState`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavedTemplate {

@@ -532,3 +532,95 @@ fn segment_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// Writes the seed inputs of the fuzz targets added with this file (kept in the
+/// repository under `fuzz/seeds/`): real WAL payloads, a real manifest and a real
+/// template state, from a small workload.
+#[test]
+#[ignore = "writes fuzz/seeds; run once when the formats change"]
+fn write_fuzz_seeds() {
+    let corpus = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let t = Tenant::default();
+    let mut c = cfg(dir.path());
+    c.templates = Some(Default::default());
+    let e = Engine::open(c).unwrap();
+    let mut r1 = rec(1_700_000_000_000_000_000, "user 42 logged in from 10.0.0.1");
+    r1.level = Some("INFO".into());
+    r1.fields = vec![
+        ("status".into(), engine::model::Value::I64(200)),
+        ("ratio".into(), engine::model::Value::F64(0.5)),
+        ("ok".into(), engine::model::Value::Bool(true)),
+        ("host".into(), engine::model::Value::Str("h1".into())),
+    ];
+    r1.stream = [("service".to_string(), "api".to_string())].into();
+    let r2 = rec(1_700_000_000_000_000_007, "disk /dev/sda1 full");
+    let w = corpus.join("walrec_decode");
+    std::fs::create_dir_all(&w).unwrap();
+    let batch = vec![r1.clone(), r2.clone()];
+    std::fs::write(
+        w.join("batch"),
+        engine::walrec::encode_with(&t, &batch, None, &[]),
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("producer"),
+        engine::walrec::encode_with(&t, &batch, Some(("p-1", 7)), &[]),
+    )
+    .unwrap();
+    let pos = engine::walrec::Position {
+        key: "kafka/g/logs/0".into(),
+        first: 10,
+        next: 12,
+    };
+    std::fs::write(
+        w.join("positioned"),
+        engine::walrec::encode_with(&t, &batch, None, &[pos]),
+    )
+    .unwrap();
+    let retract = engine::walrec::Retract {
+        key: "kafka/g/logs/0".into(),
+        next: 10,
+        equals: vec![("kafka.partition".into(), engine::model::Value::I64(0))],
+        field: "kafka.offset".into(),
+        from: 10,
+    };
+    std::fs::write(
+        w.join("retract"),
+        engine::walrec::encode_retract(&t, &retract),
+    )
+    .unwrap();
+    rt.block_on(e.ingest(&t, batch, 0)).unwrap();
+    for i in 0..20 {
+        let msg = format!("request {i} served in {} ms by worker {}", i * 7, i % 3);
+        rt.block_on(e.ingest(&t, vec![rec(1_700_000_000_000_000_100 + i, &msg)], 0))
+            .unwrap();
+    }
+    let wal = corpus.join("wal_decode");
+    std::fs::create_dir_all(&wal).unwrap();
+    let wal_file = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "wal"))
+        .unwrap();
+    std::fs::copy(wal_file, wal.join("file")).unwrap();
+    rt.block_on(e.flush()).unwrap();
+    drop(e);
+    let m = corpus.join("manifest_parse");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::copy(dir.path().join("MANIFEST"), m.join("manifest")).unwrap();
+    let tpl = corpus.join("template_file");
+    std::fs::create_dir_all(&tpl).unwrap();
+    let tdir = dir.path().join("templates");
+    let file = std::fs::read_dir(&tdir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(tpl.join("file"), &bytes).unwrap();
+    let json = zstd::stream::decode_all(&bytes[12..]).unwrap();
+    std::fs::write(tpl.join("state.json"), json).unwrap();
+}
