@@ -299,3 +299,112 @@ fn walk_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, mib: u64) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs (the disk-full test runs as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Disk full: the data directory on a small tmpfs, filled up. Writes are refused
+/// with RESOURCE_EXHAUSTED and the reason, nothing acknowledged is lost, no partial
+/// segment becomes visible, and ingest resumes by itself once space returns.
+#[test]
+fn a_full_disk_refuses_writes_and_they_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(&dir.path().join("mnt"), 400);
+    let reserve: u64 = 96 << 20;
+    let s = serve(
+        &fs.0,
+        &format!("[limits]\ndisk_reserve_bytes = {reserve}\nmemtable_bytes_max = 8388608\nbacklog_bytes_max = 33554432\n"),
+    );
+    // Leave the reserve and 40 MiB more free, once the WAL's spare file is made
+    // (in the background after start): free space stops changing.
+    let mut free = fs.free_bytes();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = fs.free_bytes();
+        if now == free {
+            break;
+        }
+        free = now;
+    }
+    let filler = fs.0.join("filler");
+    let fill = free.saturating_sub(reserve + (40 << 20));
+    let out = Command::new("fallocate")
+        .args(["-l", &fill.to_string()])
+        .arg(&filler)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = abuse(&s, &["fill_disk", "0", "2000"]);
+    let refused = &v["refused"];
+    assert_eq!(refused[0], "RESOURCE_EXHAUSTED", "{v}");
+    assert!(refused[1].as_str().unwrap().contains("free"), "{v}");
+    assert!(refused[2].as_str().is_some(), "a retry hint: {v}");
+    let acked = v["acked"].as_u64().unwrap();
+    assert!(acked > 0, "{v}");
+    let data = fs.0.join("data").to_string_lossy().into_owned();
+    let target = ["--connect", s.grpc.as_str()];
+    let count = |q: &str| {
+        query_jsonl(&target, &format!("{q} | stats count()"))[0]["count()"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count("filler"), acked);
+    // Space returns: writes go on by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let next = v["next"].as_u64().unwrap().to_string();
+    let w = abuse(&s, &["push_when_possible", &next, "30"]);
+    assert_eq!(w["ok"], true, "{w}");
+    assert_eq!(count("filler"), acked);
+    assert_eq!(count("after"), 2000);
+    assert!(s.terminate().success());
+    // Nothing half-written is listed or left behind.
+    let out = Command::new(heimdall_bin())
+        .args(["verify", "--data-dir", &data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

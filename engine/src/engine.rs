@@ -67,6 +67,11 @@ pub struct EngineConfig {
     /// The file operations that change the data directory ([`crate::fs`]); tests
     /// put a fault-injecting one here.
     pub fs: Arc<dyn crate::fs::Fs>,
+    /// Free space kept on the data directory's file system: ingest is refused
+    /// ([`EngineError::DiskFull`]) while less is free, and a flush waits while
+    /// less than a quarter of it is, so the WAL and flushes never meet a full
+    /// disk, and writes go on by themselves once space returns. 0: no check.
+    pub disk_reserve_bytes: u64,
 }
 
 impl EngineConfig {
@@ -83,6 +88,7 @@ impl EngineConfig {
             tier: None,
             templates: Some(crate::template::MinerConfig::default()),
             fs: Arc::new(crate::fs::RealFs),
+            disk_reserve_bytes: 256 << 20,
         }
     }
 }
@@ -222,6 +228,19 @@ pub enum EngineError {
     /// This node's lease on the object store prefix was taken by another node.
     #[error("{0}")]
     LeaseLost(String),
+    /// The data directory's file system has less free space than the reserve.
+    #[error(
+        "{free} bytes free on the file system of {}, below the reserve of {reserve} (disk_reserve_bytes): writes resume once space is freed",
+        dir.display()
+    )]
+    DiskFull {
+        /// The data directory.
+        dir: PathBuf,
+        /// Bytes free.
+        free: u64,
+        /// The reserve.
+        reserve: u64,
+    },
     /// The engine was opened read-only (from an object store).
     #[error("this node is read-only (opened from the object store): it does not ingest, flush, compact, offload or delete")]
     ReadOnly,
@@ -519,6 +538,8 @@ pub struct Engine {
     published: tokio::sync::watch::Sender<u64>,
     /// One maintenance job at a time: compaction, offload, retention.
     compacting: tokio::sync::Mutex<()>,
+    /// Free bytes on the data directory's file system, and when they were read.
+    free: Mutex<Option<(std::time::Instant, u64)>>,
     state: Mutex<State>,
     /// The object store, when configured.
     tier: Option<Arc<crate::tier::Tier>>,
@@ -680,6 +701,7 @@ impl Engine {
             flush_slots: tokio::sync::Semaphore::new(flushes_in_flight),
             published: tokio::sync::watch::Sender::new(0),
             compacting: tokio::sync::Mutex::new(()),
+            free: Mutex::new(None),
             state: Mutex::new(State {
                 memtable,
                 frozen: Vec::new(),
@@ -746,6 +768,36 @@ impl Engine {
             if local > max {
                 return Err(EngineError::DiskBudget { local, max });
             }
+        }
+        drop(st);
+        self.check_free(self.cfg.disk_reserve_bytes)
+    }
+
+    /// Fails with [`EngineError::DiskFull`] while fewer than `need` bytes are free
+    /// (read at most every 200 ms; an unreadable value passes).
+    fn check_free(&self, need: u64) -> Result<()> {
+        if self.cfg.disk_reserve_bytes == 0 {
+            return Ok(());
+        }
+        let free = {
+            let mut cached = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            match *cached {
+                Some((at, free)) if at.elapsed() < std::time::Duration::from_millis(200) => free,
+                _ => match crate::fs::free_bytes(&self.dir) {
+                    Ok(free) => {
+                        *cached = Some((std::time::Instant::now(), free));
+                        free
+                    }
+                    Err(_) => return Ok(()),
+                },
+            }
+        };
+        if free < need {
+            return Err(EngineError::DiskFull {
+                dir: self.dir.clone(),
+                free,
+                reserve: self.cfg.disk_reserve_bytes,
+            });
         }
         Ok(())
     }
@@ -999,6 +1051,11 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| EngineError::FlushFailed("engine closed".into()))?;
+        // Writing segments into a full disk would fail the flush for good: wait
+        // (the records stay in the memtable and the WAL) until space returns.
+        if self.state().memtable.rows() > 0 {
+            self.check_free(self.cfg.disk_reserve_bytes / 4)?;
+        }
         let started = std::time::Instant::now();
         let (frozen, checkpoint, ticket, first_seq, sources) = {
             let _exclusive = self.gate.write().await;

@@ -64,6 +64,12 @@ impl Fs for RealFs {
     }
 }
 
+/// Bytes free for an unprivileged writer on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let s = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// A failed file operation: what, on which path, and the OS error.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} failed on {}: {source}", path.display())]

@@ -174,6 +174,45 @@ def scenario_fill(grpc_addr, http_addr, n):
     print(json.dumps({"pushed": n}))
 
 
+def scenario_fill_disk(grpc_addr, http_addr, start, batches):
+    """Pushes batches of 2,000 records (ids from START) until one is refused; what
+    was acknowledged and the refusal."""
+    pb, pbg = stubs()
+    ingest = pbg.IngestStub(grpc.insecure_channel(grpc_addr, options=[("grpc.max_send_message_length", 64 << 20)]))
+    acked, refused = 0, None
+    next_id = int(start)
+    pad = "x" * 100
+    for _ in range(int(batches)):
+        recs = [pb.Record(msg=f"event id_{i} filler {pad}") for i in range(next_id, next_id + 2000)]
+        try:
+            ingest.Push(pb.PushRequest(records=recs))
+        except grpc.RpcError as e:
+            md = dict(e.trailing_metadata() or [])
+            refused = [e.code().name, e.details(), md.get("grpc-retry-pushback-ms")]
+            break
+        acked += 2000
+        next_id += 2000
+    print(json.dumps({"acked": acked, "next": next_id, "refused": refused}))
+
+
+def scenario_push_when_possible(grpc_addr, http_addr, start, seconds):
+    """Retries one batch of 2,000 records (ids from START) until it is taken."""
+    pb, pbg = stubs()
+    ingest = pbg.IngestStub(grpc.insecure_channel(grpc_addr))
+    recs = [pb.Record(msg=f"event id_{i} after") for i in range(int(start), int(start) + 2000)]
+    began = time.time()
+    while True:
+        try:
+            ingest.Push(pb.PushRequest(records=recs))
+            print(json.dumps({"ok": True, "waited": time.time() - began}))
+            return
+        except grpc.RpcError as e:
+            if time.time() - began > float(seconds):
+                print(json.dumps({"ok": False, "last": [e.code().name, e.details()]}))
+                return
+            time.sleep(0.5)
+
+
 if __name__ == "__main__":
     name, grpc_addr, http_addr, *rest = sys.argv[1:]
     scenarios = {
@@ -183,5 +222,7 @@ if __name__ == "__main__":
         "schema_without_running": scenario_schema_without_running,
         "heavy_concurrent": scenario_heavy_concurrent,
         "fill": scenario_fill,
+        "fill_disk": scenario_fill_disk,
+        "push_when_possible": scenario_push_when_possible,
     }
     scenarios[name](grpc_addr, http_addr, *rest)

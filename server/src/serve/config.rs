@@ -17,6 +17,7 @@
 //! query_queue_max = 64             # queries waiting; more are refused at once
 //! query_queue_timeout = "10s"      # longest wait before RESOURCE_EXHAUSTED
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
+//! disk_reserve_bytes = 268435456   # refuse writes while less is free on the disk
 //! flush_threads = 2                # segment writers (default: the cores)
 //! backlog_bytes_max = 268435456    # refuse writes (RESOURCE_EXHAUSTED) above this
 //!
@@ -359,6 +360,9 @@ pub(crate) struct Limits {
     #[serde(with = "duration_text")]
     pub(crate) query_queue_timeout: Duration,
     pub(crate) memtable_bytes_max: usize,
+    /// Free space kept on the data directory's file system (ingest is refused
+    /// below it, and resumes by itself when space returns).
+    pub(crate) disk_reserve_bytes: u64,
     pub(crate) flush_threads: usize,
     pub(crate) backlog_bytes_max: usize,
 }
@@ -400,6 +404,7 @@ impl Default for Limits {
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,
+            disk_reserve_bytes: 256 << 20,
             // Every core: on the 10M-line load this beat leaving one to ingest
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             flush_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -179,7 +179,20 @@ async fn insert_jsonl(State(node): State<Arc<Node>>, uri: Uri, body: Bytes) -> R
                 tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            json(code, serde_json::json!({ "error": s.message() }))
+            let mut resp = json(code, serde_json::json!({ "error": s.message() }));
+            // The gRPC retry hint, as HTTP clients read it (whole seconds).
+            let pushback_ms = s
+                .metadata()
+                .get("grpc-retry-pushback-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(ms) = pushback_ms {
+                if let Ok(v) = header::HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string())
+                {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            resp
         }
     }
 }

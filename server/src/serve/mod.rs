@@ -284,7 +284,7 @@ pub(crate) fn engine_status(e: EngineError) -> Status {
         EngineError::ReadOnly | EngineError::LeaseLost(_) | EngineError::LeaseHeld { .. } => {
             Status::failed_precondition(e.to_string())
         }
-        EngineError::DiskBudget { .. } => {
+        EngineError::DiskBudget { .. } | EngineError::DiskFull { .. } => {
             let mut s = Status::resource_exhausted(e.to_string());
             s.metadata_mut().insert(
                 "grpc-retry-pushback-ms",
@@ -347,6 +347,7 @@ async fn serve(cfg: Config) -> Result<()> {
         .with_context(|| format!("binding the HTTP address {}", cfg.http_addr))?;
     let mut ecfg = EngineConfig::new(&cfg.data_dir);
     ecfg.memtable_bytes_max = cfg.limits.memtable_bytes_max;
+    ecfg.disk_reserve_bytes = cfg.limits.disk_reserve_bytes;
     ecfg.flush_threads = cfg.limits.flush_threads;
     ecfg.tier = cfg.tier();
     ecfg.templates = cfg.templates.miner();
