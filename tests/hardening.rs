@@ -408,3 +408,59 @@ fn a_full_disk_refuses_writes_and_they_resume_when_space_returns() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Protocol abuse on gRPC and HTTP: malformed Arrow IPC and protobuf, oversized
+/// messages, 300 concurrent streams, 200 stalled HTTP clients. Each is refused or
+/// served; the server keeps serving the others.
+#[test]
+fn protocol_abuse_is_refused_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), "[limits]\nmessage_bytes_max = 16777216\n");
+    let v = abuse(&s, &["protocol_abuse"]);
+    for case in [
+        "ipc_garbage_header",
+        "ipc_truncated_header",
+        "ipc_body_without_schema",
+        "not_protobuf",
+        "schema_then_garbage_batch",
+    ] {
+        let code = v[case].as_str().unwrap();
+        assert!(
+            matches!(code, "INVALID_ARGUMENT" | "INTERNAL" | "OK"),
+            "{case}: {v}"
+        );
+    }
+    let huge = v["huge_message"].as_str().unwrap();
+    assert!(
+        matches!(
+            huge,
+            "INVALID_ARGUMENT" | "RESOURCE_EXHAUSTED" | "OUT_OF_RANGE"
+        ),
+        "{v}"
+    );
+    assert_eq!(v["streams"], serde_json::json!({"OK": 300}), "{v}");
+    assert_eq!(v["http_while_slow"], 200);
+    assert_eq!(v["http_oversized"], 413, "{v}");
+    assert_eq!(v["http_malformed"], 400, "{v}");
+    assert_eq!(v["http_binary"], 400, "{v}");
+    assert_eq!(v["after"], 900 + 1, "{v}");
+    assert!(s.terminate().success());
+}
+
+/// A slow client once held its query slot as long as it liked; now the query
+/// stops at its deadline and frees the slot, and the stream ends with an error.
+#[test]
+fn a_client_that_stops_reading_frees_its_query_slot_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(
+        dir.path(),
+        "[limits]\nquery_timeout = \"2s\"\nqueries_max = 1\nquery_queue_timeout = \"10s\"\n",
+    );
+    abuse(&s, &["fill", "300000"]);
+    let v = abuse(&s, &["slow_reader", "4"]);
+    assert!(v["first_rows"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["running_after_stall"], 0.0, "{v}");
+    assert_eq!(v["other"], 1, "{v}");
+    assert_eq!(v["end"], "DEADLINE_EXCEEDED", "{v}");
+    assert!(s.terminate().success());
+}

@@ -213,6 +213,137 @@ def scenario_push_when_possible(grpc_addr, http_addr, start, seconds):
             time.sleep(0.5)
 
 
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def field(num, payload):
+    """A length-delimited protobuf field."""
+    return varint((num << 3) | 2) + varint(len(payload)) + payload
+
+
+def scenario_protocol_abuse(grpc_addr, http_addr):
+    """Malformed Arrow IPC and protobuf, oversized messages, many streams, slow
+    HTTP clients: each refused or survived; the server keeps serving."""
+    import socket
+    seen = {}
+    ch = grpc.insecure_channel(grpc_addr, options=[("grpc.max_send_message_length", 64 << 20)])
+    do_put = ch.stream_stream("/arrow.flight.protocol.FlightService/DoPut",
+                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+    def put_raw(messages):
+        try:
+            list(do_put(iter(messages), timeout=20))
+            return "OK"
+        except grpc.RpcError as e:
+            return e.code().name
+
+    # FlightData: descriptor = 1, data_header = 2 (an IPC message flatbuffer),
+    # app_metadata = 3, data_body = 1000.
+    seen["ipc_garbage_header"] = put_raw([field(2, b"\xff" * 64) + field(1000, b"abc")])
+    seen["ipc_truncated_header"] = put_raw([field(2, b"\x10\x00\x00\x00\x0c\x00")])
+    seen["ipc_body_without_schema"] = put_raw([field(1000, b"\x00" * 4096)])
+    seen["not_protobuf"] = put_raw([b"\xff\xfe\xfd\xfc" * 16])
+    seen["huge_message"] = put_raw([field(1000, b"\x00" * (20 << 20))])
+    # Schema, then a batch whose body is cut short.
+    t = pa.table({"_msg": pa.array(["a", "b", "c"])})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, t.schema) as w:
+        w.write_table(t)
+    buf = sink.getvalue().to_pybytes()
+    # Stream messages: continuation + length + flatbuffer + body; split the first two.
+    def messages(b):
+        out, at = [], 0
+        while at + 8 <= len(b):
+            n = int.from_bytes(b[at + 4:at + 8], "little")
+            if n == 0:
+                break
+            meta = b[at + 8:at + 8 + n]
+            out.append(meta)
+            at += 8 + n
+            # The body length is in the flatbuffer; the rest of this test only
+            # needs the first message (the schema) whole.
+            break
+        return out
+    schema_msg = messages(buf)
+    seen["schema_then_garbage_batch"] = put_raw([field(2, schema_msg[0]) if schema_msg else b"",
+                                                 field(2, b"\x08\x00\x00\x00" * 8) + field(1000, b"\x01" * 100)])
+    # Many concurrent streams: PushStream calls on one connection and on many.
+    pb, pbg = stubs()
+    codes = []
+    lock = threading.Lock()
+
+    def streamer(channel, k):
+        stub = pbg.IngestStub(channel)
+
+        def batches():
+            for j in range(3):
+                yield pb.PushRequest(records=[pb.Record(msg=f"stream {k} batch {j}")])
+        try:
+            stub.PushStream(batches(), timeout=60)
+            code = "OK"
+        except grpc.RpcError as e:
+            code = e.code().name
+        with lock:
+            codes.append(code)
+
+    shared = grpc.insecure_channel(grpc_addr)
+    chans = [grpc.insecure_channel(grpc_addr) for _ in range(30)]
+    threads = [threading.Thread(target=streamer, args=(shared if k < 200 else chans[k % 30], k)) for k in range(300)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    seen["streams"] = {c: codes.count(c) for c in set(codes)}
+    # Slow HTTP clients: connections that send half a request and stall.
+    host, port = http_addr.rsplit(":", 1)
+    slow = []
+    for _ in range(200):
+        c = socket.create_connection((host, int(port)))
+        c.sendall(b"POST /insert/jsonl HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"_msg\":")
+        slow.append(c)
+    req = urllib.request.Request(f"http://{http_addr}/insert/jsonl", data=b'{"_msg":"while slow clients wait"}\n',
+                                 method="POST")
+    seen["http_while_slow"] = urllib.request.urlopen(req, timeout=10).status
+    for c in slow:
+        c.close()
+    # Oversized and malformed HTTP bodies.
+    def post(body):
+        try:
+            r = urllib.request.urlopen(urllib.request.Request(f"http://{http_addr}/insert/jsonl", data=body,
+                                                              method="POST"), timeout=30)
+            return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+    seen["http_oversized"] = post(b"x" * (20 << 20))
+    seen["http_malformed"] = post(b"{not json\n")
+    seen["http_binary"] = post(bytes(range(256)) * 10)
+    c = fl.connect(f"grpc://{grpc_addr}")
+    seen["after"] = count(c, "stream") + count(c, "slow")
+    print(json.dumps(seen))
+
+
+def scenario_slow_reader(grpc_addr, http_addr, seconds):
+    """A DoGet client that reads one batch, then stalls SECONDS; the slot is free
+    again meanwhile (another query runs), and the stream ends with an error."""
+    c = fl.connect(f"grpc://{grpc_addr}")
+    reader = c.do_get(fl.Ticket(b"* | fields _msg, id"))
+    first = reader.read_chunk()
+    time.sleep(float(seconds))
+    running = metric(http_addr, "heimdall_queries_running")
+    other = count(fl.connect(f"grpc://{grpc_addr}"), "id_1")
+    code, detail = try_flight(lambda: reader.read_all())
+    print(json.dumps({"first_rows": first.data.num_rows, "running_after_stall": running,
+                      "other": other, "end": code, "detail": detail[:200]}))
+
+
 if __name__ == "__main__":
     name, grpc_addr, http_addr, *rest = sys.argv[1:]
     scenarios = {
@@ -224,5 +355,7 @@ if __name__ == "__main__":
         "fill": scenario_fill,
         "fill_disk": scenario_fill_disk,
         "push_when_possible": scenario_push_when_possible,
+        "protocol_abuse": scenario_protocol_abuse,
+        "slow_reader": scenario_slow_reader,
     }
     scenarios[name](grpc_addr, http_addr, *rest)
