@@ -344,6 +344,104 @@ def scenario_slow_reader(grpc_addr, http_addr, seconds):
                       "other": other, "end": code, "detail": detail[:200]}))
 
 
+def scenario_mixed_load(grpc_addr, http_addr, state_dir, seconds):
+    """Ingest until the server dies (or SECONDS pass): two gRPC producers with
+    idempotent sequence numbers, one HTTP JSON-lines writer. Every acknowledged
+    batch is appended to STATE_DIR/acked.txt ("first next" id ranges) right after
+    its answer. A gRPC batch sent but not answered is kept in STATE_DIR/pending-K
+    and sent again (same producer and sequence) by the next run, first: stored once
+    whether or not its first try was. Ids come from STATE_DIR/next-id."""
+    pb, pbg = stubs()
+    lock = threading.Lock()
+    next_path = os.path.join(state_dir, "next-id")
+    next_id = [int(open(next_path).read()) if os.path.exists(next_path) else 0]
+    acked = open(os.path.join(state_dir, "acked.txt"), "a", buffering=1)
+    deadline = time.time() + float(seconds)
+
+    def take(n):
+        with lock:
+            first = next_id[0]
+            next_id[0] += n
+            with open(next_path + ".tmp", "w") as f:
+                f.write(str(next_id[0]))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(next_path + ".tmp", next_path)
+            return first
+
+    def note(first, n):
+        with lock:
+            acked.write(f"{first} {first + n}\n")
+            acked.flush()
+            os.fsync(acked.fileno())
+
+    def recs(first, n):
+        out = []
+        for i in range(first, first + n):
+            r = pb.Record(msg=f"event id_{i} mixed load")
+            r.fields.add(name="n", i64=i)
+            out.append(r)
+        return out
+
+    def grpc_worker(k):
+        stub = pbg.IngestStub(grpc.insecure_channel(grpc_addr))
+        pending = os.path.join(state_dir, f"pending-{k}")
+        seq_path = os.path.join(state_dir, f"seq-{k}")
+        seq = int(open(seq_path).read()) if os.path.exists(seq_path) else 1
+        while time.time() < deadline:
+            if os.path.exists(pending):
+                p_seq, first, n = map(int, open(pending).read().split())
+            else:
+                p_seq, first, n = seq, take(40), 40
+                with open(pending, "w") as f:
+                    f.write(f"{p_seq} {first} {n}")
+                    f.flush()
+                    os.fsync(f.fileno())
+            try:
+                stub.Push(pb.PushRequest(producer_id=f"torture-{k}", sequence=p_seq, records=recs(first, n)),
+                          timeout=10)
+            except grpc.RpcError:
+                return
+            note(first, n)
+            seq = p_seq + 1
+            with open(seq_path, "w") as f:
+                f.write(str(seq))
+                f.flush()
+                os.fsync(f.fileno())
+            os.remove(pending)
+
+    def http_worker():
+        while time.time() < deadline:
+            first = take(30)
+            body = "".join(json.dumps({"_msg": f"event id_{i} mixed load", "n": i}) + "\n"
+                           for i in range(first, first + 30)).encode()
+            try:
+                r = urllib.request.urlopen(urllib.request.Request(
+                    f"http://{http_addr}/insert/jsonl", data=body, method="POST"), timeout=10)
+                if r.status != 200:
+                    return
+            except Exception:
+                return
+            note(first, 30)
+
+    ts = [threading.Thread(target=grpc_worker, args=(k,)) for k in range(2)]
+    ts.append(threading.Thread(target=http_worker))
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print(json.dumps({"next_id": next_id[0]}))
+
+
+def scenario_stored_ids(grpc_addr, http_addr):
+    """How many times each id (field n) is stored: duplicates and the distinct ids."""
+    c = fl.connect(f"grpc://{grpc_addr}")
+    t = c.do_get(fl.Ticket(b"* | stats count() by (n)")).read_all().to_pylist()
+    counts = {int(r["n"]): r["count()"] for r in t if r["n"] is not None}
+    print(json.dumps({"dupes": [[k, v] for k, v in counts.items() if v != 1][:20],
+                      "ids": sorted(counts)}))
+
+
 if __name__ == "__main__":
     name, grpc_addr, http_addr, *rest = sys.argv[1:]
     scenarios = {
@@ -357,5 +455,7 @@ if __name__ == "__main__":
         "push_when_possible": scenario_push_when_possible,
         "protocol_abuse": scenario_protocol_abuse,
         "slow_reader": scenario_slow_reader,
+        "mixed_load": scenario_mixed_load,
+        "stored_ids": scenario_stored_ids,
     }
     scenarios[name](grpc_addr, http_addr, *rest)
