@@ -621,3 +621,51 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
         stored.len()
     );
 }
+
+/// Peak resident memory of process `pid` (VmHWM), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Overload: many writers pushing as fast as they can against a small memory
+/// budget. The server's peak memory stays within what the budget allows, writers
+/// past it get RESOURCE_EXHAUSTED with a retry hint, and once the surge ends a
+/// write is taken at once. (Rates are printed, not asserted.)
+#[test]
+fn overload_is_pushed_back_within_the_memory_budget() {
+    let threads = std::env::var("HEIMDALL_OVERLOAD_THREADS").unwrap_or_else(|_| "12".into());
+    let seconds = std::env::var("HEIMDALL_OVERLOAD_SECONDS").unwrap_or_else(|_| "8".into());
+    let dir = tempfile::tempdir().unwrap();
+    let backlog: u64 = 32 << 20;
+    let s = serve(
+        dir.path(),
+        &format!("[limits]\nmemtable_bytes_max = 8388608\nbacklog_bytes_max = {backlog}\nmessage_bytes_max = 4194304\n"),
+    );
+    let v = abuse(&s, &["overload", &threads, &seconds]);
+    let peak = peak_rss(s.pid());
+    eprintln!("overload: {v} peak RSS {} MiB", peak >> 20);
+    assert!(v["ok"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["refused"].as_u64().unwrap() > 0,
+        "the surge never met the budget: {v}"
+    );
+    assert_eq!(
+        v["refused"], v["hinted"],
+        "every refusal carries a retry hint: {v}"
+    );
+    assert_eq!(v["other"], serde_json::json!([]), "{v}");
+    // The budget: unflushed data, plus what the writers' requests in flight hold
+    // (message_bytes_max each, decoded), plus the process itself.
+    let threads: u64 = threads.parse().unwrap();
+    let bound = 4 * backlog + threads * (4 << 20) * 3 + (256 << 20);
+    assert!(peak < bound, "peak RSS {peak} over {bound}");
+    // After the surge, a write goes through at once.
+    let w = abuse(&s, &["push_when_possible", "900000000", "10"]);
+    assert_eq!(w["ok"], true, "{w}");
+    assert!(s.terminate().success());
+}

@@ -112,6 +112,11 @@ impl Served {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM; the exit status once it stopped (within 60 s).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

@@ -433,6 +433,50 @@ def scenario_mixed_load(grpc_addr, http_addr, state_dir, seconds):
     print(json.dumps({"next_id": next_id[0]}))
 
 
+def scenario_overload(grpc_addr, http_addr, threads, seconds):
+    """THREADS writers push 2,000-record batches as fast as they can for SECONDS,
+    backing off as told when refused; what they got, and the rate of acknowledged
+    records over each second."""
+    pb, pbg = stubs()
+    lock = threading.Lock()
+    seen = {"ok": 0, "refused": 0, "hinted": 0, "other": []}
+    per_second = {}
+    deadline = time.time() + float(seconds)
+    began = time.time()
+    pad = "y" * 80
+
+    def worker(k):
+        stub = pbg.IngestStub(grpc.insecure_channel(grpc_addr, options=[("grpc.max_send_message_length", 64 << 20)]))
+        i = 0
+        while time.time() < deadline:
+            recs = [pb.Record(msg=f"overload {k} {i} {j} {pad}") for j in range(2000)]
+            i += 1
+            try:
+                stub.Push(pb.PushRequest(records=recs), timeout=30)
+                with lock:
+                    seen["ok"] += 1
+                    sec = int(time.time() - began)
+                    per_second[sec] = per_second.get(sec, 0) + 2000
+            except grpc.RpcError as e:
+                md = dict(e.trailing_metadata() or [])
+                with lock:
+                    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        seen["refused"] += 1
+                        if "grpc-retry-pushback-ms" in md:
+                            seen["hinted"] += 1
+                    elif len(seen["other"]) < 5:
+                        seen["other"].append([e.code().name, e.details()])
+                time.sleep(int(md.get("grpc-retry-pushback-ms", "100")) / 1000.0)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(int(threads))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    seen["records_per_second"] = [per_second.get(s, 0) for s in range(int(float(seconds)))]
+    print(json.dumps(seen))
+
+
 def scenario_stored_ids(grpc_addr, http_addr):
     """How many times each id (field n) is stored: duplicates and the distinct ids."""
     c = fl.connect(f"grpc://{grpc_addr}")
@@ -457,5 +501,6 @@ if __name__ == "__main__":
         "slow_reader": scenario_slow_reader,
         "mixed_load": scenario_mixed_load,
         "stored_ids": scenario_stored_ids,
+        "overload": scenario_overload,
     }
     scenarios[name](grpc_addr, http_addr, *rest)
