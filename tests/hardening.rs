@@ -98,22 +98,7 @@ fn serve(dir: &std::path::Path, extra: &str) -> Served {
 
 /// Runs an abuse scenario against `s`; its JSON line.
 fn abuse(s: &Served, args: &[&str]) -> Value {
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/abuse.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(args[0])
-        .arg(&s.grpc)
-        .arg(&s.http)
-        .args(&args[1..])
-        .output()
-        .expect("run the Python client");
-    assert!(
-        out.status.success(),
-        "abuse {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
+    heimdall_e2e::py_scenario("abuse.py", s, args)
 }
 
 /// A DoPut batch over the count WAL replay accepts was acknowledged, and after a

@@ -319,3 +319,27 @@ pub fn http_get(addr: &str, path: &str) -> String {
     text.split_once("\r\n\r\n")
         .map_or(text.clone(), |(_, b)| b.to_string())
 }
+
+/// Runs the client script `tests/py/SCRIPT` with scenario `args[0]` against the
+/// server `s` (its gRPC and HTTP addresses), then `args[1..]`; its last stdout
+/// line, as JSON. The script must succeed.
+pub fn py_scenario(script: &str, s: &Served, args: &[&str]) -> serde_json::Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("py")
+        .join(script);
+    let out = std::process::Command::new(python())
+        .arg(path)
+        .arg(args[0])
+        .arg(&s.grpc)
+        .arg(&s.http)
+        .args(&args[1..])
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
+}

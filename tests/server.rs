@@ -18,21 +18,7 @@ use heimdall_e2e::Served as Server;
 
 /// Runs a client scenario against `s`; its JSON line.
 fn client(s: &Server, args: &[&str]) -> Value {
-    let out = Command::new(python())
-        .arg(script())
-        .arg(args[0])
-        .arg(&s.grpc)
-        .arg(&s.http)
-        .args(&args[1..])
-        .output()
-        .expect("run the Python client");
-    assert!(
-        out.status.success(),
-        "client {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
+    heimdall_e2e::py_scenario("heimdall_client.py", s, args)
 }
 
 fn cli_count(dir: &Path, q: &str) -> u64 {

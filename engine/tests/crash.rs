@@ -28,12 +28,9 @@ fn now() -> i64 {
         .as_nanos() as i64
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+
+use common::rt;
 
 fn cfg(data: &std::path::Path, store: &std::path::Path) -> EngineConfig {
     let mut c = EngineConfig::new(data);

@@ -4,22 +4,9 @@
 use engine::engine::{Engine, EngineConfig};
 use engine::model::{Record, Tenant};
 
-fn rec(t: i64, msg: &str) -> Record {
-    Record {
-        time_ns: t,
-        msg: msg.to_string(),
-        stream: Default::default(),
-        level: None,
-        fields: vec![],
-    }
-}
+mod common;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{rec, rt};
 
 fn cfg(dir: &std::path::Path) -> EngineConfig {
     let mut c = EngineConfig::new(dir);

@@ -214,7 +214,12 @@ pub(crate) fn encode(saved: &Saved) -> Vec<u8> {
     // Serialising plain strings and integers cannot fail.
     let json = serde_json::to_vec(saved).unwrap_or_default();
     // Level 9: the file is rewritten once per flush, a few MB at most.
-    let body = zstd::bulk::compress(&json, 9).unwrap_or_default();
+    frame(&json, 9)
+}
+
+/// Magic, version, checksum, then `json` compressed at zstd `level`.
+fn frame(json: &[u8], level: i32) -> Vec<u8> {
+    let body = zstd::bulk::compress(json, level).unwrap_or_default();
     let mut out = Vec::with_capacity(12 + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -302,13 +307,7 @@ pub fn check_template_file(bytes: &[u8]) -> Result<usize, TemplatesError> {
 /// A template file framing `json` (magic, version, checksum, zstd): for tests and
 /// the fuzz target, which build files around arbitrary state.
 pub fn frame_template_json(json: &[u8]) -> Vec<u8> {
-    let body = zstd::bulk::compress(json, 1).unwrap_or_default();
-    let mut out = Vec::with_capacity(12 + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
+    frame(json, 1)
 }
 
 /// Writes `bytes` as `dir/name` durably (file and every directory on its path).
