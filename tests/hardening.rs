@@ -654,3 +654,43 @@ fn overload_is_pushed_back_within_the_memory_budget() {
     assert_eq!(w["ok"], true, "{w}");
     assert!(s.terminate().success());
 }
+
+/// Two writable nodes on one bucket prefix, against a real S3 server (moto, with
+/// its conditional puts): the second refuses to start, naming the first, until
+/// the first stops.
+#[test]
+fn a_second_writable_node_on_a_bucket_prefix_refuses_to_start() {
+    let moto = heimdall_e2e::Moto::start();
+    let store = format!(
+        "[object_store]\nurl = \"s3://{}/shared\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\nrequest_timeout = \"5s\"\n\n[object_store.options]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+        heimdall_e2e::BUCKET,
+        moto.endpoint
+    );
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = serve(a.path(), &store);
+    let config = b.path().join("heimdall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n{store}",
+            b.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(heimdall_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("another node") && err.contains(&*a.path().to_string_lossy()),
+        "{err}"
+    );
+    // A clean stop gives the lease up: the second node starts.
+    assert!(first.terminate().success());
+    let second = serve(b.path(), &store);
+    assert!(second.terminate().success());
+}
