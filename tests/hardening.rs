@@ -425,7 +425,12 @@ fn protocol_abuse_is_refused_and_the_server_keeps_serving() {
     );
     assert_eq!(v["streams"], serde_json::json!({"OK": 300}), "{v}");
     assert_eq!(v["http_while_slow"], 200);
-    assert_eq!(v["http_oversized"], 413, "{v}");
+    // Refused with 413, or (when the refusal reset the connection while the
+    // client was still sending) by closing it: never taken.
+    assert!(
+        v["http_oversized"] == 413 || v["http_oversized"] == "closed",
+        "{v}"
+    );
     assert_eq!(v["http_malformed"], 400, "{v}");
     assert_eq!(v["http_binary"], 400, "{v}");
     assert_eq!(v["after"], 900 + 1, "{v}");
