@@ -159,15 +159,16 @@ def scenario_heavy_concurrent(grpc_addr, http_addr, n):
     }))
 
 
-def scenario_fill(grpc_addr, http_addr, n):
-    """Pushes N records with distinct ids (field `id`)."""
+def scenario_fill(grpc_addr, http_addr, n, pad="0"):
+    """Pushes N records with distinct ids (field `id`), messages padded with PAD
+    more bytes."""
     pb, pbg = stubs()
     ingest = pbg.IngestStub(grpc.insecure_channel(grpc_addr, options=[("grpc.max_send_message_length", 64 << 20)]))
     n = int(n)
     for start in range(0, n, 20000):
         recs = []
         for i in range(start, min(n, start + 20000)):
-            r = pb.Record(msg=f"event id_{i} done")
+            r = pb.Record(msg=f"event id_{i} done {'p' * int(pad)}")
             r.fields.add(name="id", str=f"request-{i}")
             recs.append(r)
         ingest.Push(pb.PushRequest(records=recs))
@@ -361,9 +362,9 @@ def scenario_slow_reader(grpc_addr, http_addr, seconds):
     time.sleep(float(seconds))
     running = metric(http_addr, "heimdall_queries_running")
     other = count(fl.connect(f"grpc://{grpc_addr}"), "id_1")
-    code, detail = try_flight(lambda: reader.read_all())
+    code, detail = try_flight(lambda: reader.read_all().num_rows)
     print(json.dumps({"first_rows": first.data.num_rows, "running_after_stall": running,
-                      "other": other, "end": code, "detail": detail[:200]}))
+                      "other": other, "end": code, "detail": str(detail)[:200]}))
 
 
 def scenario_mixed_load(grpc_addr, http_addr, state_dir, seconds):
