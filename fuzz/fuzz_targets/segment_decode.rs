@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
             msg: format!("request {i} error"),
             stream: Default::default(),
             level: (i % 2 == 0).then(|| "INFO".to_string()),
-            fields: vec![("n".into(), Value::I64(i))],
+            fields: vec![
+                ("n".into(), Value::I64(i)),
+                ("host".into(), Value::Str(format!("h{}", i % 3))),
+            ],
         })
         .collect();
     write_segment(
@@ -45,6 +48,8 @@ fuzz_target!(|data: &[u8]| {
         &SegmentOptions {
             block_rows: 8,
             zstd_level: 1,
+            // A small cap, so the overflow column is decoded too.
+            fields_max: 1,
         },
     )
     .expect("write segment");
