@@ -569,7 +569,8 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
         .status()
         .unwrap();
     assert!(status.success());
-    let v = abuse(&s, &["stored_ids"]);
+    let below = std::fs::read_to_string(state.join("next-id")).unwrap();
+    let v = abuse(&s, &["stored_ids", below.trim()]);
     assert!(s.terminate().success());
     assert_eq!(
         v["dupes"],

@@ -500,11 +500,17 @@ def scenario_overload(grpc_addr, http_addr, threads, seconds):
     print(json.dumps(seen))
 
 
-def scenario_stored_ids(grpc_addr, http_addr):
-    """How many times each id (field n) is stored: duplicates and the distinct ids."""
+def scenario_stored_ids(grpc_addr, http_addr, below):
+    """How many times each id (field n) below BELOW is stored: duplicates and the
+    distinct ids. Counted in windows of ids, each within the query group limit."""
     c = fl.connect(f"grpc://{grpc_addr}")
-    t = c.do_get(fl.Ticket(b"* | stats count() by (n)")).read_all().to_pylist()
-    counts = {int(r["n"]): r["count()"] for r in t if r["n"] is not None}
+    counts = {}
+    window = 500_000
+    for a in range(0, int(below), window):
+        q = f"n:[{a}, {a + window}) | stats count() by (n)".encode()
+        for r in c.do_get(fl.Ticket(q)).read_all().to_pylist():
+            if r["n"] is not None:
+                counts[int(r["n"])] = r["count()"]
     print(json.dumps({"dupes": [[k, v] for k, v in counts.items() if v != 1][:20],
                       "ids": sorted(counts)}))
 
