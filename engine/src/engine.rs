@@ -307,6 +307,14 @@ struct State {
 }
 
 impl State {
+    /// `tenant`'s records not yet in a published segment: the memtable's and
+    /// those of memtables being flushed.
+    fn unflushed<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Record> + 'a {
+        self.memtable
+            .records_of(tenant)
+            .chain(self.frozen.iter().flat_map(move |m| m.records_of(tenant)))
+    }
+
     /// Mines `records` (when mining is on) and adds them to the memtable, as moving
     /// the numbered sources `sources` (their position keys).
     fn insert(
@@ -1318,13 +1326,8 @@ impl Engine {
         mut memtable: impl FnMut(&Record),
     ) -> Result<Vec<SegmentHandle>> {
         let mut st = self.state();
-        for r in st.memtable.records_of(tenant) {
+        for r in st.unflushed(tenant) {
             memtable(r);
-        }
-        for m in &st.frozen {
-            for r in m.records_of(tenant) {
-                memtable(r);
-            }
         }
         let entries: Vec<SegmentEntry> = st
             .manifest
@@ -1385,13 +1388,8 @@ impl Engine {
                 out.fields.entry(k.clone()).or_default().insert(kind(v));
             }
         };
-        for r in st.memtable.records_of(tenant) {
+        for r in st.unflushed(tenant) {
             add(r);
-        }
-        for m in &st.frozen {
-            for r in m.records_of(tenant) {
-                add(r);
-            }
         }
         let entries: Vec<SegmentEntry> = st
             .manifest
@@ -1619,17 +1617,7 @@ impl Engine {
         let (data, footer) = encode_segment(tenant, records, &self.cfg.segment);
         crate::fs::write_atomic(&*self.cfg.fs, &path, &data)?;
         let bytes = data.len() as u64;
-        Ok(SegmentEntry {
-            tenant: tenant.as_str().to_string(),
-            partition: partition.to_string(),
-            file: rel,
-            rows: footer.rows,
-            min_time: footer.min_time().unwrap_or(0),
-            max_time: footer.max_time().unwrap_or(0),
-            bytes,
-            offloaded: None,
-            labels,
-        })
+        Ok(SegmentEntry::local(&footer, partition, rel, bytes, labels))
     }
 
     /// The data directory.

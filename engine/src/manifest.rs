@@ -73,6 +73,28 @@ pub struct Offloaded {
 }
 
 impl SegmentEntry {
+    /// The entry of a local segment file `file` (relative to the data directory)
+    /// of `partition`, `bytes` long, with footer `footer`.
+    pub fn local(
+        footer: &crate::segment::Footer,
+        partition: &str,
+        file: String,
+        bytes: u64,
+        labels: Option<Vec<String>>,
+    ) -> SegmentEntry {
+        SegmentEntry {
+            tenant: footer.tenant.clone(),
+            partition: partition.to_string(),
+            file,
+            rows: footer.rows,
+            min_time: footer.min_time().unwrap_or(0),
+            max_time: footer.max_time().unwrap_or(0),
+            bytes,
+            offloaded: None,
+            labels,
+        }
+    }
+
     /// Whether the segment is on local disk.
     pub fn is_local(&self) -> bool {
         self.offloaded.is_none()

@@ -306,18 +306,13 @@ pub fn repair(cfg: &EngineConfig, force: bool) -> Result<RepairReport> {
         }
         let bytes = std::fs::metadata(&p).map_err(io_err("stat", &p))?.len();
         found.push(Found {
-            entry: SegmentEntry {
-                tenant: f.tenant.clone(),
-                partition: (*partition).to_string(),
-                file: rel,
-                rows: f.rows,
-                min_time: f.min_time().unwrap_or(0),
-                max_time: f.max_time().unwrap_or(0),
+            entry: SegmentEntry::local(
+                &f,
+                partition,
+                rel.clone(),
                 bytes,
-                offloaded: None,
-                labels: (labels.len() <= crate::manifest::LABELS_MAX)
-                    .then(|| labels.into_iter().collect()),
-            },
+                (labels.len() <= crate::manifest::LABELS_MAX).then(|| labels.into_iter().collect()),
+            ),
             seq,
             prints,
         });
