@@ -9,8 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Malformed requests are INVALID_ARGUMENT (src/serve/codec.rs).
-        .codec_path("crate::serve::codec::StrictCodec")
+        // Malformed requests are INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::StrictCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -464,13 +464,27 @@ fn metric_value(s: &Served, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// kill -9 under concurrent gRPC (idempotent producers) and HTTP ingest, each kill
-/// landing while background work is in flight: a flush (seen running in
-/// /metrics), a compaction (asked for just before), an offload to the object store
-/// (moto; segments offload as soon as they exist). After every round the next run
-/// first retries its unanswered gRPC batch. In the end: every acknowledged record
-/// stored, none twice, `heimdall verify` clean. `HEIMDALL_TORTURE_ROUNDS` (default
-/// 6; long mode 1000).
+/// The sum of a metric over its labels.
+fn metric_sum(s: &Served, name: &str) -> f64 {
+    heimdall_e2e::http_get(&s.http, "/metrics")
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// kill -9 under concurrent gRPC (idempotent producers), HTTP and Kafka ingest
+/// (a tansu broker, kafka-python producing through every round into a source of
+/// its own tenant), each kill landing while background work is in flight: a flush
+/// (seen running in /metrics), a compaction (asked for just before), an offload to
+/// the object store (moto; segments offload as soon as they exist). After every
+/// round the next run first retries its unanswered gRPC batch. In the end: every
+/// acknowledged record stored, none twice, every Kafka message stored exactly
+/// once, `heimdall verify` clean. `HEIMDALL_TORTURE_ROUNDS` (default 6; long mode
+/// 1000).
 #[test]
 fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
     let rounds: u64 = std::env::var("HEIMDALL_TORTURE_ROUNDS")
@@ -480,16 +494,24 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
     let seed = heimdall_e2e::test_seed();
     let mut rng = heimdall_e2e::Rng(seed);
     let moto = heimdall_e2e::Moto::start();
+    let broker = heimdall_e2e::Broker::start();
+    broker.create_topic("logs", 3);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let config = format!(
-        "[limits]\nmemtable_bytes_max = 1048576\n\n[object_store]\nurl = \"s3://{}/torture\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\noffload_after = \"0s\"\noffload_interval = \"1s\"\nrequest_timeout = \"5s\"\nlease_ttl = \"10s\"\n\n[object_store.options]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+        "[limits]\nmemtable_bytes_max = 1048576\n\n[object_store]\nurl = \"s3://{}/torture\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\noffload_after = \"0s\"\noffload_interval = \"1s\"\nrequest_timeout = \"5s\"\nlease_ttl = \"10s\"\n\n[object_store.options]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\n[[sources.kafka]]\nbrokers = \"{}\"\ntopics = [\"logs\"]\ngroup = \"heimdall\"\nformat = \"jsonl\"\ntenant = \"kafka\"\nbatch_records_max = 200\nlinger = \"5ms\"\nstatic_membership = true\n",
         heimdall_e2e::BUCKET,
-        moto.endpoint
+        moto.endpoint,
+        broker.addr
     );
+    // Kafka messages (ids 0..kafka_n, field `id`, tenant `kafka`) are produced
+    // through all the rounds, so kills land while the source consumes.
+    let kafka_n = rounds * 1000;
+    let mut producer = broker.produce(0, kafka_n, 3, rounds as f64 * 4.0);
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/abuse.py");
     let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
+    let mut kafka_rounds = 0;
     for round in 0..rounds {
         let s = serve(dir.path(), &config);
         let mut load = Command::new(python())
@@ -501,6 +523,16 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("start the load");
+        if round % 4 == 0 {
+            // The source takes a few seconds to join its group after a start: every
+            // fourth life waits until it consumes, so kills land mid-consumption.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while metric_sum(&s, "heimdall_kafka_records_total") == 0.0
+                && std::time::Instant::now() < until
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         std::thread::sleep(std::time::Duration::from_millis(800 + rng.next(700)));
         let mut compaction = None;
         let kind = match round % 3 {
@@ -551,6 +583,10 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
             }
         };
         *kinds.entry(kind).or_default() += 1;
+        let consumed = metric_sum(&s, "heimdall_kafka_records_total");
+        if consumed > 0.0 {
+            kafka_rounds += 1;
+        }
         s.kill9();
         let status = load.wait().expect("load");
         assert!(status.success(), "round {round}: the load client failed");
@@ -558,8 +594,28 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
             let _ = c.wait();
         }
     }
+    assert!(
+        producer.wait().expect("producer").success(),
+        "the Kafka producer failed"
+    );
+    assert!(
+        kafka_rounds > 0 || rounds < 3,
+        "the Kafka source consumed in no round: the kills proved nothing about it"
+    );
     // The last run retries what was unanswered, then everything is checked.
     let s = serve(dir.path(), &config);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut kafka_stored = 0;
+    while kafka_stored < kafka_n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{kafka_stored} of {kafka_n} Kafka messages stored within 180 s (seed {seed})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        kafka_stored = abuse(&s, &["count", "id:*", "kafka"])["count"]
+            .as_u64()
+            .unwrap();
+    }
     let status = Command::new(python())
         .arg(&script)
         .args(["mixed_load", &s.grpc, &s.http])
@@ -571,7 +627,26 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
     assert!(status.success());
     let below = std::fs::read_to_string(state.join("next-id")).unwrap();
     let v = abuse(&s, &["stored_ids", below.trim()]);
+    let k = abuse(&s, &["stored_ids", &kafka_n.to_string(), "id", "kafka"]);
     assert!(s.terminate().success());
+    assert_eq!(
+        k["dupes"],
+        serde_json::json!([]),
+        "Kafka messages stored twice (seed {seed})"
+    );
+    let kafka_ids = k["ids"].as_array().unwrap();
+    assert_eq!(
+        kafka_ids.len() as u64,
+        kafka_n,
+        "Kafka messages lost (seed {seed})"
+    );
+    assert!(
+        kafka_ids
+            .iter()
+            .zip(0..)
+            .all(|(id, want)| id.as_u64() == Some(want)),
+        "Kafka ids other than those produced (seed {seed})"
+    );
     assert_eq!(
         v["dupes"],
         serde_json::json!([]),
@@ -610,7 +685,7 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
     eprintln!(
-        "torture: {rounds} kill -9 rounds ({kinds:?}), {promised} acknowledged records all stored once, {} stored, seed {seed}",
+        "torture: {rounds} kill -9 rounds ({kinds:?}), {promised} acknowledged records all stored once, {} stored; {kafka_n} Kafka messages each stored once (consuming when killed in {kafka_rounds} rounds); seed {seed}",
         stored.len()
     );
 }

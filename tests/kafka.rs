@@ -5,143 +5,18 @@
 //! moments and at the one moment chance rarely hits (a batch durable, its offsets
 //! not committed), and across a node of a two-node group dying mid-way.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use heimdall_e2e::{http_get, python, query_jsonl, test_seed, Moto, Rng, Served};
+use heimdall_e2e::{
+    http_get, kafka_producer_script, python, query_jsonl, test_seed, Broker, Moto, Rng, Served,
+};
 use serde_json::Value;
 
 /// The tests share the two cores; run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn env_path(var: &str, what: &str) -> PathBuf {
-    match std::env::var_os(var) {
-        Some(p) => PathBuf::from(p),
-        None => panic!("{var} is not set: run the suite with tests/run.sh, which installs {what}"),
-    }
-}
-
-fn tansu() -> PathBuf {
-    env_path("HEIMDALL_TANSU", "the tansu Kafka broker")
-}
-
-fn producer_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/kafka_producer.py")
-}
-
-/// A tansu broker on a free loopback port, in-memory; killed on drop.
-struct Broker {
-    child: Child,
-    addr: String,
-    /// `--storage-engine` and the environment it needs.
-    storage: String,
-    envs: Vec<(String, String)>,
-}
-
-impl Broker {
-    /// A broker keeping everything in memory (lost when it stops).
-    fn start() -> Broker {
-        Broker::start_on("memory://tansu/", Vec::new())
-    }
-
-    /// A broker keeping its data in S3 (moto's test bucket): it survives restarts.
-    fn start_on_s3(moto: &Moto) -> Broker {
-        let envs = [
-            ("AWS_ENDPOINT", moto.endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .to_vec();
-        Broker::start_on(&format!("s3://{}/", heimdall_e2e::BUCKET), envs)
-    }
-
-    fn start_on(storage: &str, envs: Vec<(String, String)>) -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Broker::spawn(&addr, storage, &envs);
-        Broker {
-            child,
-            addr,
-            storage: storage.to_string(),
-            envs,
-        }
-    }
-
-    fn spawn(addr: &str, storage: &str, envs: &[(String, String)]) -> Child {
-        let url = format!("tcp://{addr}");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", storage])
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    }
-
-    /// kill -9 of the broker, then the same broker (address, storage) again.
-    fn restart(&mut self, down: Duration) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::thread::sleep(down);
-        self.child = Broker::spawn(&self.addr, &self.storage, &self.envs);
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(tansu())
-            .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://{}", self.addr))
-            .args(["--partitions", &partitions.to_string(), name])
-            .output()
-            .expect("tansu topic create");
-        assert!(
-            out.status.success(),
-            "creating topic {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Produces ids `start..end` over `seconds`, in the background.
-    fn produce(&self, start: u64, end: u64, partitions: u32, seconds: f64) -> Child {
-        Command::new(python())
-            .arg(producer_script())
-            .args(["produce", &self.addr, "logs"])
-            .args([start, end].map(|x| x.to_string()))
-            .arg(partitions.to_string())
-            .arg(seconds.to_string())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the producer")
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A node's config: topic `logs`, group `heimdall`, JSON lines, small batches (many
 /// commits, so kills land between them), quick session expiry (a killed node's
@@ -338,7 +213,7 @@ fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
     let cfg = node_config(dir.path(), &broker.addr, "");
     let s = start_node(&cfg, &[]);
     let out = Command::new(python())
-        .arg(producer_script())
+        .arg(kafka_producer_script())
         .args(["poison", &broker.addr, "logs", "1", "4096"])
         .output()
         .expect("poison producer");

@@ -1,6 +1,9 @@
 //! Helpers for the end-to-end tests: locating the real `heimdall` binary built by cargo.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Path of the `heimdall` binary of the current build profile.
 ///
@@ -342,4 +345,141 @@ pub fn py_scenario(script: &str, s: &Served, args: &[&str]) -> serde_json::Value
     );
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or("")).expect("client JSON")
+}
+
+/// A path the test runner (`tests/run.sh`) provides in `var`.
+pub fn env_path(var: &str, what: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) => PathBuf::from(p),
+        None => panic!("{var} is not set: run the suite with tests/run.sh, which installs {what}"),
+    }
+}
+
+/// The tansu Kafka broker's binary.
+pub fn tansu() -> PathBuf {
+    env_path("HEIMDALL_TANSU", "the tansu Kafka broker")
+}
+
+/// The kafka-python producer of the tests (`py/kafka_producer.py`).
+pub fn kafka_producer_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/kafka_producer.py")
+}
+
+/// A tansu broker on a free loopback port, in-memory; killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    child: std::process::Child,
+    /// `host:port` on loopback.
+    pub addr: String,
+    /// `--storage-engine` and the environment it needs.
+    storage: String,
+    envs: Vec<(String, String)>,
+}
+
+impl Broker {
+    /// A broker keeping everything in memory (lost when it stops).
+    pub fn start() -> Broker {
+        Broker::start_on("memory://tansu/", Vec::new())
+    }
+
+    /// A broker keeping its data in S3 (moto's test bucket): it survives restarts.
+    pub fn start_on_s3(moto: &Moto) -> Broker {
+        let envs = [
+            ("AWS_ENDPOINT", moto.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        Broker::start_on(&format!("s3://{}/", BUCKET), envs)
+    }
+
+    pub fn start_on(storage: &str, envs: Vec<(String, String)>) -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Broker::spawn(&addr, storage, &envs);
+        Broker {
+            child,
+            addr,
+            storage: storage.to_string(),
+            envs,
+        }
+    }
+
+    fn spawn(addr: &str, storage: &str, envs: &[(String, String)]) -> std::process::Child {
+        let url = format!("tcp://{addr}");
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", storage])
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// kill -9 of the broker, then the same broker (address, storage) again.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Broker::spawn(&self.addr, &self.storage, &self.envs);
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu())
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", self.addr))
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .expect("tansu topic create");
+        assert!(
+            out.status.success(),
+            "creating topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produces ids `start..end` over `seconds`, in the background.
+    pub fn produce(
+        &self,
+        start: u64,
+        end: u64,
+        partitions: u32,
+        seconds: f64,
+    ) -> std::process::Child {
+        Command::new(python())
+            .arg(kafka_producer_script())
+            .args(["produce", &self.addr, "logs"])
+            .args([start, end].map(|x| x.to_string()))
+            .arg(partitions.to_string())
+            .arg(seconds.to_string())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the producer")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

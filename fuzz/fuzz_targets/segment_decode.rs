@@ -21,39 +21,55 @@ fn exercise(path: &std::path::Path) {
     let _ = r.search_words(&["request"]);
 }
 
+/// A valid small segment's bytes, written once per process (writing one per
+/// execution fsyncs and held the target to under 1,000 executions a second).
+fn valid_segment() -> &'static [u8] {
+    static VALID: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    VALID.get_or_init(|| {
+        let records: Vec<Record> = (0..20i64)
+            .map(|i| Record {
+                time_ns: i,
+                msg: format!("request {i} error"),
+                stream: Default::default(),
+                level: (i % 2 == 0).then(|| "INFO".to_string()),
+                fields: vec![
+                    ("n".into(), Value::I64(i)),
+                    ("host".into(), Value::Str(format!("h{}", i % 3))),
+                ],
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("valid.seg");
+        write_segment(
+            &path,
+            &Tenant::default(),
+            &records,
+            &SegmentOptions {
+                block_rows: 8,
+                zstd_level: 1,
+                // A small cap, so the overflow column is decoded too.
+                fields_max: 1,
+            },
+        )
+        .expect("write segment");
+        std::fs::read(&path).expect("read")
+    })
+}
+
+/// One file per process, rewritten by every execution (no fsync).
+fn scratch() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+}
+
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("f.seg");
+    let path = scratch().join("f.seg");
     std::fs::write(&path, data).expect("write");
     exercise(&path);
 
     // A valid segment with the input's bytes XOR-ed over it at the positions the
     // input picks.
-    let records: Vec<Record> = (0..20i64)
-        .map(|i| Record {
-            time_ns: i,
-            msg: format!("request {i} error"),
-            stream: Default::default(),
-            level: (i % 2 == 0).then(|| "INFO".to_string()),
-            fields: vec![
-                ("n".into(), Value::I64(i)),
-                ("host".into(), Value::Str(format!("h{}", i % 3))),
-            ],
-        })
-        .collect();
-    write_segment(
-        &path,
-        &Tenant::default(),
-        &records,
-        &SegmentOptions {
-            block_rows: 8,
-            zstd_level: 1,
-            // A small cap, so the overflow column is decoded too.
-            fields_max: 1,
-        },
-    )
-    .expect("write segment");
-    let mut bytes = std::fs::read(&path).expect("read");
+    let mut bytes = valid_segment().to_vec();
     for pair in data.chunks(3) {
         if let [a, b, x] = pair {
             let at = (usize::from(*a) << 8 | usize::from(*b)) % bytes.len();

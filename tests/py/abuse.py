@@ -500,19 +500,27 @@ def scenario_overload(grpc_addr, http_addr, threads, seconds):
     print(json.dumps(seen))
 
 
-def scenario_stored_ids(grpc_addr, http_addr, below):
-    """How many times each id (field n) below BELOW is stored: duplicates and the
-    distinct ids. Counted in windows of ids, each within the query group limit."""
+def scenario_stored_ids(grpc_addr, http_addr, below, field="n", tenant=""):
+    """How many times each id (FIELD, default n) below BELOW is stored in TENANT:
+    duplicates and the distinct ids. Counted in windows of ids, each within the
+    query group limit."""
     c = fl.connect(f"grpc://{grpc_addr}")
     counts = {}
     window = 500_000
     for a in range(0, int(below), window):
-        q = f"n:[{a}, {a + window}) | stats count() by (n)".encode()
-        for r in c.do_get(fl.Ticket(q)).read_all().to_pylist():
-            if r["n"] is not None:
-                counts[int(r["n"])] = r["count()"]
+        t = {"query": f"{field}:[{a}, {a + window}) | stats count() by ({field})"}
+        if tenant:
+            t["tenant"] = tenant
+        for r in c.do_get(fl.Ticket(json.dumps(t).encode())).read_all().to_pylist():
+            if r[field] is not None:
+                counts[int(r[field])] = r["count()"]
     print(json.dumps({"dupes": [[k, v] for k, v in counts.items() if v != 1][:20],
                       "ids": sorted(counts)}))
+
+
+def scenario_count(grpc_addr, http_addr, query, tenant=""):
+    """The count of QUERY's matches in TENANT."""
+    print(json.dumps({"count": count(fl.connect(f"grpc://{grpc_addr}"), query, tenant or None)}))
 
 
 if __name__ == "__main__":
@@ -530,6 +538,7 @@ if __name__ == "__main__":
         "slow_reader": scenario_slow_reader,
         "mixed_load": scenario_mixed_load,
         "stored_ids": scenario_stored_ids,
+        "count": scenario_count,
         "overload": scenario_overload,
     }
     scenarios[name](grpc_addr, http_addr, *rest)

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use engine::model::{Labels, Record, Tenant, Value};
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::pb::ingest_server::Ingest;
-use super::pb::{field, PushRequest, PushResponse};
 use super::Node;
+use heimdall_server::convert;
+use heimdall_server::pb::ingest_server::Ingest;
+use heimdall_server::pb::{PushRequest, PushResponse};
 
 /// The ingest service of a node.
 #[derive(Clone)]
@@ -16,104 +16,11 @@ pub(crate) struct IngestService {
     pub(crate) node: Arc<Node>,
 }
 
-/// A request turned into what the engine stores.
-pub(crate) struct Batch {
-    pub(crate) tenant: Tenant,
-    pub(crate) records: Vec<Record>,
-    pub(crate) dedup: Option<(String, u64)>,
-}
-
-/// Validates and converts a push; every problem is `INVALID_ARGUMENT` with the
-/// reason and, for a record, its index.
-pub(crate) fn convert(req: PushRequest, records_max: usize, now: i64) -> Result<Batch, Status> {
-    let bad = |what: String| Status::invalid_argument(what);
-    let tenant = if req.tenant.is_empty() {
-        Tenant::default()
-    } else {
-        Tenant::new(req.tenant.as_str()).map_err(|e| bad(format!("tenant: {e}")))?
-    };
-    if req.records.len() > records_max {
-        return Err(bad(format!(
-            "{} records in one push, over the limit of {records_max}",
-            req.records.len()
-        )));
-    }
-    let dedup = if req.producer_id.is_empty() {
-        None
-    } else {
-        if req.producer_id.len() > 256 {
-            return Err(bad("producer_id is longer than 256 bytes".into()));
-        }
-        Some((req.producer_id, req.sequence))
-    };
-    check_labels(&req.stream, "stream")?;
-    let mut records = Vec::with_capacity(req.records.len());
-    for (i, r) in req.records.into_iter().enumerate() {
-        check_labels(&r.stream, &format!("record {i}: stream"))?;
-        let mut stream: Labels = req.stream.clone().into_iter().collect();
-        stream.extend(r.stream);
-        if r.fields.len() > engine::model::RECORD_FIELDS_MAX {
-            return Err(bad(format!(
-                "record {i}: {} fields, over the limit of {} per record",
-                r.fields.len(),
-                engine::model::RECORD_FIELDS_MAX
-            )));
-        }
-        let mut fields = Vec::with_capacity(r.fields.len());
-        for f in r.fields {
-            if f.name.is_empty() || f.name.starts_with('_') {
-                return Err(bad(format!(
-                    "record {i}: field name {:?} is empty or starts with '_' (reserved)",
-                    f.name
-                )));
-            }
-            let v = match f.value {
-                Some(field::Value::Str(s)) => Value::Str(s),
-                Some(field::Value::I64(x)) => Value::I64(x),
-                Some(field::Value::F64(x)) => Value::F64(x),
-                Some(field::Value::Bool(x)) => Value::Bool(x),
-                None => return Err(bad(format!("record {i}: field {:?} has no value", f.name))),
-            };
-            fields.push((f.name, v));
-        }
-        records.push(Record {
-            time_ns: if r.time_unix_nano == 0 {
-                now
-            } else {
-                r.time_unix_nano
-            },
-            msg: r.msg,
-            stream,
-            level: (!r.level.is_empty()).then_some(r.level),
-            fields,
-        });
-    }
-    Ok(Batch {
-        tenant,
-        records,
-        dedup,
-    })
-}
-
-fn check_labels(
-    labels: &std::collections::HashMap<String, String>,
-    what: &str,
-) -> Result<(), Status> {
-    for k in labels.keys() {
-        if k.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "{what}: a label name is empty"
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let node = &self.node;
-        let batch = convert(
+        let batch = convert::push(
             request.into_inner(),
             node.cfg.limits.batch_records_max,
             super::now_ns(),
@@ -143,7 +50,7 @@ impl Ingest for IngestService {
             ..PushResponse::default()
         };
         while let Some(req) = input.next().await {
-            let batch = convert(req?, node.cfg.limits.batch_records_max, super::now_ns())
+            let batch = convert::push(req?, node.cfg.limits.batch_records_max, super::now_ns())
                 .inspect_err(|_| node.rejected())?;
             out.records += batch.records.len() as u64;
             let reply = node

@@ -4,7 +4,6 @@
 //! flusher. SIGTERM or SIGINT: stop accepting, let in-flight requests finish, flush
 //! the memtable to segments and sync the WAL, exit 0.
 
-pub(crate) mod codec;
 pub(crate) mod config;
 pub(crate) mod flight;
 mod http;
@@ -26,19 +25,7 @@ use tonic::Status;
 
 pub(crate) use config::{Config, Overrides};
 
-/// The generated gRPC ingest API.
-#[allow(
-    missing_docs,
-    unreachable_pub,
-    clippy::all,
-    clippy::pedantic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-pub(crate) mod pb {
-    tonic::include_proto!("heimdall.v1");
-}
+pub(crate) use heimdall_server::pb;
 
 pub(crate) fn now_ns() -> i64 {
     SystemTime::now()

@@ -9,7 +9,7 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// See the module docs. Named by `build.rs` as the generated services' codec.
 #[derive(Debug)]
-pub(crate) struct StrictCodec<T, U>(ProstCodec<T, U>);
+pub struct StrictCodec<T, U>(ProstCodec<T, U>);
 
 impl<T, U> Default for StrictCodec<T, U> {
     fn default() -> Self {
@@ -38,7 +38,7 @@ where
 
 /// Decodes like prost, reporting a malformed message as `INVALID_ARGUMENT`.
 #[derive(Debug)]
-pub(crate) struct StrictDecoder<U>(ProstDecoder<U>);
+pub struct StrictDecoder<U>(ProstDecoder<U>);
 
 impl<U: Message + Default> Decoder for StrictDecoder<U> {
     type Item = U;

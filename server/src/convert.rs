@@ -1,0 +1,293 @@
+//! Client input turned into the engine's records, with every check a client's
+//! mistake must meet before anything is stored: a gRPC push (`push`) and an Arrow
+//! record batch of a Flight `DoPut` (`arrow_records`). Pure functions of their
+//! input, so the fuzz targets (`fuzz/fuzz_targets/push_convert.rs`,
+//! `arrow_convert.rs`) drive the same code the server runs.
+//!
+//! `DoPut` columns: `_time` (timestamp of any unit, or int64 nanoseconds; absent or
+//! null: when received), `_msg` (string, required), `level` (string); every other
+//! column is a field (string, integer, float or boolean; a null is no value), or a
+//! stream label when the command's `stream_fields` names it.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use engine::model::{Labels, Record, Tenant, Value};
+use serde::Deserialize;
+use tonic::Status;
+
+use crate::pb::{field, PushRequest};
+
+/// A push turned into what the engine stores.
+#[derive(Debug)]
+pub struct Batch {
+    pub tenant: Tenant,
+    pub records: Vec<Record>,
+    pub dedup: Option<(String, u64)>,
+}
+
+/// Validates and converts a push; every problem is `INVALID_ARGUMENT` with the
+/// reason and, for a record, its index.
+pub fn push(req: PushRequest, records_max: usize, now: i64) -> Result<Batch, Status> {
+    let bad = |what: String| Status::invalid_argument(what);
+    let tenant = if req.tenant.is_empty() {
+        Tenant::default()
+    } else {
+        Tenant::new(req.tenant.as_str()).map_err(|e| bad(format!("tenant: {e}")))?
+    };
+    if req.records.len() > records_max {
+        return Err(bad(format!(
+            "{} records in one push, over the limit of {records_max}",
+            req.records.len()
+        )));
+    }
+    let dedup = if req.producer_id.is_empty() {
+        None
+    } else {
+        if req.producer_id.len() > 256 {
+            return Err(bad("producer_id is longer than 256 bytes".into()));
+        }
+        Some((req.producer_id, req.sequence))
+    };
+    check_labels(&req.stream, "stream")?;
+    let mut records = Vec::with_capacity(req.records.len());
+    for (i, r) in req.records.into_iter().enumerate() {
+        check_labels(&r.stream, &format!("record {i}: stream"))?;
+        let mut stream: Labels = req.stream.clone().into_iter().collect();
+        stream.extend(r.stream);
+        if r.fields.len() > engine::model::RECORD_FIELDS_MAX {
+            return Err(bad(format!(
+                "record {i}: {} fields, over the limit of {} per record",
+                r.fields.len(),
+                engine::model::RECORD_FIELDS_MAX
+            )));
+        }
+        let mut fields = Vec::with_capacity(r.fields.len());
+        for f in r.fields {
+            if f.name.is_empty() || f.name.starts_with('_') {
+                return Err(bad(format!(
+                    "record {i}: field name {:?} is empty or starts with '_' (reserved)",
+                    f.name
+                )));
+            }
+            let v = match f.value {
+                Some(field::Value::Str(s)) => Value::Str(s),
+                Some(field::Value::I64(x)) => Value::I64(x),
+                Some(field::Value::F64(x)) => Value::F64(x),
+                Some(field::Value::Bool(x)) => Value::Bool(x),
+                None => return Err(bad(format!("record {i}: field {:?} has no value", f.name))),
+            };
+            fields.push((f.name, v));
+        }
+        records.push(Record {
+            time_ns: if r.time_unix_nano == 0 {
+                now
+            } else {
+                r.time_unix_nano
+            },
+            msg: r.msg,
+            stream,
+            level: (!r.level.is_empty()).then_some(r.level),
+            fields,
+        });
+    }
+    Ok(Batch {
+        tenant,
+        records,
+        dedup,
+    })
+}
+
+fn check_labels(
+    labels: &std::collections::HashMap<String, String>,
+    what: &str,
+) -> Result<(), Status> {
+    for k in labels.keys() {
+        if k.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "{what}: a label name is empty"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The JSON command of a `DoPut` descriptor:
+/// `{"tenant": "t", "stream": {"service": "api"}, "stream_fields": ["host"]}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutCommand {
+    /// The tenant (default: `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Stream labels of every record.
+    #[serde(default)]
+    pub stream: Labels,
+    /// Columns stored as stream labels instead of fields.
+    #[serde(default)]
+    pub stream_fields: Vec<String>,
+}
+
+/// A column's values, read per row.
+enum Col<'a> {
+    Str(Box<dyn Fn(usize) -> Option<&'a str> + 'a>),
+    I64(Box<dyn Fn(usize) -> Option<i64> + 'a>),
+    F64(Box<dyn Fn(usize) -> Option<f64> + 'a>),
+    Bool(Box<dyn Fn(usize) -> Option<bool> + 'a>),
+}
+
+fn column<'a>(name: &str, a: &'a dyn Array) -> Result<Col<'a>, Status> {
+    macro_rules! int {
+        ($t:ty) => {{
+            let p = a.as_primitive::<$t>();
+            Col::I64(Box::new(move |i| {
+                (!p.is_null(i))
+                    .then(|| p.value(i))
+                    .and_then(|v| i64::try_from(v).ok())
+            }))
+        }};
+    }
+    Ok(match a.data_type() {
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>();
+            Col::Str(Box::new(move |i| (!s.is_null(i)).then(|| s.value(i))))
+        }
+        DataType::LargeUtf8 => {
+            let s = a.as_string::<i64>();
+            Col::Str(Box::new(move |i| (!s.is_null(i)).then(|| s.value(i))))
+        }
+        DataType::Utf8View => {
+            let s = a.as_string_view();
+            Col::Str(Box::new(move |i| (!s.is_null(i)).then(|| s.value(i))))
+        }
+        DataType::Int8 => int!(Int8Type),
+        DataType::Int16 => int!(Int16Type),
+        DataType::Int32 => int!(Int32Type),
+        DataType::Int64 => int!(Int64Type),
+        DataType::UInt8 => int!(UInt8Type),
+        DataType::UInt16 => int!(UInt16Type),
+        DataType::UInt32 => int!(UInt32Type),
+        DataType::UInt64 => int!(UInt64Type),
+        DataType::Float32 => {
+            let p = a.as_primitive::<Float32Type>();
+            Col::F64(Box::new(move |i| {
+                (!p.is_null(i)).then(|| f64::from(p.value(i)))
+            }))
+        }
+        DataType::Float64 => {
+            let p = a.as_primitive::<Float64Type>();
+            Col::F64(Box::new(move |i| (!p.is_null(i)).then(|| p.value(i))))
+        }
+        DataType::Boolean => {
+            let p = a.as_boolean();
+            Col::Bool(Box::new(move |i| (!p.is_null(i)).then(|| p.value(i))))
+        }
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "column {name:?} has type {other}, which cannot be stored: use a string, \
+                 integer, float or boolean column"
+            )))
+        }
+    })
+}
+
+/// `_time` as nanoseconds per row.
+fn time_column<'a>(a: &'a dyn Array) -> Result<Box<dyn Fn(usize) -> Option<i64> + 'a>, Status> {
+    macro_rules! ts {
+        ($t:ty, $mul:expr) => {{
+            let p = a.as_primitive::<$t>();
+            Box::new(move |i| {
+                (!p.is_null(i))
+                    .then(|| p.value(i))
+                    .and_then(|v| v.checked_mul($mul))
+            })
+        }};
+    }
+    Ok(match a.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => ts!(TimestampSecondType, 1_000_000_000),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ts!(TimestampMillisecondType, 1_000_000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => ts!(TimestampMicrosecondType, 1_000),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => ts!(TimestampNanosecondType, 1),
+        DataType::Int64 => ts!(Int64Type, 1),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "column \"_time\" has type {other}: use a timestamp or int64 nanoseconds"
+            )))
+        }
+    })
+}
+
+/// The records of one Arrow record batch of a `DoPut` (columns as described in the
+/// module docs); a column that cannot be stored is `INVALID_ARGUMENT` naming it.
+/// `now` stands in for a missing or null `_time`.
+pub fn arrow_records(
+    batch: &RecordBatch,
+    cmd: &PutCommand,
+    now: i64,
+) -> Result<Vec<Record>, Status> {
+    let schema = batch.schema();
+    let mut time = None;
+    let mut msg = None;
+    let mut level = None;
+    let mut others: Vec<(String, bool, Col<'_>)> = Vec::new();
+    for (f, a) in schema.fields().iter().zip(batch.columns()) {
+        let name = f.name().as_str();
+        match name {
+            "_time" => time = Some(time_column(a.as_ref())?),
+            "_msg" | "level" => {
+                let Col::Str(get) = column(name, a.as_ref())? else {
+                    return Err(Status::invalid_argument(format!(
+                        "column {name:?} must be a string column"
+                    )));
+                };
+                if name == "_msg" {
+                    msg = Some(get);
+                } else {
+                    level = Some(get);
+                }
+            }
+            _ if name.is_empty() || name.starts_with('_') => {
+                return Err(Status::invalid_argument(format!(
+                    "column {name:?}: names starting with '_' are reserved (and names must not be empty)"
+                )))
+            }
+            _ => {
+                let label = cmd.stream_fields.iter().any(|s| s == name);
+                others.push((name.to_string(), label, column(name, a.as_ref())?));
+            }
+        }
+    }
+    let msg = msg.ok_or_else(|| Status::invalid_argument("the batch has no \"_msg\" column"))?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let mut stream = cmd.stream.clone();
+        let mut fields = Vec::new();
+        for (name, label, col) in &others {
+            let v = match col {
+                Col::Str(g) => g(i).map(|s| Value::Str(s.to_string())),
+                Col::I64(g) => g(i).map(Value::I64),
+                Col::F64(g) => g(i).map(Value::F64),
+                Col::Bool(g) => g(i).map(Value::Bool),
+            };
+            let Some(v) = v else { continue };
+            if *label {
+                stream.insert(name.clone(), v.to_text());
+            } else {
+                fields.push((name.clone(), v));
+            }
+        }
+        out.push(Record {
+            time_ns: time.as_ref().and_then(|t| t(i)).unwrap_or(now),
+            msg: msg(i).unwrap_or_default().to_string(),
+            stream,
+            level: level.as_ref().and_then(|l| l(i)).map(str::to_string),
+            fields,
+        });
+    }
+    Ok(out)
+}
