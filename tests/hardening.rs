@@ -208,6 +208,36 @@ fn concurrent_heavy_queries_past_the_limit_are_refused() {
     assert!(s.terminate().success());
 }
 
+/// A storm of heavy queries (`HEIMDALL_STORM_QUERIES` clients, default 100, each
+/// looping group-bys over every id, a regex near the size limit, a full sort,
+/// distinct counts) while a light query (a needle) is timed every 100 ms: every
+/// heavy query is answered, cut by its deadline or refused with a retry hint; the
+/// light query is answered right throughout, within its bound; the server stays up.
+#[test]
+fn a_storm_of_heavy_queries_leaves_light_queries_answered() {
+    let n: u64 = std::env::var("HEIMDALL_STORM_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), "[limits]\nquery_timeout = \"5s\"\n");
+    abuse(&s, &["fill", "200000"]);
+    let v = abuse(&s, &["heavy_storm", &n.to_string(), "15"]);
+    eprintln!("heavy query storm ({n} clients, 15 s): {v}");
+    for code in v["heavy_codes"].as_object().unwrap().keys() {
+        assert!(
+            ["OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"].contains(&code.as_str()),
+            "a heavy query got {code}: {v}"
+        );
+    }
+    let light = v["light_codes"].as_object().unwrap();
+    assert!(light.keys().all(|c| c == "OK"), "light queries: {v}");
+    assert!(v["light_n"].as_u64().unwrap() >= 5, "{v}");
+    assert!(v["light_max"].as_f64().unwrap() < 2.0, "{v}");
+    assert_eq!(v["after"], 1);
+    assert!(s.terminate().success());
+}
+
 /// `heimdall verify` and `heimdall repair` on the real binary: a healthy directory
 /// verifies; a lost manifest makes every command refuse, naming `repair`; after
 /// `repair` the data answers as before.

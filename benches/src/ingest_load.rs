@@ -4,6 +4,13 @@
 //! with `--server-pid`, the server's peak RSS. `--doget QUERY` then times an Arrow
 //! Flight DoGet of the query's result (rows/s).
 //!
+//! Overload runs: `--rate LINES` offers that many lines a second in all (paced;
+//! behind schedule, a client sends at once, so the offered load never relaxes),
+//! `--seconds S` pushes for S seconds (the input read again as needed), and
+//! `--timeline` prints one JSON line a second (lines taken, pushbacks, the server's
+//! RSS). A push refused with `RESOURCE_EXHAUSTED` is retried after the server's
+//! `grpc-retry-pushback-ms` hint (counted: refusals without a hint are reported).
+//!
 //! ```sh
 //! target/release/heimdall serve --data-dir /tmp/hd-load &
 //! target/release/ingest-load --connect 127.0.0.1:7400 --input /tmp/gen10m.log \
@@ -59,6 +66,16 @@ struct Args {
     /// After the load, time a Flight DoGet of this query.
     #[arg(long)]
     doget: Option<String>,
+    /// Lines offered per second in all (0: as fast as the server answers).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Push for this many seconds, reading the input again as needed (0: once
+    /// through the input).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+    /// Print one JSON line per second: lines taken, pushbacks, server RSS.
+    #[arg(long)]
+    timeline: bool,
 }
 
 fn to_pb(r: engine::model::Record) -> pb::Record {
@@ -84,8 +101,12 @@ fn to_pb(r: engine::model::Record) -> pb::Record {
 }
 
 fn peak_rss_mb(pid: u32) -> Option<f64> {
+    status_mb(pid, "VmHWM:")
+}
+
+fn status_mb(pid: u32, key: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -101,8 +122,8 @@ fn main() -> Result<()> {
     let (tx, rx) = async_channel(a.clients * 2);
     let input = a.input.clone();
     let (batch, max_lines) = (a.batch, a.lines);
+    let until = (a.seconds > 0).then(|| Instant::now() + Duration::from_secs(a.seconds));
     let reader = std::thread::spawn(move || -> Result<(u64, u64)> {
-        let f = std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
         let ctx = IngestContext {
             now_ns: 0,
             ..IngestContext::default()
@@ -110,19 +131,29 @@ fn main() -> Result<()> {
         let (mut lines, mut bytes) = (0u64, 0u64);
         let mut recs = Vec::with_capacity(batch);
         let mut raw = 0u64;
-        for line in std::io::BufReader::with_capacity(1 << 20, f).lines() {
-            let line = line?;
-            raw += line.len() as u64 + 1;
-            recs.push(to_pb(parse_raw(&line, &ctx)));
-            lines += 1;
-            if recs.len() >= batch {
-                bytes += raw;
-                if tx.send_blocking((std::mem::take(&mut recs), raw)).is_err() {
-                    break;
+        'passes: loop {
+            let f =
+                std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
+            for line in std::io::BufReader::with_capacity(1 << 20, f).lines() {
+                let line = line?;
+                raw += line.len() as u64 + 1;
+                recs.push(to_pb(parse_raw(&line, &ctx)));
+                lines += 1;
+                if recs.len() >= batch {
+                    bytes += raw;
+                    if tx.send_blocking((std::mem::take(&mut recs), raw)).is_err() {
+                        break 'passes;
+                    }
+                    raw = 0;
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        break 'passes;
+                    }
                 }
-                raw = 0;
+                if max_lines > 0 && lines >= max_lines {
+                    break 'passes;
+                }
             }
-            if max_lines > 0 && lines >= max_lines {
+            if until.is_none() {
                 break;
             }
         }
@@ -137,12 +168,50 @@ fn main() -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let pushbacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let unhinted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timeline = a.timeline.then(|| {
+        let (taken, pushbacks, done) = (
+            Arc::clone(&taken),
+            Arc::clone(&pushbacks),
+            Arc::clone(&done),
+        );
+        let pid = a.server_pid;
+        std::thread::spawn(move || {
+            let (mut last_taken, mut last_pb) = (0, 0);
+            let mut second = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                second += 1;
+                let (t, p) = (
+                    taken.load(std::sync::atomic::Ordering::Relaxed),
+                    pushbacks.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "second": second,
+                        "lines_taken": t - last_taken,
+                        "pushbacks": p - last_pb,
+                        "server_rss_mb": pid.and_then(|p| status_mb(p, "VmRSS:")),
+                    })
+                );
+                (last_taken, last_pb) = (t, p);
+            }
+        })
+    });
+    // Per client: one batch every `interval` (paced), or back to back.
+    let interval = (a.rate > 0)
+        .then(|| Duration::from_secs_f64(a.batch as f64 * a.clients as f64 / a.rate as f64));
     let latencies: Vec<Vec<Duration>> = rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..a.clients {
             let rx = rx.clone();
             let url = url.clone();
             let pushbacks = Arc::clone(&pushbacks);
+            let unhinted = Arc::clone(&unhinted);
+            let taken = Arc::clone(&taken);
             tasks.push(tokio::spawn(async move {
                 let ch = tonic::transport::Endpoint::from_shared(url)?
                     .connect()
@@ -152,7 +221,13 @@ fn main() -> Result<()> {
                     pb::ingest_client::IngestClient::new(ch).max_encoding_message_size(64 << 20);
                 let mut lat = Vec::new();
                 let mut seq = 0u64;
+                let start = tokio::time::Instant::now();
                 while let Ok((records, _)) = rx.recv().await {
+                    if let Some(every) = interval {
+                        // Behind schedule: at once (the offered load never relaxes).
+                        tokio::time::sleep_until(start + every * seq as u32).await;
+                    }
+                    let n = records.len() as u64;
                     seq += 1;
                     let req = pb::PushRequest {
                         // Unique per run: the server remembers producers across
@@ -171,12 +246,20 @@ fn main() -> Result<()> {
                             Ok(_) => break,
                             Err(s) if s.code() == tonic::Code::ResourceExhausted => {
                                 pushbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                let hint = s
+                                    .metadata()
+                                    .get("grpc-retry-pushback-ms")
+                                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                                if hint.is_none() {
+                                    unhinted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                tokio::time::sleep(Duration::from_millis(hint.unwrap_or(50))).await;
                             }
                             Err(s) => return Err(anyhow::anyhow!("push: {}", s.message())),
                         }
                     }
                     lat.push(t.elapsed());
+                    taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok::<_, anyhow::Error>(lat)
             }));
@@ -188,6 +271,10 @@ fn main() -> Result<()> {
         Ok::<_, anyhow::Error>(all)
     })?;
     let secs = started.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = timeline {
+        let _ = t.join();
+    }
     let (lines, bytes) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
@@ -209,6 +296,8 @@ fn main() -> Result<()> {
         "ack_ms_p99": pct(0.99),
         "ack_ms_max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         "pushbacks": pushbacks.load(std::sync::atomic::Ordering::Relaxed),
+        "pushbacks_without_hint": unhinted.load(std::sync::atomic::Ordering::Relaxed),
+        "offered_lines_per_s": a.rate,
         "server_peak_rss_mb": a.server_pid.and_then(peak_rss_mb),
     });
     // The load's numbers first: a failing DoGet must not lose them.

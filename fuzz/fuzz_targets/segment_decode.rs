@@ -56,10 +56,19 @@ fn valid_segment() -> &'static [u8] {
     })
 }
 
-/// One file per process, rewritten by every execution (no fsync).
+/// One file per process, rewritten by every execution (no fsync), in memory
+/// (`/dev/shm`) where there is one: on disk the writes held the target to about
+/// 1,100 executions a second, on tmpfs 6,500.
 fn scratch() -> &'static std::path::Path {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("segment-fuzz")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("tempdir")
+    })
+    .path()
 }
 
 fuzz_target!(|data: &[u8]| {

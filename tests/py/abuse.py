@@ -159,6 +159,64 @@ def scenario_heavy_concurrent(grpc_addr, http_addr, n):
     }))
 
 
+HEAVY = [
+    # group-by over every distinct id
+    "* | stats count() by (id) | sort by (count()) desc | limit 3",
+    # a regex near the size limit over every message
+    "_msg:~\"(" + "|".join(f"word{i}[0-9]+x" for i in range(300)) + ")\" | stats count()",
+    # an unbounded time range, sorted in full
+    "* | sort by (_msg) desc | limit 5",
+    # distinct values of everything
+    "* | stats count_uniq(id), count_uniq(_msg)",
+]
+
+
+def scenario_heavy_storm(grpc_addr, http_addr, n, seconds):
+    """N clients loop heavy queries for SECONDS while one client times a light
+    query (a needle) every 100 ms: what the heavy ones got, and the light one's
+    latency."""
+    deadline = time.time() + float(seconds)
+    codes = {}
+    lock = threading.Lock()
+
+    def heavy(k):
+        c = fl.connect(f"grpc://{grpc_addr}")
+        i = k
+        while time.time() < deadline:
+            q = HEAVY[i % len(HEAVY)]
+            i += 1
+            code, _ = try_flight(lambda: c.do_get(fl.Ticket(q.encode())).read_all())
+            with lock:
+                codes[code] = codes.get(code, 0) + 1
+
+    threads = [threading.Thread(target=heavy, args=(k,)) for k in range(int(n))]
+    for t in threads:
+        t.start()
+    c = fl.connect(f"grpc://{grpc_addr}")
+    light = []
+    light_codes = {}
+    time.sleep(1.0)  # the storm under way
+    while time.time() < deadline:
+        started = time.time()
+        code, got = try_flight(lambda: count(c, "id_1"))
+        light.append(time.time() - started)
+        light_codes[code if code != "OK" or got == 1 else "WRONG"] = light_codes.get(code, 0) + 1
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    light.sort()
+    pick = lambda p: light[min(len(light) - 1, int(len(light) * p))]
+    started = time.time()
+    after = count(c, "id_1")
+    print(json.dumps({
+        "heavy_codes": codes,
+        "light_codes": light_codes,
+        "light_n": len(light),
+        "light_p50": pick(0.5), "light_p99": pick(0.99), "light_max": light[-1],
+        "after": after, "after_seconds": time.time() - started,
+    }))
+
+
 def scenario_fill(grpc_addr, http_addr, n, pad="0"):
     """Pushes N records with distinct ids (field `id`), messages padded with PAD
     more bytes."""
@@ -531,6 +589,7 @@ if __name__ == "__main__":
         "tenants_share_a_producer": scenario_tenants_share_a_producer,
         "schema_without_running": scenario_schema_without_running,
         "heavy_concurrent": scenario_heavy_concurrent,
+        "heavy_storm": scenario_heavy_storm,
         "fill": scenario_fill,
         "fill_disk": scenario_fill_disk,
         "push_when_possible": scenario_push_when_possible,
