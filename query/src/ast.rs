@@ -41,6 +41,28 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// Whether every match must hold an exact term the index looks up: a word, a
+    /// phrase, or a prefix of at least 3 characters, on any field, required by
+    /// every branch of the filter. Such a query reads only the records of that
+    /// term's postings (a needle), unlike `*`, a time range, a regex, a range or a
+    /// negation, which read everything in their range. The server gives these a
+    /// reserve of query slots (`[limits] query_reserve`); it is a shape, not a
+    /// cost: a word in every record is "narrowed" too, hence the reserve's short
+    /// deadline.
+    pub fn narrowed_by_index(&self) -> bool {
+        match self {
+            Filter::And(a, b) => a.narrowed_by_index() || b.narrowed_by_index(),
+            Filter::Or(a, b) => a.narrowed_by_index() && b.narrowed_by_index(),
+            Filter::Field { cond, .. } => match cond {
+                Cond::Word(w) => !w.is_empty(),
+                Cond::Phrase(ws) => !ws.is_empty(),
+                Cond::Prefix(p) => p.chars().count() >= 3,
+                Cond::Exists | Cond::Range { .. } | Cond::Regex(_) => false,
+            },
+            Filter::All | Filter::Not(_) | Filter::Time { .. } | Filter::Stream(_) => false,
+        }
+    }
+
     /// `op` (`Filter::And` or `Filter::Or`, both associative) over `items` as a
     /// balanced tree: its depth grows with the log of their number, so a long chain
     /// (`a b c ...`) cannot make a deep tree for recursive walks. `None` for none.
@@ -184,6 +206,42 @@ impl Agg {
             Agg::Min(f) => format!("min({f})"),
             Agg::Max(f) => format!("max({f})"),
             Agg::Quantile(q, f) => format!("quantile({q}, {f})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn narrowed(q: &str) -> bool {
+        crate::parse_now(q).expect(q).filter.narrowed_by_index()
+    }
+
+    #[test]
+    fn needles_are_narrowed_by_the_index_and_scans_are_not() {
+        for q in [
+            "error",
+            "id_1 | stats count()",
+            "host:web-1 _time:5m",
+            "\"connection reset\"",
+            "err* | sort by (_time) desc",
+            "(error or fail) level:ERROR",
+            "error not debug",
+            "error _msg:~\"x+\"",
+        ] {
+            assert!(narrowed(q), "{q}");
+        }
+        for q in [
+            "*",
+            "_time:5m",
+            "not error",
+            "error or _msg:~\"x\"",
+            "er*",
+            "n:>5",
+            "host:*",
+            "{service=\"api\"}",
+            "_msg:~\"timeout\" | stats count() by (host)",
+        ] {
+            assert!(!narrowed(q), "{q}");
         }
     }
 }

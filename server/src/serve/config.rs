@@ -16,6 +16,8 @@
 //! queries_max = 4                  # queries running at once; more wait
 //! query_queue_max = 64             # queries waiting; more are refused at once
 //! query_queue_timeout = "10s"      # longest wait before RESOURCE_EXHAUSTED
+//! query_reserve = 2                # more slots, only for needle queries when all are busy
+//! query_reserve_timeout = "2s"     # a query's deadline in a reserve slot
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! disk_reserve_bytes = 268435456   # refuse writes while less is free on the disk
 //! flush_threads = 2                # segment writers (default: the cores)
@@ -359,6 +361,13 @@ pub(crate) struct Limits {
     /// How long a query waits in the queue before it is refused.
     #[serde(with = "duration_text")]
     pub(crate) query_queue_timeout: Duration,
+    /// Slots beyond `queries_max` for queries narrowed by the index (a needle:
+    /// `query::Filter::narrowed_by_index`), used only when every other slot is
+    /// busy, so that a storm of heavy queries cannot starve them.
+    pub(crate) query_reserve: usize,
+    /// The deadline of a query in a reserve slot.
+    #[serde(with = "duration_text")]
+    pub(crate) query_reserve_timeout: Duration,
     pub(crate) memtable_bytes_max: usize,
     /// Free space kept on the data directory's file system (ingest is refused
     /// below it, and resumes by itself when space returns).
@@ -401,6 +410,10 @@ impl Default for Limits {
             queries_max: 4,
             query_queue_max: 64,
             query_queue_timeout: Duration::from_secs(10),
+            // Two needles at once through any storm; a needle answers in
+            // milliseconds, so 2 s cuts only what was not one.
+            query_reserve: 2,
+            query_reserve_timeout: Duration::from_secs(2),
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,

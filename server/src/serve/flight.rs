@@ -204,13 +204,17 @@ impl FlightService for Flight {
         // instead of piling batches up in memory.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Status>>(2);
         let node = Arc::clone(&self.node);
-        let slot = node.query_slot().await?;
+        // Parsed before a slot is taken: a bad query costs no slot, and a needle
+        // may use the reserve.
+        let (tenant, q) = node.parse_ticket(&ticket)?;
+        let slot = node.query_slot(q.filter.narrowed_by_index()).await?;
+        let timeout = slot.deadline;
         let started = Instant::now();
         // A client that stops reading must not hold its query slot for ever: the
         // query stops at its deadline, and the stream then ends with an error.
         let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stalled_w = Arc::clone(&stalled);
-        let deadline = started + node.cfg.limits.query_timeout;
+        let deadline = started + timeout;
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -224,7 +228,7 @@ impl FlightService for Flight {
                     }
                 }
             };
-            let res = node.query_each(&ticket, send);
+            let res = node.query_each(&tenant, &q, timeout, send);
             node.metrics.query_latency.observe(started.elapsed());
             node.metrics.queries.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = res {
@@ -240,7 +244,6 @@ impl FlightService for Flight {
         };
         let schema = first.schema();
         let rest = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-        let timeout = self.node.cfg.limits.query_timeout;
         let end = stream::once(async move {
             Err(Status::deadline_exceeded(format!(
                 "the client did not take the results within the query deadline of {timeout:?}"

@@ -57,6 +57,8 @@ pub(crate) struct Metrics {
     pub(crate) queries_running: AtomicU64,
     /// Queries waiting for a slot now.
     pub(crate) queries_queued: AtomicU64,
+    /// Queries run in a reserve slot (`[limits] query_reserve`).
+    pub(crate) queries_reserve: AtomicU64,
     pub(crate) query_latency: Latency,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_errors: AtomicU64,
@@ -210,6 +212,11 @@ impl Metrics {
             "heimdall_queries_running",
             "Queries running now (at most [limits] queries_max).",
             g(&self.queries_running) as f64,
+        );
+        f.counter(
+            "heimdall_queries_reserve",
+            "Needle queries run in a reserve slot while every other slot was busy.",
+            g(&self.queries_reserve),
         );
         f.gauge(
             "heimdall_queries_queued",

@@ -47,12 +47,16 @@ pub(crate) struct Node {
     pub(crate) tiering: tiering::TierStatus,
     /// Slots of running queries ([`Config`] `limits.queries_max`).
     pub(crate) query_slots: Arc<tokio::sync::Semaphore>,
+    /// The reserve slots of needle queries (`[limits] query_reserve`).
+    pub(crate) query_reserve: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running query's slot; gives it back (and counts) when dropped.
 pub(crate) struct QuerySlot {
     _permit: tokio::sync::OwnedSemaphorePermit,
     node: Arc<Node>,
+    /// How long the query may run in this slot.
+    pub(crate) deadline: Duration,
 }
 
 impl Drop for QuerySlot {
@@ -117,12 +121,30 @@ impl Node {
         Ok(res)
     }
 
-    /// A slot to run a query in: at once when fewer than `queries_max` run,
-    /// after a wait in the queue otherwise; refused (RESOURCE_EXHAUSTED, with a
-    /// retry hint) when the queue is full or the wait passes `query_queue_timeout`.
-    pub(crate) async fn query_slot(self: &Arc<Self>) -> Result<QuerySlot, Status> {
+    /// A slot to run a query in: at once when fewer than `queries_max` run; for
+    /// a needle (`narrowed`: `query::Filter::narrowed_by_index`) in one of the
+    /// `query_reserve` slots when those are all busy, with the shorter deadline
+    /// `query_reserve_timeout`; after a wait in the queue otherwise; refused
+    /// (RESOURCE_EXHAUSTED, with a retry hint) when the queue is full or the wait
+    /// passes `query_queue_timeout`.
+    pub(crate) async fn query_slot(self: &Arc<Self>, narrowed: bool) -> Result<QuerySlot, Status> {
         let l = &self.cfg.limits;
         let m = &self.metrics;
+        let slot = |permit, deadline| {
+            m.queries_running.fetch_add(1, Ordering::Relaxed);
+            QuerySlot {
+                _permit: permit,
+                node: Arc::clone(self),
+                deadline,
+            }
+        };
+        let free = Arc::clone(&self.query_slots).try_acquire_owned();
+        if free.is_err() && narrowed {
+            if let Ok(p) = Arc::clone(&self.query_reserve).try_acquire_owned() {
+                m.queries_reserve.fetch_add(1, Ordering::Relaxed);
+                return Ok(slot(p, l.query_timeout.min(l.query_reserve_timeout)));
+            }
+        }
         let refuse = |why: String| {
             m.queries_refused.fetch_add(1, Ordering::Relaxed);
             let mut s = Status::resource_exhausted(why);
@@ -132,7 +154,7 @@ impl Node {
             );
             s
         };
-        let permit = match Arc::clone(&self.query_slots).try_acquire_owned() {
+        let permit = match free {
             Ok(p) => p,
             Err(_) => {
                 let queued = m.queries_queued.fetch_add(1, Ordering::Relaxed);
@@ -161,32 +183,27 @@ impl Node {
                 }
             }
         };
-        m.queries_running.fetch_add(1, Ordering::Relaxed);
-        Ok(QuerySlot {
-            _permit: permit,
-            node: Arc::clone(self),
-        })
+        Ok(slot(permit, l.query_timeout))
     }
 
     /// Runs a query ticket, handing each record batch to `emit` as it is built;
     /// stops early when `emit` returns false (the client went away).
     pub(crate) fn query_each(
         &self,
-        t: &flight::QueryTicket,
+        tenant: &Tenant,
+        q: &query::ast::Query,
+        deadline: Duration,
         emit: impl FnMut(arrow_array::RecordBatch) -> bool,
     ) -> Result<(), Status> {
-        let tenant = Tenant::new(t.tenant.clone().unwrap_or_else(|| "default".into()))
-            .map_err(|e| Status::invalid_argument(format!("tenant: {e}")))?;
         let l = &self.cfg.limits;
         let limits = query::Limits {
-            deadline: l.query_timeout,
+            deadline,
             max_rows: l.query_rows_max,
             max_groups: l.query_groups_max,
             memory_bytes: l.query_memory_bytes_max,
             ..query::Limits::default()
         };
-        let q = query::parse_now(&t.text()).map_err(query_status)?;
-        query::run_batches_each(&self.engine, &tenant, &q, &limits, 64 * 1024, emit)
+        query::run_batches_each(&self.engine, tenant, q, &limits, 64 * 1024, emit)
             .map_err(query_status)
     }
 
@@ -196,10 +213,19 @@ impl Node {
         &self,
         t: &flight::QueryTicket,
     ) -> Result<arrow_schema::SchemaRef, Status> {
+        let (tenant, q) = self.parse_ticket(t)?;
+        query::schema::planned_schema(&self.engine, &tenant, &q).map_err(query_status)
+    }
+
+    /// A ticket's tenant and parsed query (`INVALID_ARGUMENT` naming the problem).
+    pub(crate) fn parse_ticket(
+        &self,
+        t: &flight::QueryTicket,
+    ) -> Result<(Tenant, query::ast::Query), Status> {
         let tenant = Tenant::new(t.tenant.clone().unwrap_or_else(|| "default".into()))
             .map_err(|e| Status::invalid_argument(format!("tenant: {e}")))?;
         let q = query::parse_now(&t.text()).map_err(query_status)?;
-        query::schema::planned_schema(&self.engine, &tenant, &q).map_err(query_status)
+        Ok((tenant, q))
     }
 
     /// Flushes the memtable on a blocking thread (segment writing is CPU work that
@@ -352,6 +378,7 @@ async fn serve(cfg: Config) -> Result<()> {
         sources: kafka::Sources::new(&cfg.sources.kafka),
         tiering: tiering::TierStatus::default(),
         query_slots: Arc::new(tokio::sync::Semaphore::new(cfg.limits.queries_max)),
+        query_reserve: Arc::new(tokio::sync::Semaphore::new(cfg.limits.query_reserve)),
     });
     // Before any flush: each Kafka source takes back a last batch stored but not
     // handed over before the last stop (it is still in the memtable).
