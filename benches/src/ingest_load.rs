@@ -6,7 +6,8 @@
 //!
 //! Overload runs: `--rate LINES` offers that many lines a second in all (paced;
 //! behind schedule, a client sends at once, so the offered load never relaxes),
-//! `--seconds S` pushes for S seconds (the input read again as needed), and
+//! `--seconds S` pushes for S seconds (the input, at most `--lines`, parsed once
+//! and its batches sent round and round), and
 //! `--timeline` prints one JSON line a second (lines taken, pushbacks, the server's
 //! RSS). A push refused with `RESOURCE_EXHAUSTED` is retried after the server's
 //! `grpc-retry-pushback-ms` hint (counted: refusals without a hint are reported).
@@ -69,8 +70,8 @@ struct Args {
     /// Lines offered per second in all (0: as fast as the server answers).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Push for this many seconds, reading the input again as needed (0: once
-    /// through the input).
+    /// Push for this many seconds, sending the input's batches (at most --lines)
+    /// round and round (0: once through the input).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
     /// Print one JSON line per second: lines taken, pushbacks, server RSS.
@@ -131,29 +132,52 @@ fn main() -> Result<()> {
         let (mut lines, mut bytes) = (0u64, 0u64);
         let mut recs = Vec::with_capacity(batch);
         let mut raw = 0u64;
-        'passes: loop {
+        if let Some(until) = until {
+            // Timed runs: the input (at most --lines) is parsed once and its
+            // batches sent round and round, so the offered rate is not capped by
+            // parsing on the client's side.
             let f =
                 std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
+            let mut pool = Vec::new();
             for line in std::io::BufReader::with_capacity(1 << 20, f).lines() {
                 let line = line?;
                 raw += line.len() as u64 + 1;
                 recs.push(to_pb(parse_raw(&line, &ctx)));
-                lines += 1;
                 if recs.len() >= batch {
-                    bytes += raw;
-                    if tx.send_blocking((std::mem::take(&mut recs), raw)).is_err() {
-                        break 'passes;
-                    }
+                    pool.push((std::mem::take(&mut recs), raw));
                     raw = 0;
-                    if until.is_some_and(|u| Instant::now() >= u) {
-                        break 'passes;
-                    }
                 }
-                if max_lines > 0 && lines >= max_lines {
-                    break 'passes;
+                if max_lines > 0 && (pool.len() * batch) as u64 >= max_lines {
+                    break;
                 }
             }
-            if until.is_none() {
+            recs.clear();
+            anyhow::ensure!(!pool.is_empty(), "the input holds less than one batch");
+            'timed: loop {
+                for (b, r) in &pool {
+                    if Instant::now() >= until || tx.send_blocking((b.clone(), *r)).is_err() {
+                        break 'timed;
+                    }
+                    lines += b.len() as u64;
+                    bytes += r;
+                }
+            }
+            return Ok((lines, bytes));
+        }
+        let f = std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
+        for line in std::io::BufReader::with_capacity(1 << 20, f).lines() {
+            let line = line?;
+            raw += line.len() as u64 + 1;
+            recs.push(to_pb(parse_raw(&line, &ctx)));
+            lines += 1;
+            if recs.len() >= batch {
+                bytes += raw;
+                if tx.send_blocking((std::mem::take(&mut recs), raw)).is_err() {
+                    break;
+                }
+                raw = 0;
+            }
+            if max_lines > 0 && lines >= max_lines {
                 break;
             }
         }
@@ -170,6 +194,8 @@ fn main() -> Result<()> {
     let pushbacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let unhinted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Lines sent, refused sends included (the load the server saw).
+    let attempted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let timeline = a.timeline.then(|| {
         let (taken, pushbacks, done) = (
@@ -212,6 +238,7 @@ fn main() -> Result<()> {
             let pushbacks = Arc::clone(&pushbacks);
             let unhinted = Arc::clone(&unhinted);
             let taken = Arc::clone(&taken);
+            let attempted = Arc::clone(&attempted);
             tasks.push(tokio::spawn(async move {
                 let ch = tonic::transport::Endpoint::from_shared(url)?
                     .connect()
@@ -242,6 +269,7 @@ fn main() -> Result<()> {
                     // idempotency key), as a real client does; the latency counts
                     // the whole wait.
                     loop {
+                        attempted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                         match client.push(req.clone()).await {
                             Ok(_) => break,
                             Err(s) if s.code() == tonic::Code::ResourceExhausted => {
@@ -298,6 +326,7 @@ fn main() -> Result<()> {
         "pushbacks": pushbacks.load(std::sync::atomic::Ordering::Relaxed),
         "pushbacks_without_hint": unhinted.load(std::sync::atomic::Ordering::Relaxed),
         "offered_lines_per_s": a.rate,
+        "attempted_lines_per_s": attempted.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs,
         "server_peak_rss_mb": a.server_pid.and_then(peak_rss_mb),
     });
     // The load's numbers first: a failing DoGet must not lose them.
