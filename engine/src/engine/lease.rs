@@ -176,26 +176,43 @@ impl Lease {
             nonce: nonce(),
         };
         let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        let version = match tier.store.put_if(LEASE_OBJECT, body.clone(), mode.clone()) {
-            Ok(v) => v,
-            // The store cannot update conditionally: overwrite what we just saw.
-            Err(e) if e.is_not_implemented() && matches!(mode, PutMode::Update(_)) => {
-                tier.store.put(LEASE_OBJECT, body)?;
-                UpdateVersion {
-                    e_tag: None,
-                    version: None,
+        let mut mode = mode;
+        // Twice at most: once more after finding an earlier write of ours.
+        let mut again = true;
+        let version = loop {
+            match tier.store.put_if(LEASE_OBJECT, body.clone(), mode.clone()) {
+                Ok(v) => break v,
+                // The store cannot update conditionally: overwrite what we just saw.
+                Err(e) if e.is_not_implemented() && matches!(mode, PutMode::Update(_)) => {
+                    tier.store.put(LEASE_OBJECT, body.clone())?;
+                    break UpdateVersion {
+                        e_tag: None,
+                        version: None,
+                    };
                 }
+                Err(e) if e.is_conflict() => {
+                    let current = tier.store.get_versioned(LEASE_OBJECT)?;
+                    let seen = current
+                        .as_ref()
+                        .and_then(|(b, _)| serde_json::from_slice::<Doc>(b).ok());
+                    match (current, seen) {
+                        // A retried request whose first attempt went through: this
+                        // very write.
+                        (Some((_, v)), Some(d)) if d.nonce == doc.nonce => break v,
+                        // An earlier write of this process that timed out here but
+                        // reached the store later (a stall, a slow network): still
+                        // ours, so write again over it.
+                        (Some((_, v)), Some(d))
+                            if again && d.holder == doc.holder && d.node == doc.node =>
+                        {
+                            again = false;
+                            mode = PutMode::Update(v);
+                        }
+                        _ => return Err(EngineError::Tier(e)),
+                    }
+                }
+                Err(e) => return Err(EngineError::Tier(e)),
             }
-            // A retried request whose first attempt went through: our own write.
-            Err(e) if e.is_conflict() => match tier.store.get_versioned(LEASE_OBJECT)? {
-                Some((b, v))
-                    if serde_json::from_slice::<Doc>(&b).is_ok_and(|d| d.nonce == doc.nonce) =>
-                {
-                    v
-                }
-                _ => return Err(EngineError::Tier(e)),
-            },
-            Err(e) => return Err(EngineError::Tier(e)),
         };
         let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
         h.version = version;
