@@ -6,8 +6,8 @@
 //!
 //! `DoPut` columns: `_time` (timestamp of any unit, or int64 nanoseconds; absent or
 //! null: when received), `_msg` (string, required), `level` (string); every other
-//! column is a field (string, integer, float or boolean; a null is no value), or a
-//! stream label when the command's `stream_fields` names it.
+//! column is a field (string, integer, float or boolean, plain or dictionary-encoded;
+//! a null is no value), or a stream label when the command's `stream_fields` names it.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -186,6 +186,21 @@ fn column<'a>(name: &str, a: &'a dyn Array) -> Result<Col<'a>, Status> {
         DataType::Boolean => {
             let p = a.as_boolean();
             Col::Bool(Box::new(move |i| (!p.is_null(i)).then(|| p.value(i))))
+        }
+        // Dictionary-encoded (pandas categoricals, Polars): each row's value is
+        // looked up in the dictionary's values.
+        DataType::Dictionary(_, _) => {
+            let d = a.as_any_dictionary_opt().ok_or_else(|| {
+                Status::invalid_argument(format!("column {name:?}: not a dictionary"))
+            })?;
+            let keys = d.normalized_keys();
+            let at = move |i: usize| (!a.is_null(i)).then(|| keys.get(i).copied()).flatten();
+            match column(name, d.values().as_ref())? {
+                Col::Str(g) => Col::Str(Box::new(move |i| at(i).and_then(&g))),
+                Col::I64(g) => Col::I64(Box::new(move |i| at(i).and_then(&g))),
+                Col::F64(g) => Col::F64(Box::new(move |i| at(i).and_then(&g))),
+                Col::Bool(g) => Col::Bool(Box::new(move |i| at(i).and_then(&g))),
+            }
         }
         other => {
             return Err(Status::invalid_argument(format!(

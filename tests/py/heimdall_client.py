@@ -111,7 +111,7 @@ def scenario_api(grpc_addr, http_addr):
     seen["info"] = [info.schema.names, info.total_records,
                     c.do_get(info.endpoints[0].ticket).read_all().to_pylist()]
     t = pa.table({"_msg": ["put alpha", "put beta"], "level": ["WARN", None], "k": [1.5, None],
-                  "svc": ["w", "w"], "_time": pa.array([1_700_000_000_000_000_000, 1_700_000_000_000_000_001],
+                  "svc": pa.array(["w", "w"]).dictionary_encode(), "_time": pa.array([1_700_000_000_000_000_000, 1_700_000_000_000_000_001],
                                                       type=pa.timestamp("ns", tz="UTC"))})
     w, reader = c.do_put(fl.FlightDescriptor.for_command(json.dumps({"stream_fields": ["svc"]}).encode()), t.schema)
     w.write_table(t)
