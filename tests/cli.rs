@@ -240,6 +240,26 @@ fn missing_input_and_bad_words_are_clear_errors() {
     let out = heimdall(&["search", "--data-dir", data.to_str().unwrap(), "two words"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a single word"));
+    // A mistyped data directory is refused, naming it, and not created (it once
+    // became an empty data directory answering nothing).
+    let typo = tmp.path().join("TYPO");
+    for cmd in ["query", "stats", "templates", "compact"] {
+        let mut args = vec![cmd, "--data-dir", typo.to_str().unwrap()];
+        if cmd == "query" {
+            args.push("*");
+        }
+        let out = heimdall(&args);
+        assert!(!out.status.success(), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no data directory at") && err.contains("TYPO"),
+            "{cmd}: {err}"
+        );
+        assert!(!typo.exists(), "{cmd} created {}", typo.display());
+    }
+    std::fs::create_dir(&typo).unwrap();
+    let out = heimdall(&["query", "--data-dir", typo.to_str().unwrap(), "*"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no Heimdall data"));
 }
 
 /// kill -9 in the middle of `heimdall ingest`: the data directory opens cleanly and

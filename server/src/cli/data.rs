@@ -49,7 +49,23 @@ fn config(data_dir: &Path) -> Result<EngineConfig> {
     Ok(cfg)
 }
 
+/// Opens an existing data directory (every command but `ingest`, which creates
+/// one): a path holding no Heimdall data is refused, naming it, instead of being
+/// made into an empty data directory that answers nothing.
 pub(super) fn open(data_dir: &Path) -> Result<Engine> {
+    let manifest = data_dir.join(engine::manifest::MANIFEST_FILE);
+    if !manifest.exists() && !data_dir.join("wal").exists() {
+        if data_dir.exists() {
+            bail!(
+                "{} holds no Heimdall data (no MANIFEST, no wal/): check --data-dir (`heimdall ingest` creates a data directory)",
+                data_dir.display()
+            );
+        }
+        bail!(
+            "no data directory at {}: check --data-dir (`heimdall ingest` creates one)",
+            data_dir.display()
+        );
+    }
     Engine::open(config(data_dir)?)
         .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }

@@ -118,8 +118,19 @@ fn write_csv(out: &mut impl Write, t: &Table) -> io::Result<()> {
 }
 
 fn write_table(out: &mut impl Write, t: &Table) -> io::Result<()> {
-    // Control characters would break the layout: shown escaped.
-    let show = |s: String| s.escape_debug().to_string();
+    // Control characters would break the layout: shown escaped (only they: quotes
+    // and backslashes print as they are, so `_stream` reads as its JSON).
+    let show = |s: String| {
+        let mut o = String::with_capacity(s.len());
+        for ch in s.chars() {
+            if ch.is_control() {
+                o.extend(ch.escape_default());
+            } else {
+                o.push(ch);
+            }
+        }
+        o
+    };
     let cells: Vec<Vec<String>> = t
         .rows
         .iter()

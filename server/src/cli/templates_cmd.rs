@@ -54,8 +54,9 @@ pub(super) fn run(
         writeln!(
             out,
             "{:>7} {:>10}  {:<20}  {:<20}  {}{folded}",
-            t["id"],
-            t["count"],
+            // As text: a JSON value's Display ignores the column widths.
+            t["id"].to_string(),
+            t["count"].to_string(),
             short(&t["first_seen"]),
             short(&t["last_seen"]),
             t["text"].as_str().unwrap_or("")

@@ -37,16 +37,23 @@ pub(crate) struct QueryTicket {
 }
 
 impl QueryTicket {
-    /// Parses ticket bytes: a JSON object, or the query text.
+    /// Parses ticket bytes: a JSON object, or the query text (which may open
+    /// with a stream filter `{...}`).
     pub(crate) fn parse(bytes: &[u8]) -> Result<QueryTicket, Status> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Status::invalid_argument("the ticket is not UTF-8"))?;
         if text.trim_start().starts_with('{') {
-            return serde_json::from_str(text).map_err(|e| {
-                Status::invalid_argument(format!(
-                    "the ticket is not a query object {{\"query\": ..., \"tenant\": ..., \"limit\": N}}: {e}"
-                ))
-            });
+            // A JSON object is a query object; anything else starting with `{` is
+            // query text opening with a stream filter (`{service="api"} error`).
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                if v.is_object() {
+                    return serde_json::from_value(v).map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "the ticket is not a query object {{\"query\": ..., \"tenant\": ..., \"limit\": N}}: {e}"
+                        ))
+                    });
+                }
+            }
         }
         Ok(QueryTicket {
             query: text.to_string(),
@@ -389,5 +396,25 @@ impl FlightService for Flight {
             })
             .collect();
         Ok(Response::new(Box::pin(stream::iter(list))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueryTicket;
+
+    #[test]
+    fn a_ticket_is_a_query_object_or_query_text_even_opening_with_a_stream_filter() {
+        let t = QueryTicket::parse(br#"{"query": "error", "tenant": "acme", "limit": 5}"#).unwrap();
+        assert_eq!(
+            (t.text(), t.tenant.as_deref()),
+            ("error | limit 5".into(), Some("acme"))
+        );
+        let t = QueryTicket::parse(br#"{service="api"} error"#).unwrap();
+        assert_eq!(t.text(), r#"{service="api"} error"#);
+        assert!(t.tenant.is_none());
+        let err = QueryTicket::parse(br#"{"qury": "error"}"#).unwrap_err();
+        assert!(err.message().contains("query object"), "{err}");
+        assert!(QueryTicket::parse(b"\xff").is_err());
     }
 }
