@@ -266,3 +266,61 @@ fn client_mode_answers_like_the_embedded_commands() {
     assert!(!c.0 && c.2.contains("cannot connect"), "{}", c.2);
     assert!(s.terminate().success());
 }
+
+/// The value of an unlabelled metric.
+fn metric(s: &Server, name: &str) -> f64 {
+    heimdall_e2e::http_get(&s.http, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// A node with default settings that receives 20 records and nothing else has
+/// them in a segment, its WAL checkpointed past them, within `flush_interval`
+/// (10 s) plus a few seconds, without any flush action (it once kept them in the
+/// WAL and memtable until the memtable filled: a quiet stream was never
+/// offloaded or expired).
+#[test]
+fn a_quiet_node_flushes_by_age() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let body: String = (0..20)
+        .map(|i| format!("{{\"_msg\":\"quiet record {i}\"}}\n"))
+        .collect();
+    let mut c = std::net::TcpStream::connect(&s.http).unwrap();
+    write!(
+        c,
+        "POST /insert/jsonl HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    let reply: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(reply["records"], 20, "{answer}");
+    let last = reply["last_lsn"].as_f64().unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(metric(&s, "heimdall_segments"), 0.0);
+    loop {
+        if metric(&s, "heimdall_memtable_records") == 0.0
+            && metric(&s, "heimdall_segments") >= 1.0
+            && metric(&s, "heimdall_wal_checkpoint_lsn") >= last
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(16),
+            "not flushed within 16 s: {}",
+            heimdall_e2e::http_get(&s.http, "/metrics")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8),
+        "flushed after {waited:?}, before its age"
+    );
+    assert!(s.terminate().success());
+    eprintln!("20 records flushed by age after {waited:?}");
+}

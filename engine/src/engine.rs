@@ -51,6 +51,10 @@ pub struct EngineConfig {
     pub segment: SegmentOptions,
     /// Flush once the memtable holds about this many bytes.
     pub memtable_bytes_max: usize,
+    /// Flush once the memtable's first record is this old (`None`: by size only),
+    /// so a quiet node still gets its records into segments, checkpoints its WAL,
+    /// offloads and expires. [`Engine::wants_flush`] tells; the caller flushes.
+    pub flush_interval: Option<std::time::Duration>,
     /// Segments of one flush written at once (one per tenant and partition).
     pub flush_threads: usize,
     /// Flushes (frozen memtables being written) at once; each holds a memtable in
@@ -82,6 +86,7 @@ impl EngineConfig {
             wal: WalConfig::default(),
             segment: SegmentOptions::default(),
             memtable_bytes_max: 256 << 20,
+            flush_interval: None,
             flush_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             flushes_in_flight: 2,
             pack_bytes: 8 << 20,
@@ -465,6 +470,8 @@ pub struct MemoryStats {
     pub memtable_records: u64,
     /// Segments listed in the manifest.
     pub segments: usize,
+    /// The WAL position the segments hold everything up to (the checkpoint).
+    pub checkpoint_lsn: u64,
 }
 
 /// What [`Engine::columns`] found.
@@ -1025,6 +1032,7 @@ impl Engine {
                 + st.frozen.iter().map(|m| m.bytes()).sum::<usize>(),
             memtable_records: st.memtable.rows() + st.frozen.iter().map(|m| m.rows()).sum::<u64>(),
             segments: st.manifest.segments.len(),
+            checkpoint_lsn: st.manifest.checkpoint_lsn,
         }
     }
 
@@ -1047,9 +1055,15 @@ impl Engine {
             .or_else(|| self.wal.failure().map(|e| e.to_string()))
     }
 
-    /// Whether the memtable has reached its flush size.
+    /// Whether the memtable should be flushed: it reached its flush size, or its
+    /// first record is older than `flush_interval`.
     pub fn wants_flush(&self) -> bool {
-        self.state().memtable.bytes() >= self.cfg.memtable_bytes_max
+        let st = self.state();
+        st.memtable.bytes() >= self.cfg.memtable_bytes_max
+            || self
+                .cfg
+                .flush_interval
+                .is_some_and(|every| st.memtable.age().is_some_and(|age| age >= every))
     }
 
     /// Writes the memtable to segments and publishes them; see the module docs.

@@ -51,6 +51,8 @@ pub struct Memtable {
     bytes: usize,
     rows: u64,
     raw_bytes: u64,
+    /// When the first record went in (the age policy flushes by it).
+    first_at: Option<std::time::Instant>,
 }
 
 /// Records of one tenant to be written as one segment: one day, or a run of
@@ -66,6 +68,11 @@ pub struct SegmentGroup<'a> {
 }
 
 impl Memtable {
+    /// How long ago its first record went in; `None` while empty.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        self.first_at.map(|t| t.elapsed())
+    }
+
     /// Adds records of `tenant`; `raw_bytes` is their input size.
     pub fn insert(&mut self, tenant: &Tenant, records: Vec<Record>, raw_bytes: u64) {
         self.insert_from(tenant, records, raw_bytes, &[]);
@@ -94,6 +101,9 @@ impl Memtable {
             }
         };
         self.raw_bytes += raw_bytes;
+        if self.first_at.is_none() && !records.is_empty() {
+            self.first_at = Some(std::time::Instant::now());
+        }
         // Consecutive records of a batch are mostly of one day: look the part up
         // once per run of a day, not once per record.
         let mut current: Option<(i64, &mut Part)> = None;

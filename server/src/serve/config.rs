@@ -18,6 +18,7 @@
 //! query_queue_timeout = "10s"      # longest wait before RESOURCE_EXHAUSTED
 //! query_reserve = 2                # more slots, only for needle queries when all are busy
 //! query_reserve_timeout = "2s"     # a query's deadline in a reserve slot
+//! flush_interval = "10s"           # flush records at most this old ("0s": by size only)
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! disk_reserve_bytes = 268435456   # refuse writes while less is free on the disk
 //! flush_threads = 2                # segment writers (default: the cores)
@@ -369,6 +370,9 @@ pub(crate) struct Limits {
     #[serde(with = "duration_text")]
     pub(crate) query_reserve_timeout: Duration,
     pub(crate) memtable_bytes_max: usize,
+    /// Flush once the oldest unflushed record is this old ("0s": by size only).
+    #[serde(with = "duration_text")]
+    pub(crate) flush_interval: Duration,
     /// Free space kept on the data directory's file system (ingest is refused
     /// below it, and resumes by itself when space returns).
     pub(crate) disk_reserve_bytes: u64,
@@ -417,6 +421,9 @@ impl Default for Limits {
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,
+            // A record is in a segment at most about this long after it was
+            // acknowledged, so a quiet node checkpoints its WAL, offloads, expires.
+            flush_interval: Duration::from_secs(10),
             disk_reserve_bytes: 256 << 20,
             // Every core: on the 10M-line load this beat leaving one to ingest
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).

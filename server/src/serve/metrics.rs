@@ -189,6 +189,11 @@ impl Metrics {
             m.segments as f64,
         );
         f.gauge(
+            "heimdall_wal_checkpoint_lsn",
+            "The WAL position the segments hold everything up to (replay starts after it).",
+            m.checkpoint_lsn as f64,
+        );
+        f.gauge(
             "heimdall_templates",
             "Log templates mined so far, over every tenant (capped per tenant by [templates] max).",
             engine.templates_held() as f64,

@@ -360,6 +360,7 @@ async fn serve(cfg: Config) -> Result<()> {
         .with_context(|| format!("binding the HTTP address {}", cfg.http_addr))?;
     let mut ecfg = EngineConfig::new(&cfg.data_dir);
     ecfg.memtable_bytes_max = cfg.limits.memtable_bytes_max;
+    ecfg.flush_interval = Some(cfg.limits.flush_interval).filter(|d| !d.is_zero());
     ecfg.disk_reserve_bytes = cfg.limits.disk_reserve_bytes;
     ecfg.flush_threads = cfg.limits.flush_threads;
     ecfg.tier = cfg.tier();
@@ -485,8 +486,8 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
-/// Flushes when the memtable is full (woken by ingest) or, once a second, when it
-/// holds anything older than the check before.
+/// Flushes when the memtable is full (woken by ingest) or, checked once a second,
+/// when its first record is older than `[limits] flush_interval`.
 async fn flush_loop(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
