@@ -168,15 +168,14 @@ pub enum EngineError {
         /// The limit ([`walrec::BATCH_RECORDS_MAX`], [`walrec::BATCH_POSITIONS_MAX`]).
         max: usize,
     },
-    /// A record with more fields than [`crate::model::RECORD_FIELDS_MAX`].
-    #[error("record {index} of the batch has {count} fields, over the limit of {max} per record")]
-    TooManyFields {
+    /// A record that breaks the rules every ingest path shares
+    /// ([`crate::model::check_record`]).
+    #[error("record {index} of the batch: {reason}")]
+    InvalidRecord {
         /// Its position in the batch.
         index: usize,
-        /// Its fields.
-        count: usize,
-        /// The limit.
-        max: usize,
+        /// What is wrong with it.
+        reason: crate::model::RecordError,
     },
     /// The data directory holds data that only a manifest can name, and its
     /// manifest is missing: opening it as new would discard that data.
@@ -741,7 +740,8 @@ impl Engine {
 
     /// Whether a batch of `records` records may be stored: within the count that
     /// replay accepts ([`walrec::BATCH_RECORDS_MAX`], the same constant the decoder
-    /// checks), and [`Self::writable`].
+    /// checks), every record by the shared rules ([`crate::model::check_record`]),
+    /// and [`Self::writable`].
     fn admit(&self, records: &[Record], positions: usize) -> Result<()> {
         for (what, count, max) in [
             ("records", records.len(), walrec::BATCH_RECORDS_MAX),
@@ -751,17 +751,9 @@ impl Engine {
                 return Err(EngineError::BatchTooLarge { what, count, max });
             }
         }
-        let max = crate::model::RECORD_FIELDS_MAX;
-        if let Some((index, r)) = records
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.fields.len() > max)
-        {
-            return Err(EngineError::TooManyFields {
-                index,
-                count: r.fields.len(),
-                max,
-            });
+        for (index, r) in records.iter().enumerate() {
+            crate::model::check_record(r)
+                .map_err(|reason| EngineError::InvalidRecord { index, reason })?;
         }
         self.writable()
     }

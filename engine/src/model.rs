@@ -14,6 +14,51 @@ pub const TENANT_BYTES_MAX: usize = 64;
 pub const DEFAULT_TENANT: &str = "default";
 /// Longest field or label name.
 pub const FIELD_NAME_BYTES_MAX: usize = 256;
+
+/// Why a record cannot be stored. Every ingest path (gRPC, Flight `DoPut`, HTTP
+/// and CLI JSON lines, Kafka) checks records with [`check_record`], and the engine
+/// checks every batch with it again before the WAL, so they all accept and refuse
+/// the same records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// More fields than [`RECORD_FIELDS_MAX`].
+    #[error("{count} fields, over the limit of {max} per record")]
+    TooManyFields {
+        /// Its fields.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field name that is empty, starts with `_` (reserved: `_time`, `_msg`,
+    /// `_stream`, `_template`...) or is longer than [`FIELD_NAME_BYTES_MAX`].
+    #[error("field name {0:?} is empty, starts with '_' (reserved) or is longer than 256 bytes")]
+    FieldName(String),
+    /// A stream label name that is empty or longer than [`FIELD_NAME_BYTES_MAX`].
+    #[error("stream label name {0:?} is empty or longer than 256 bytes")]
+    LabelName(String),
+}
+
+/// Checks a record against the rules every ingest path shares (see
+/// [`RecordError`]).
+pub fn check_record(r: &Record) -> Result<(), RecordError> {
+    if r.fields.len() > RECORD_FIELDS_MAX {
+        return Err(RecordError::TooManyFields {
+            count: r.fields.len(),
+            max: RECORD_FIELDS_MAX,
+        });
+    }
+    for (name, _) in &r.fields {
+        if name.is_empty() || name.starts_with('_') || name.len() > FIELD_NAME_BYTES_MAX {
+            return Err(RecordError::FieldName(name.clone()));
+        }
+    }
+    for name in r.stream.keys() {
+        if name.is_empty() || name.len() > FIELD_NAME_BYTES_MAX {
+            return Err(RecordError::LabelName(name.clone()));
+        }
+    }
+    Ok(())
+}
 /// Most fields one record may carry: every ingest path refuses more (a Kafka
 /// message with more becomes a dead letter). A segment gives at most
 /// [`crate::segment::SEGMENT_FIELDS_MAX`] names columns of their own.

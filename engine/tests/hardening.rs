@@ -247,11 +247,31 @@ fn a_record_over_the_field_limit_is_refused() {
         .block_on(e.ingest(&Tenant::default(), vec![rec(0, "ok"), wide(max + 1)], 0))
         .unwrap_err();
     assert!(
-        matches!(err, EngineError::TooManyFields { index: 1, count, .. } if count == max + 1),
+        matches!(
+            err,
+            EngineError::InvalidRecord {
+                index: 1,
+                reason: engine::model::RecordError::TooManyFields { count, .. }
+            } if count == max + 1
+        ),
         "{err:?}"
     );
     rt.block_on(e.ingest(&Tenant::default(), vec![wide(max)], 0))
         .unwrap();
+    // Every path shares one rule for names: the engine refuses a reserved or
+    // empty field name, or an empty label name, from any caller.
+    for (field, label) in [("_x", "k"), ("", "k"), ("ok", "")] {
+        let mut r = rec(2, "named");
+        r.fields = vec![(field.to_string(), engine::model::Value::I64(1))];
+        r.stream = [(label.to_string(), "v".to_string())].into();
+        let err = rt
+            .block_on(e.ingest(&Tenant::default(), vec![r], 0))
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::InvalidRecord { index: 0, .. }),
+            "{field:?} {label:?}: {err:?}"
+        );
+    }
 }
 
 /// A retraction once matched records by their field values only: a client's push

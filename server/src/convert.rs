@@ -54,27 +54,20 @@ pub fn push(req: PushRequest, records_max: usize, now: i64) -> Result<Batch, Sta
         }
         Some((req.producer_id, req.sequence))
     };
-    check_labels(&req.stream, "stream")?;
     let mut records = Vec::with_capacity(req.records.len());
     for (i, r) in req.records.into_iter().enumerate() {
-        check_labels(&r.stream, &format!("record {i}: stream"))?;
         let mut stream: Labels = req.stream.clone().into_iter().collect();
         stream.extend(r.stream);
-        if r.fields.len() > engine::model::RECORD_FIELDS_MAX {
-            return Err(bad(format!(
-                "record {i}: {} fields, over the limit of {} per record",
-                r.fields.len(),
-                engine::model::RECORD_FIELDS_MAX
-            )));
-        }
         let mut fields = Vec::with_capacity(r.fields.len());
+        if r.fields.len() > engine::model::RECORD_FIELDS_MAX {
+            // Before converting them.
+            let reason = engine::model::RecordError::TooManyFields {
+                count: r.fields.len(),
+                max: engine::model::RECORD_FIELDS_MAX,
+            };
+            return Err(bad(format!("record {i}: {reason}")));
+        }
         for f in r.fields {
-            if f.name.is_empty() || f.name.starts_with('_') {
-                return Err(bad(format!(
-                    "record {i}: field name {:?} is empty or starts with '_' (reserved)",
-                    f.name
-                )));
-            }
             let v = match f.value {
                 Some(field::Value::Str(s)) => Value::Str(s),
                 Some(field::Value::I64(x)) => Value::I64(x),
@@ -84,7 +77,7 @@ pub fn push(req: PushRequest, records_max: usize, now: i64) -> Result<Batch, Sta
             };
             fields.push((f.name, v));
         }
-        records.push(Record {
+        let record = Record {
             time_ns: if r.time_unix_nano == 0 {
                 now
             } else {
@@ -94,27 +87,15 @@ pub fn push(req: PushRequest, records_max: usize, now: i64) -> Result<Batch, Sta
             stream,
             level: (!r.level.is_empty()).then_some(r.level),
             fields,
-        });
+        };
+        engine::model::check_record(&record).map_err(|e| bad(format!("record {i}: {e}")))?;
+        records.push(record);
     }
     Ok(Batch {
         tenant,
         records,
         dedup,
     })
-}
-
-fn check_labels(
-    labels: &std::collections::HashMap<String, String>,
-    what: &str,
-) -> Result<(), Status> {
-    for k in labels.keys() {
-        if k.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "{what}: a label name is empty"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The JSON command of a `DoPut` descriptor:
@@ -296,13 +277,16 @@ pub fn arrow_records(
                 fields.push((name.clone(), v));
             }
         }
-        out.push(Record {
+        let record = Record {
             time_ns: time.as_ref().and_then(|t| t(i)).unwrap_or(now),
             msg: msg(i).unwrap_or_default().to_string(),
             stream,
             level: level.as_ref().and_then(|l| l(i)).map(str::to_string),
             fields,
-        });
+        };
+        engine::model::check_record(&record)
+            .map_err(|e| Status::invalid_argument(format!("row {i}: {e}")))?;
+        out.push(record);
     }
     Ok(out)
 }

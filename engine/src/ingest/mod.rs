@@ -55,14 +55,10 @@ pub enum LineError {
         /// The limit.
         max: usize,
     },
-    /// More fields (after flattening) than [`crate::model::RECORD_FIELDS_MAX`].
-    #[error("{count} fields (after flattening), over the limit of {max} per record")]
-    TooManyFields {
-        /// Fields of the line.
-        count: usize,
-        /// The limit.
-        max: usize,
-    },
+    /// A record the shared rules refuse ([`crate::model::check_record`]: too many
+    /// fields after flattening, a reserved or overlong name).
+    #[error("{0}")]
+    Record(#[from] crate::model::RecordError),
 }
 
 /// Checks the generic line limits and returns the text.
@@ -122,12 +118,7 @@ pub fn parse_json(line: &str, ctx: &IngestContext) -> Result<Record, LineError> 
             flatten(&key, v, 1, &mut rec.fields)?;
         }
     }
-    if rec.fields.len() > crate::model::RECORD_FIELDS_MAX {
-        return Err(LineError::TooManyFields {
-            count: rec.fields.len(),
-            max: crate::model::RECORD_FIELDS_MAX,
-        });
-    }
+    crate::model::check_record(&rec)?;
     Ok(rec)
 }
 
@@ -275,5 +266,18 @@ mod tests {
             line_text(b"ok \xff"),
             Err(LineError::InvalidUtf8 { offset: 3 })
         ));
+        // The names every ingest path refuses (gRPC and DoPut refused them while
+        // JSON lines and Kafka stored them).
+        for line in [r#"{"_msg":"m","_id":"x"}"#, r#"{"msg":"m","":1}"#] {
+            assert!(
+                matches!(
+                    parse_json(line, &ctx()),
+                    Err(LineError::Record(crate::model::RecordError::FieldName(_)))
+                ),
+                "{line}"
+            );
+        }
+        let long = format!(r#"{{"msg":"m","{}":1}}"#, "k".repeat(300));
+        assert!(parse_json(&long, &ctx()).is_err());
     }
 }

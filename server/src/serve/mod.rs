@@ -315,7 +315,7 @@ pub(crate) fn engine_status(e: EngineError) -> Status {
         EngineError::Wal(w @ wal::WalError::QueueFull { .. }) => {
             Status::resource_exhausted(w.to_string())
         }
-        EngineError::BatchTooLarge { .. } | EngineError::TooManyFields { .. } => {
+        EngineError::BatchTooLarge { .. } | EngineError::InvalidRecord { .. } => {
             Status::invalid_argument(e.to_string())
         }
         EngineError::Wal(w @ wal::WalError::RecordTooLarge { .. }) => {
