@@ -275,19 +275,9 @@ fn metric(s: &Server, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
-/// A node with default settings that receives 20 records and nothing else has
-/// them in a segment, its WAL checkpointed past them, within `flush_interval`
-/// (10 s) plus a few seconds, without any flush action (it once kept them in the
-/// WAL and memtable until the memtable filled: a quiet stream was never
-/// offloaded or expired).
-#[test]
-fn a_quiet_node_flushes_by_age() {
+/// POSTs JSON lines to `/insert/jsonl`; the answer's JSON.
+fn post_jsonl(s: &Server, body: &str) -> Value {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let body: String = (0..20)
-        .map(|i| format!("{{\"_msg\":\"quiet record {i}\"}}\n"))
-        .collect();
     let mut c = std::net::TcpStream::connect(&s.http).unwrap();
     write!(
         c,
@@ -297,8 +287,23 @@ fn a_quiet_node_flushes_by_age() {
     .unwrap();
     let mut answer = String::new();
     c.read_to_string(&mut answer).unwrap();
-    let reply: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert_eq!(reply["records"], 20, "{answer}");
+    serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// A node with default settings that receives 20 records and nothing else has
+/// them in a segment, its WAL checkpointed past them, within `flush_interval`
+/// (10 s) plus a few seconds, without any flush action (it once kept them in the
+/// WAL and memtable until the memtable filled: a quiet stream was never
+/// offloaded or expired).
+#[test]
+fn a_quiet_node_flushes_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let body: String = (0..20)
+        .map(|i| format!("{{\"_msg\":\"quiet record {i}\"}}\n"))
+        .collect();
+    let reply = post_jsonl(&s, &body);
+    assert_eq!(reply["records"], 20, "{reply}");
     let last = reply["last_lsn"].as_f64().unwrap();
     let started = std::time::Instant::now();
     assert_eq!(metric(&s, "heimdall_segments"), 0.0);
@@ -321,6 +326,95 @@ fn a_quiet_node_flushes_by_age() {
         waited >= Duration::from_secs(8),
         "flushed after {waited:?}, before its age"
     );
+    // The flush task's runs are listed.
+    let out = run_cli(&["tasks", "--connect", &s.grpc, "--json"]);
+    assert!(out.0, "{}", out.2);
+    let tasks: Value = serde_json::from_str(&out.1).unwrap();
+    let flush = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "flush")
+        .cloned()
+        .unwrap();
+    assert!(flush["runs"].as_u64().unwrap() >= 8, "{flush}");
     assert!(s.terminate().success());
-    eprintln!("20 records flushed by age after {waited:?}");
+    eprintln!("20 records flushed by age after {waited:?}; {flush}");
+}
+
+/// The supervisor: a task whose runs fail (injected: the first 3 runs of
+/// `flush`) is listed backing off with its error, then recovers by itself and
+/// does its work; `heimdall tasks` and `/metrics` show it.
+#[test]
+fn a_failing_task_backs_off_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("heimdall.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[limits]\nflush_interval = \"1s\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let s = Server::start_with(
+        &["--config", cfg.to_str().unwrap()],
+        &[("HEIMDALL_TEST_TASK_FAULTS", "flush:3")],
+    );
+    let reply = post_jsonl(&s, "{\"_msg\":\"one\"}\n{\"_msg\":\"two\"}\n");
+    assert_eq!(reply["records"], 2, "{reply}");
+    let started = std::time::Instant::now();
+    let mut seen_backing_off = None;
+    let flush = loop {
+        let out = run_cli(&["tasks", "--connect", &s.grpc, "--json"]);
+        assert!(out.0, "{}", out.2);
+        let v: Value = serde_json::from_str(&out.1).unwrap();
+        let flush = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "flush")
+            .cloned()
+            .unwrap();
+        if flush["state"] == "backing_off" {
+            seen_backing_off = Some(flush.clone());
+        }
+        if flush["failures"] == 3
+            && flush["state"] == "idle"
+            && metric(&s, "heimdall_segments") >= 1.0
+        {
+            break flush;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{flush}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let b = seen_backing_off.expect("never seen backing off");
+    assert!(
+        b["last_error"].as_str().unwrap().contains("injected fault"),
+        "{b}"
+    );
+    assert!(b["retry_in_seconds"].as_f64().unwrap() >= 1.0, "{b}");
+    assert_eq!(flush["failures_in_a_row"], 0, "{flush}");
+    // Backing off 1 + 2 + 4 s before the fourth run.
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = heimdall_e2e::http_get(&s.http, "/metrics");
+    assert!(
+        m.contains("heimdall_task_failures_total{task=\"flush\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("heimdall_task_state{task=\"flush\",state=\"idle\"} 1"),
+        "{m}"
+    );
+    let table = run_cli(&["tasks", "--connect", &s.grpc]);
+    assert!(
+        table.1.lines().any(|l| l.starts_with("flush ")),
+        "{}",
+        table.1
+    );
+    assert!(s.terminate().success());
 }

@@ -17,6 +17,7 @@ pub mod memtable;
 mod mmap;
 pub mod model;
 pub mod segment;
+pub mod tasks;
 pub mod template;
 pub mod tier;
 pub mod token;

@@ -158,6 +158,17 @@ enum Command {
         #[arg(long)]
         connect: Option<String>,
     },
+    /// A running server's background tasks (flush, offload, retention, lease, Kafka
+    /// sources): state, runs, failures, last duration and error. Tasks run in a
+    /// server only; this asks one (default: the local default address).
+    Tasks {
+        /// The server's gRPC address (host:port).
+        #[arg(long, default_value = "127.0.0.1:7400", env = "HEIMDALL_CONNECT")]
+        connect: String,
+        /// Print the JSON the `tasks` Flight action returns.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the server: gRPC ingest and Arrow Flight queries on one address, HTTP
     /// (health, metrics, JSON-lines insert) on another. Defaults: data in
     /// ./heimdall-data, gRPC 127.0.0.1:7400, HTTP 127.0.0.1:7401.
@@ -312,6 +323,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             connect,
         } => templates_cmd::run(&data_dir, connect.as_deref(), &tenant, limit, json),
+        Command::Tasks { connect, json } => templates_cmd::tasks(&connect, json),
         Command::Compact { data_dir } => data::compact(&data_dir),
         Command::Verify { data_dir, json } => data::verify(&data_dir, json),
         Command::Repair { data_dir, force } => data::repair(&data_dir, force),

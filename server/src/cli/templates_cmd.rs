@@ -1,5 +1,6 @@
 //! `heimdall templates`: the templates mined from a tenant's messages, from a data
-//! directory or (`--connect`) from a server's `templates` Flight action.
+//! directory or (`--connect`) from a server's `templates` Flight action; and
+//! `heimdall tasks`: a server's background tasks (the `tasks` action).
 
 use std::io::Write;
 use std::path::Path;
@@ -68,6 +69,51 @@ pub(super) fn run(
             out,
             "({} of {total} templates; --limit N for more)",
             list.len()
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `heimdall tasks`: the `tasks` action of the server at `addr`, as a table.
+pub(super) fn tasks(addr: &str, json: bool) -> Result<()> {
+    let v = super::remote::action(
+        addr,
+        "tasks",
+        serde_json::json!({}),
+        Duration::from_secs(30),
+    )?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        writeln!(out, "{v}")?;
+        out.flush()?;
+        return Ok(());
+    }
+    let text = |x: &serde_json::Value| match x {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.3}"),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    };
+    writeln!(
+        out,
+        "{:<24} {:<12} {:>8} {:>9} {:>10}  LAST ERROR",
+        "TASK", "STATE", "RUNS", "FAILURES", "LAST (S)"
+    )?;
+    for t in v["tasks"].as_array().cloned().unwrap_or_default() {
+        writeln!(
+            out,
+            "{:<24} {:<12} {:>8} {:>9} {:>10}  {}",
+            text(&t["name"]),
+            text(&t["state"]),
+            text(&t["runs"]),
+            text(&t["failures"]),
+            text(&t["last_duration_seconds"]),
+            text(&t["last_error"]),
         )?;
     }
     out.flush()?;

@@ -307,6 +307,7 @@ impl FlightService for Flight {
                 }))))
             }
             "stats" => Ok(Response::new(json_result(node.stats_json().await?))),
+            "tasks" => Ok(Response::new(json_result(node.tasks_json()))),
             "offload" => {
                 if node.engine.tier().is_none() {
                     return Err(Status::failed_precondition(
@@ -354,7 +355,7 @@ impl FlightService for Flight {
                 ))))
             }
             other => Err(Status::invalid_argument(format!(
-                "unknown action {other:?}: the actions are flush, compact, stats, offload, retention and templates"
+                "unknown action {other:?}: the actions are flush, compact, stats, tasks, offload, retention and templates"
             ))),
         }
     }
@@ -373,6 +374,10 @@ impl FlightService for Flight {
                 "Merge each day's segments; returns {merged, written}.",
             ),
             ("stats", "Records, segments, bytes and WAL state, as JSON."),
+            (
+                "tasks",
+                "The node's background tasks: {tasks: [{name, about, state, runs, failures, failures_in_a_row, last_duration_seconds, last_error, retry_in_seconds}]}; Kafka sources as kafka:NAME.",
+            ),
             (
                 "offload",
                 "Flush, then move every local segment to the object store (upload, verify, list, delete locally); returns {segments, bytes, failed, error, local_bytes, remote_bytes}.",

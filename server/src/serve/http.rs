@@ -72,8 +72,12 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        node.metrics
-            .render(&node.engine, &node.sources, &node.tiering),
+        node.metrics.render(
+            &node.engine,
+            &node.sources,
+            &node.tiering,
+            &node.tasks.list(),
+        ),
     )
         .into_response()
 }

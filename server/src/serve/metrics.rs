@@ -118,6 +118,7 @@ impl Metrics {
         engine: &Engine,
         sources: &super::kafka::Sources,
         tiering: &super::tiering::TierStatus,
+        tasks: &[engine::tasks::TaskInfo],
     ) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
@@ -258,7 +259,60 @@ impl Metrics {
         );
         render_sources(&mut f, sources);
         render_tier(&mut f, engine, tiering);
+        render_tasks(&mut f, tasks);
         out
+    }
+}
+
+/// The supervisor's tasks: runs, failures, last duration, state.
+fn render_tasks(f: &mut Family<'_>, tasks: &[engine::tasks::TaskInfo]) {
+    if tasks.is_empty() {
+        return;
+    }
+    type Pick = fn(&engine::tasks::TaskInfo) -> Option<f64>;
+    let families: [(&str, &str, &str, Pick); 3] = [
+        (
+            "heimdall_task_runs_total",
+            "counter",
+            "Runs of a background task's work, failed ones included.",
+            |t| Some(t.runs as f64),
+        ),
+        (
+            "heimdall_task_failures_total",
+            "counter",
+            "Failed runs of a background task.",
+            |t| Some(t.failures as f64),
+        ),
+        (
+            "heimdall_task_last_duration_seconds",
+            "gauge",
+            "How long a background task's last run took.",
+            |t| t.last_duration.map(|d| d.as_secs_f64()),
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        f.head(name, kind, help);
+        for t in tasks {
+            if let Some(v) = pick(t) {
+                let _ = writeln!(f.out, "{name}{{task=\"{}\"}} {v}", escape(&t.name));
+            }
+        }
+    }
+    f.head(
+        "heimdall_task_state",
+        "gauge",
+        "A background task's state: 1 for the state it is in, 0 for the others.",
+    );
+    for t in tasks {
+        for st in engine::tasks::TaskState::ALL {
+            let _ = writeln!(
+                f.out,
+                "heimdall_task_state{{task=\"{}\",state=\"{}\"}} {}",
+                escape(&t.name),
+                st.name(),
+                u8::from(t.state == st)
+            );
+        }
     }
 }
 

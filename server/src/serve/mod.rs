@@ -40,7 +40,9 @@ pub(crate) struct Node {
     pub(crate) metrics: metrics::Metrics,
     /// Set once recovered and serving; cleared at shutdown.
     pub(crate) ready: AtomicBool,
-    pub(crate) flush_wake: tokio::sync::Notify,
+    pub(crate) flush_wake: Arc<tokio::sync::Notify>,
+    /// The node's background tasks (flush, offload, retention, lease).
+    pub(crate) tasks: engine::tasks::Supervisor,
     /// Kafka sources consumed by this node.
     pub(crate) sources: kafka::Sources,
     /// The object-store and retention task's state.
@@ -217,6 +219,31 @@ impl Node {
         query::schema::planned_schema(&self.engine, &tenant, &q).map_err(query_status)
     }
 
+    /// The `tasks` action's answer: the supervisor's tasks, then each Kafka source
+    /// (which supervises its consumer itself: restarts with back-off).
+    pub(crate) fn tasks_json(&self) -> serde_json::Value {
+        let mut tasks: Vec<serde_json::Value> =
+            self.tasks.list().iter().map(|t| t.json()).collect();
+        for src in &self.sources.status {
+            let said = src.state();
+            let state = match said.as_str() {
+                "stopped" => "stopped",
+                "starting" | "connecting" | "resolving the last batches" => "starting",
+                s if s.starts_with("restarting") => "backing_off",
+                _ => "running",
+            };
+            tasks.push(serde_json::json!({
+                "name": format!("kafka:{}", src.name),
+                "about": format!("consume Kafka ({said})"),
+                "state": state,
+                "runs": serde_json::Value::Null,
+                "failures": src.errors.load(Ordering::Relaxed),
+                "restarts": src.restarts.load(Ordering::Relaxed),
+            }));
+        }
+        serde_json::json!({ "tasks": tasks })
+    }
+
     /// A ticket's tenant and parsed query (`INVALID_ARGUMENT` naming the problem).
     pub(crate) fn parse_ticket(
         &self,
@@ -375,7 +402,8 @@ async fn serve(cfg: Config) -> Result<()> {
         cfg: cfg.clone(),
         metrics: metrics::Metrics::default(),
         ready: AtomicBool::new(false),
-        flush_wake: tokio::sync::Notify::new(),
+        flush_wake: Arc::new(tokio::sync::Notify::new()),
+        tasks: engine::tasks::Supervisor::new(),
         sources: kafka::Sources::new(&cfg.sources.kafka),
         tiering: tiering::TierStatus::default(),
         query_slots: Arc::new(tokio::sync::Semaphore::new(cfg.limits.queries_max)),
@@ -399,9 +427,8 @@ async fn serve(cfg: Config) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let flusher = tokio::spawn(flush_loop(Arc::clone(&node), stop_rx.clone()));
-    let tiering_task = tokio::spawn(tiering::run(Arc::clone(&node), stop_rx.clone()));
-    let lease_task = tokio::spawn(tiering::renew_lease(Arc::clone(&node), stop_rx.clone()));
+    spawn_flush_task(&node);
+    tiering::spawn_tasks(&node);
     let limit = cfg.limits.message_bytes_max;
     let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService {
         node: Arc::clone(&node),
@@ -448,9 +475,7 @@ async fn serve(cfg: Config) -> Result<()> {
     }
     let grpc_res = grpc_task.await;
     let http_res = http_task.await;
-    let _ = flusher.await;
-    let _ = tiering_task.await;
-    let _ = lease_task.await;
+    node.tasks.stop().await;
     // Everything acknowledged is in the WAL already; flushing leaves nothing to
     // replay at the next start.
     let flushed = node.flush().await;
@@ -486,19 +511,32 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
-/// Flushes when the memtable is full (woken by ingest) or, checked once a second,
-/// when its first record is older than `[limits] flush_interval`.
-async fn flush_loop(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = node.flush_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
-        if node.engine.wants_flush() {
-            // Errors are counted and logged in `flush`; a failed flush makes the
-            // engine refuse writes until restart.
-            let _ = node.flush().await;
-        }
-    }
+/// The `flush` task: flushes when the memtable is full (woken by ingest) or,
+/// checked once a second, when its first record is older than `[limits]
+/// flush_interval`. A failed flush makes the engine refuse writes until restart:
+/// the task is then `failed`.
+fn spawn_flush_task(node: &Arc<Node>) {
+    let n = Arc::clone(node);
+    node.tasks.spawn(
+        "flush",
+        "write the memtable to segments (by size, and by age: flush_interval)",
+        engine::tasks::Schedule::every(Duration::from_secs(1))
+            .or_when(Arc::clone(&node.flush_wake)),
+        move || {
+            let n = Arc::clone(&n);
+            async move {
+                if !n.engine.wants_flush() {
+                    return Ok(());
+                }
+                // Errors are counted and logged in `flush`.
+                n.flush()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| match n.engine.failure() {
+                        Some(why) => engine::tasks::TaskError::Fatal(why),
+                        None => engine::tasks::TaskError::Retry(e.message().to_string()),
+                    })
+            }
+        },
+    );
 }

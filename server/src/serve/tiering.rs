@@ -1,13 +1,15 @@
-//! The object-store and retention task: every `offload_interval`, offload what
-//! is due and apply retention (a writable node; the first round also sweeps
-//! objects no manifest lists), or reload the store's manifest (a read-only node).
-//! The `offload` and `retention` actions run the same steps now.
+//! The object-store and retention tasks (run by the node's supervisor): every
+//! `offload_interval`, offload what is due (a writable node; the first round also
+//! sweeps objects no manifest lists) or reload the store's manifest (a read-only
+//! node), and apply retention; renew the bucket lease. The `offload` and
+//! `retention` actions run the same steps now.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::engine::{OffloadStats, RetentionStats};
+use engine::tasks::{Schedule, TaskError};
 use tonic::Status;
 
 use super::{engine_status, Node};
@@ -97,97 +99,138 @@ impl Node {
     }
 }
 
-/// The task; returns when `stop` changes.
-pub(crate) async fn run(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let tier = node.engine.tier().map(|t| t.cfg.read_only);
+/// Registers the object-store and retention tasks with the node's supervisor:
+/// `offload` (a writable node: the store sweep once, then offloading what is due),
+/// `store-refresh` (a read-only node: reloading the store's manifest), `retention`
+/// (with retention rules) every `offload_interval`, and `lease` (renewing the
+/// writer's lease on the bucket, four times a lease).
+pub(crate) fn spawn_tasks(node: &Arc<Node>) {
+    let tier = node
+        .engine
+        .tier()
+        .map(|t| (t.cfg.read_only, t.cfg.lease_ttl));
     let interval = node
         .cfg
         .object_store
         .as_ref()
         .map_or(Duration::from_secs(60), |o| o.offload_interval);
-    if tier.is_none() && node.cfg.retention.is_empty() {
-        return;
+    let every = Schedule::every(interval);
+    match tier {
+        Some((true, _)) => {
+            let n = Arc::clone(node);
+            node.tasks.spawn(
+                "store-refresh",
+                "reload the object store's manifest (a read-only node)",
+                every.clone(),
+                move || {
+                    let n = Arc::clone(&n);
+                    async move {
+                        if blocking(move || n.engine.refresh_from_store()).await? {
+                            tracing::info!("reloaded the object store's manifest");
+                        }
+                        Ok(())
+                    }
+                },
+            );
+        }
+        Some((false, ttl)) => {
+            let n = Arc::clone(node);
+            let swept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            node.tasks.spawn(
+                "offload",
+                "move segments past offload_after to the object store (first, sweep objects no manifest lists)",
+                every.clone(),
+                move || {
+                    let (n, swept) = (Arc::clone(&n), Arc::clone(&swept));
+                    async move { offload_round(&n, &swept).await }
+                },
+            );
+            let n = Arc::clone(node);
+            node.tasks.spawn(
+                "lease",
+                "renew this node's writer lease on the bucket prefix",
+                Schedule::every(ttl / 4),
+                move || {
+                    let n = Arc::clone(&n);
+                    async move {
+                        let node = Arc::clone(&n);
+                        blocking(move || node.engine.renew_lease())
+                            .await
+                            .inspect_err(|e| {
+                                n.tiering.set_error(Some(e.to_string()));
+                            })
+                    }
+                },
+            );
+        }
+        None => {}
     }
-    let mut swept = false;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        if tier == Some(true) {
-            let n = Arc::clone(&node);
-            match tokio::task::spawn_blocking(move || n.engine.refresh_from_store()).await {
-                Ok(Ok(true)) => tracing::info!("reloaded the object store's manifest"),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "reloading the object store's manifest"),
-                Err(e) => tracing::warn!(error = %e, "manifest reload task failed"),
-            }
-            continue;
-        }
-        if tier == Some(false) {
-            if !swept {
-                let n = Arc::clone(&node);
-                match tokio::task::spawn_blocking(move || n.engine.sweep_store()).await {
-                    Ok(Ok(k)) => {
-                        swept = true;
-                        node.tiering
-                            .swept_objects
-                            .fetch_add(k as u64, Ordering::Relaxed);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "sweeping the object store; trying again later")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+    if !node.cfg.retention.is_empty() {
+        let n = Arc::clone(node);
+        node.tasks.spawn(
+            "retention",
+            "delete segments past their tenant's or stream's retention",
+            every,
+            move || {
+                let n = Arc::clone(&n);
+                async move {
+                    n.retain().await.map(|_| ()).map_err(|e| {
+                        n.tiering.set_error(Some(e.message().to_string()));
+                        TaskError::Retry(e.message().to_string())
+                    })
                 }
-            }
-            match node.offload(false).await {
-                Ok(s) if s.segments > 0 || s.failed > 0 => tracing::info!(
+            },
+        );
+    }
+}
+
+/// Runs engine work on a blocking thread; its error is the task's.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, engine::engine::EngineError> + Send + 'static,
+) -> Result<T, TaskError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(TaskError::Retry(e.to_string())),
+        Err(e) => Err(TaskError::Retry(format!("the blocking run failed: {e}"))),
+    }
+}
+
+/// One round of the `offload` task: the sweep until it has succeeded once, then
+/// offloading what is due.
+async fn offload_round(
+    node: &Arc<Node>,
+    swept: &std::sync::atomic::AtomicBool,
+) -> Result<(), TaskError> {
+    if !swept.load(Ordering::Relaxed) {
+        let n = Arc::clone(node);
+        let k = blocking(move || n.engine.sweep_store()).await?;
+        swept.store(true, Ordering::Relaxed);
+        node.tiering
+            .swept_objects
+            .fetch_add(k as u64, Ordering::Relaxed);
+    }
+    match node.offload(false).await {
+        Ok(s) => {
+            if s.segments > 0 || s.failed > 0 {
+                tracing::info!(
                     segments = s.segments,
                     bytes = s.bytes,
                     failed = s.failed,
                     local_bytes = s.local_bytes,
                     "offload round"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e.message(), "offload round failed");
-                    node.tiering.set_error(Some(e.message().to_string()));
-                }
+                );
+            }
+            match (s.failed, s.error) {
+                (0, _) => Ok(()),
+                (n, e) => Err(TaskError::Retry(format!(
+                    "{n} segments not offloaded: {}",
+                    e.unwrap_or_default()
+                ))),
             }
         }
-        if !node.cfg.retention.is_empty() {
-            if let Err(e) = node.retain().await {
-                tracing::warn!(error = %e.message(), "retention round failed");
-                node.tiering.set_error(Some(e.message().to_string()));
-            }
-        }
-    }
-}
-
-/// Renews the object store lease a few times per lease time (a writable node with
-/// an object store); returns when `stop` changes.
-pub(crate) async fn renew_lease(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let Some(ttl) = node
-        .engine
-        .tier()
-        .filter(|t| !t.cfg.read_only)
-        .map(|t| t.cfg.lease_ttl)
-    else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(ttl / 4) => {}
-            _ = stop.changed() => return,
-        }
-        let n = Arc::clone(&node);
-        match tokio::task::spawn_blocking(move || n.engine.renew_lease()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "renewing the object store lease");
-                node.tiering.set_error(Some(e.to_string()));
-            }
-            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        Err(e) => {
+            node.tiering.set_error(Some(e.message().to_string()));
+            Err(TaskError::Retry(e.message().to_string()))
         }
     }
 }
