@@ -154,11 +154,22 @@ pub(crate) fn spawn_tasks(node: &Arc<Node>) {
                     let n = Arc::clone(&n);
                     async move {
                         let node = Arc::clone(&n);
-                        blocking(move || node.engine.renew_lease())
+                        let res = tokio::task::spawn_blocking(move || node.engine.renew_lease())
                             .await
-                            .inspect_err(|e| {
-                                n.tiering.set_error(Some(e.to_string()));
-                            })
+                            .map_err(|e| {
+                                TaskError::Retry(format!("the blocking run failed: {e}"))
+                            })?;
+                        res.map_err(|e| {
+                            n.tiering.set_error(Some(e.to_string()));
+                            match e {
+                                // Another node holds it now: this one no longer
+                                // writes to the bucket until restarted.
+                                engine::engine::EngineError::LeaseLost(why) => {
+                                    TaskError::Fatal(why)
+                                }
+                                other => TaskError::Retry(other.to_string()),
+                            }
+                        })
                     }
                 },
             );
