@@ -40,7 +40,17 @@ fn cli_count(dir: &Path, q: &str) -> u64 {
 #[test]
 fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    // The flush action's answer is checked: no flush by age before it.
+    let cfg = dir.path().join("heimdall.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[limits]\nflush_interval = \"1h\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let s = Server::start_with(&["--config", cfg.to_str().unwrap()], &[]);
     let v = client(&s, &["api"]);
     let j = |k: &str| v[k].clone();
     // Push: one batch, one LSN.
@@ -91,6 +101,7 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
             "offload",
             "retention",
             "stats",
+            "tasks",
             "templates"
         ])
     );
@@ -125,14 +136,15 @@ fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     // SIGTERM: a clean exit, everything in segments and readable without a server.
     let status = s.terminate();
     assert!(status.success(), "{status:?}");
-    assert_eq!(cli_count(dir.path(), "*"), 184);
+    let data = dir.path().join("data");
+    assert_eq!(cli_count(&data, "*"), 184);
 
     // The idempotency key outlives a restart.
-    let s = Server::start(dir.path());
+    let s = Server::start(&data);
     let r = client(&s, &["retry", "p-1", "7"]);
     assert_eq!(r["duplicates"], 1);
     assert!(s.terminate().success());
-    assert_eq!(cli_count(dir.path(), "*"), 184);
+    assert_eq!(cli_count(&data, "*"), 184);
 }
 
 #[test]
