@@ -191,7 +191,17 @@ proptest! {
         }
         // Three flushed batches (several segments per day) and one left in memory.
         for (i, chunk) in all.chunks(80).enumerate() {
-            rt.block_on(e.ingest(&t, chunk.to_vec(), 0)).unwrap();
+            // Stored without the reference's `_template` (a reserved name the
+            // engine refuses from callers); the engine's miner gives the same ids.
+            let stored: Vec<Record> = chunk
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    r.fields.retain(|(k, _)| k != "_template");
+                    r
+                })
+                .collect();
+            rt.block_on(e.ingest(&t, stored, 0)).unwrap();
             if i < 3 {
                 rt.block_on(e.flush()).unwrap();
             }

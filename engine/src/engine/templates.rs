@@ -121,8 +121,10 @@ impl Miners {
         Miners { cfg, by_tenant }
     }
 
-    /// Gives each record its template id (the `_template` field; one the input
-    /// carried is replaced: the name is reserved).
+    /// Gives each record its template id (the `_template` field). The engine
+    /// refuses records carrying reserved names before they get here
+    /// (`model::check_record`); records replayed from a WAL written before that
+    /// rule may carry one, which is replaced.
     pub(crate) fn mine(&mut self, tenant: &Tenant, records: &mut [Record]) {
         let miner = match self.by_tenant.get_mut(tenant) {
             Some(m) => m,
