@@ -287,6 +287,20 @@ fn metric(s: &Server, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// Task `name` as `heimdall tasks --connect --json` lists it.
+fn task(s: &Server, name: &str) -> Value {
+    let out = run_cli(&["tasks", "--connect", &s.grpc, "--json"]);
+    assert!(out.0, "{}", out.2);
+    let v: Value = serde_json::from_str(&out.1).unwrap();
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no task {name}: {v}"))
+}
+
 /// POSTs JSON lines to `/insert/jsonl`; the answer's JSON.
 fn post_jsonl(s: &Server, body: &str) -> Value {
     use std::io::{Read, Write};
@@ -339,16 +353,7 @@ fn a_quiet_node_flushes_by_age() {
         "flushed after {waited:?}, before its age"
     );
     // The flush task's runs are listed.
-    let out = run_cli(&["tasks", "--connect", &s.grpc, "--json"]);
-    assert!(out.0, "{}", out.2);
-    let tasks: Value = serde_json::from_str(&out.1).unwrap();
-    let flush = tasks["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "flush")
-        .cloned()
-        .unwrap();
+    let flush = task(&s, "flush");
     assert!(flush["runs"].as_u64().unwrap() >= 8, "{flush}");
     assert!(s.terminate().success());
     eprintln!("20 records flushed by age after {waited:?}; {flush}");
@@ -378,16 +383,7 @@ fn a_failing_task_backs_off_and_recovers() {
     let started = std::time::Instant::now();
     let mut seen_backing_off = None;
     let flush = loop {
-        let out = run_cli(&["tasks", "--connect", &s.grpc, "--json"]);
-        assert!(out.0, "{}", out.2);
-        let v: Value = serde_json::from_str(&out.1).unwrap();
-        let flush = v["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == "flush")
-            .cloned()
-            .unwrap();
+        let flush = task(&s, "flush");
         if flush["state"] == "backing_off" {
             seen_backing_off = Some(flush.clone());
         }

@@ -29,13 +29,9 @@ pub(super) fn run(
             crate::serve::flight::templates_json(&engine, &t, limit)
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if json {
-        writeln!(out, "{v}")?;
-        out.flush()?;
+    let Some(mut out) = stdout_unless_json(&v, json)? else {
         return Ok(());
-    }
+    };
     let list = v["templates"].as_array().cloned().unwrap_or_default();
     writeln!(
         out,
@@ -83,13 +79,9 @@ pub(super) fn tasks(addr: &str, json: bool) -> Result<()> {
         serde_json::json!({}),
         Duration::from_secs(30),
     )?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if json {
-        writeln!(out, "{v}")?;
-        out.flush()?;
+    let Some(mut out) = stdout_unless_json(&v, json)? else {
         return Ok(());
-    }
+    };
     let text = |x: &serde_json::Value| match x {
         serde_json::Value::Null => "-".to_string(),
         serde_json::Value::String(s) => s.clone(),
@@ -118,4 +110,18 @@ pub(super) fn tasks(addr: &str, json: bool) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Standard output for a table; `None` once `v` was printed as JSON instead.
+fn stdout_unless_json(
+    v: &serde_json::Value,
+    json: bool,
+) -> Result<Option<std::io::BufWriter<std::io::StdoutLock<'static>>>> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        writeln!(out, "{v}")?;
+        out.flush()?;
+        return Ok(None);
+    }
+    Ok(Some(out))
 }
