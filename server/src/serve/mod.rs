@@ -379,6 +379,7 @@ pub(crate) fn run(cfg: Config) -> Result<()> {
 }
 
 async fn serve(cfg: Config) -> Result<()> {
+    let signals = Signals::install()?;
     let grpc = TcpListener::bind(cfg.grpc_addr)
         .await
         .with_context(|| format!("binding the gRPC address {}", cfg.grpc_addr))?;
@@ -465,7 +466,7 @@ async fn serve(cfg: Config) -> Result<()> {
     // One machine-readable line, for scripts and tests (the ports may have been 0).
     println!("heimdall: serving grpc={grpc_addr} http={http_addr}");
 
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down: no new requests, finishing the in-flight ones");
     node.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
@@ -500,15 +501,29 @@ async fn serve(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment this is made: made before the
+/// "serving" line, so a signal sent as soon as a client sees it is a clean stop
+/// (once made after it, a SIGTERM in between killed the process by default).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 /// The `flush` task: flushes when the memtable is full (woken by ingest) or,
