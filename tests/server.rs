@@ -41,16 +41,7 @@ fn cli_count(dir: &Path, q: &str) -> u64 {
 fn ingest_query_put_actions_metrics_and_refusals_over_real_clients() {
     let dir = tempfile::tempdir().unwrap();
     // The flush action's answer is checked: no flush by age before it.
-    let cfg = dir.path().join("heimdall.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[limits]\nflush_interval = \"1h\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let s = Server::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let s = start_flushing_every(dir.path(), "1h", &[]);
     let v = client(&s, &["api"]);
     let j = |k: &str| v[k].clone();
     // Push: one batch, one LSN.
@@ -287,6 +278,21 @@ fn metric(s: &Server, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// A server on `dir/data` whose `[limits] flush_interval` is `every`, with extra
+/// environment variables.
+fn start_flushing_every(dir: &Path, every: &str, envs: &[(&str, &str)]) -> Server {
+    let cfg = dir.join("heimdall.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[limits]\nflush_interval = \"{every}\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    Server::start_with(&["--config", cfg.to_str().unwrap()], envs)
+}
+
 /// Task `name` as `heimdall tasks --connect --json` lists it.
 fn task(s: &Server, name: &str) -> Value {
     let out = run_cli(&["tasks", "--connect", &s.grpc, "--json"]);
@@ -365,17 +371,9 @@ fn a_quiet_node_flushes_by_age() {
 #[test]
 fn a_failing_task_backs_off_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("heimdall.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[limits]\nflush_interval = \"1s\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let s = Server::start_with(
-        &["--config", cfg.to_str().unwrap()],
+    let s = start_flushing_every(
+        dir.path(),
+        "1s",
         &[("HEIMDALL_TEST_TASK_FAULTS", "flush:3")],
     );
     let reply = post_jsonl(&s, "{\"_msg\":\"one\"}\n{\"_msg\":\"two\"}\n");

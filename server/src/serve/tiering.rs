@@ -154,22 +154,19 @@ pub(crate) fn spawn_tasks(node: &Arc<Node>) {
                     let n = Arc::clone(&n);
                     async move {
                         let node = Arc::clone(&n);
-                        let res = tokio::task::spawn_blocking(move || node.engine.renew_lease())
-                            .await
-                            .map_err(|e| {
-                                TaskError::Retry(format!("the blocking run failed: {e}"))
-                            })?;
-                        res.map_err(|e| {
-                            n.tiering.set_error(Some(e.to_string()));
-                            match e {
+                        blocking_with(
+                            move || node.engine.renew_lease(),
+                            |e| match e {
                                 // Another node holds it now: this one no longer
                                 // writes to the bucket until restarted.
                                 engine::engine::EngineError::LeaseLost(why) => {
                                     TaskError::Fatal(why)
                                 }
                                 other => TaskError::Retry(other.to_string()),
-                            }
-                        })
+                            },
+                        )
+                        .await
+                        .inspect_err(|e| n.tiering.set_error(Some(e.to_string())))
                     }
                 },
             );
@@ -199,9 +196,16 @@ pub(crate) fn spawn_tasks(node: &Arc<Node>) {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, engine::engine::EngineError> + Send + 'static,
 ) -> Result<T, TaskError> {
+    blocking_with(f, |e| TaskError::Retry(e.to_string())).await
+}
+
+/// [`blocking`], with the engine's error mapped to the task's by `map`.
+async fn blocking_with<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, engine::engine::EngineError> + Send + 'static,
+    map: impl FnOnce(engine::engine::EngineError) -> TaskError,
+) -> Result<T, TaskError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(TaskError::Retry(e.to_string())),
+        Ok(r) => r.map_err(map),
         Err(e) => Err(TaskError::Retry(format!("the blocking run failed: {e}"))),
     }
 }
