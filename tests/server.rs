@@ -281,11 +281,20 @@ fn metric(s: &Server, name: &str) -> f64 {
 /// A server on `dir/data` whose `[limits] flush_interval` is `every`, with extra
 /// environment variables.
 fn start_flushing_every(dir: &Path, every: &str, envs: &[(&str, &str)]) -> Server {
+    start_configured(
+        dir,
+        &format!("[limits]\nflush_interval = \"{every}\"\n"),
+        envs,
+    )
+}
+
+/// A server on `dir/data` (loopback, free ports) with the config sections `toml`.
+fn start_configured(dir: &Path, toml: &str, envs: &[(&str, &str)]) -> Server {
     let cfg = dir.join("heimdall.toml");
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[limits]\nflush_interval = \"{every}\"\n",
+            "data_dir = \"{}\"\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n{toml}",
             dir.join("data").display()
         ),
     )
@@ -421,6 +430,83 @@ fn a_failing_task_backs_off_and_recovers() {
         table.1.lines().any(|l| l.starts_with("flush ")),
         "{}",
         table.1
+    );
+    assert!(s.terminate().success());
+}
+
+/// 300 small ingests of one day, each flushed into a segment of its own: once
+/// the background compaction has had its turn, a handful of segments is left,
+/// and every query answers exactly as before (and as the input says).
+#[test]
+fn background_compaction_merges_300_small_ingests_and_answers_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = heimdall_e2e::loghub_dir().join("OpenSSH/OpenSSH_2k.log");
+    let s = start_configured(dir.path(), "[compaction]\nenabled = false\n", &[]);
+    let pushed = client(&s, &["small_ingests", "300", lines.to_str().unwrap()]);
+    let records = pushed["records"].as_u64().unwrap();
+    assert_eq!(metric(&s, "heimdall_segments"), 300.0);
+    let queries = serde_json::json!([
+        "* | stats count()",
+        "* | stats count() by (host) | sort by (host)",
+        "n:[100, 400) | sort by (n)",
+        "~\"(?i)fail\\w* password\" | stats count()",
+        "Accepted | stats count() by (host)",
+        "* | top 5 by (_template)",
+        "* | sort by (_time desc) | limit 20",
+        "_time:[2023-11-14T22:13:20Z, 2023-11-14T22:13:20.5Z) | stats count()"
+    ])
+    .to_string();
+    let before = client(&s, &["answers", &queries]);
+    assert_eq!(
+        before["* | stats count()"][0]["count()"], records,
+        "{before}"
+    );
+    let by_host: Vec<u64> = (0..3)
+        .map(|h| (0..records).filter(|n| n % 3 == h).count() as u64)
+        .collect();
+    let got: Vec<u64> = before["* | stats count() by (host) | sort by (host)"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count()"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, by_host);
+    assert_eq!(
+        before["n:[100, 400) | sort by (n)"]
+            .as_array()
+            .unwrap()
+            .len(),
+        300
+    );
+    assert!(s.terminate().success());
+
+    // The same data, compaction on.
+    let s = start_configured(dir.path(), "[compaction]\ninterval = \"1s\"\n", &[]);
+    let started = std::time::Instant::now();
+    loop {
+        let segments = metric(&s, "heimdall_segments");
+        if (1.0..=5.0).contains(&segments) && task(&s, "compaction")["runs"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{segments} segments after 60 s: {}",
+            task(&s, "compaction")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let after = client(&s, &["answers", &queries]);
+    assert_eq!(before, after);
+    let m = heimdall_e2e::http_get(&s.http, "/metrics");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("heimdall_compactions_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    eprintln!(
+        "300 segments compacted to {} in {:?}",
+        metric(&s, "heimdall_segments"),
+        started.elapsed()
     );
     assert!(s.terminate().success());
 }

@@ -27,21 +27,8 @@ use anyhow::{Context, Result};
 use arrow_flight::{FlightClient, Ticket};
 use clap::Parser;
 use engine::ingest::{parse_raw, IngestContext};
-use engine::model::Value;
 use futures::TryStreamExt;
-
-#[allow(
-    missing_docs,
-    unreachable_pub,
-    clippy::all,
-    clippy::pedantic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-mod pb {
-    tonic::include_proto!("heimdall.v1");
-}
+use heimdall_benches::grpc::{pb, peak_rss_mb, status_mb, to_pb};
 
 #[derive(Parser, Debug)]
 #[command(about = "Push log lines to heimdall serve over gRPC and measure")]
@@ -77,39 +64,6 @@ struct Args {
     /// Print one JSON line per second: lines taken, pushbacks, server RSS.
     #[arg(long)]
     timeline: bool,
-}
-
-fn to_pb(r: engine::model::Record) -> pb::Record {
-    pb::Record {
-        time_unix_nano: r.time_ns,
-        msg: r.msg,
-        stream: r.stream.into_iter().collect(),
-        level: r.level.unwrap_or_default(),
-        fields: r
-            .fields
-            .into_iter()
-            .map(|(name, v)| pb::Field {
-                name,
-                value: Some(match v {
-                    Value::Str(s) => pb::field::Value::Str(s),
-                    Value::I64(x) => pb::field::Value::I64(x),
-                    Value::F64(x) => pb::field::Value::F64(x),
-                    Value::Bool(x) => pb::field::Value::Bool(x),
-                }),
-            })
-            .collect(),
-    }
-}
-
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    status_mb(pid, "VmHWM:")
-}
-
-fn status_mb(pid: u32, key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn main() -> Result<()> {

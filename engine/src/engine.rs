@@ -29,7 +29,7 @@ use wal::{LsnRange, Wal, WalConfig, WalError};
 
 use crate::manifest::{Manifest, ManifestError, SegmentEntry, SourcePosition};
 use crate::memtable::Memtable;
-use crate::memtable::SegmentGroup;
+use crate::memtable::{MemSnapshot, SegmentGroup};
 use crate::model::{Record, Tenant};
 use crate::segment::{encode_segment, SegmentError, SegmentOptions, SegmentReader};
 use crate::walrec;
@@ -47,6 +47,7 @@ mod write;
 
 use recovery::segment_files;
 
+pub use compaction::CompactionPolicy;
 pub use lease::{LEASE_OBJECT, NODE_ID_FILE};
 pub use offload::{OffloadStats, RetentionRule, RetentionStats};
 pub use templates::{
@@ -317,35 +318,21 @@ struct State {
     /// At most [`OPEN_READERS_MAX`]; the least recently used go first (a query
     /// holding one keeps it alive).
     readers: Readers,
-    /// Template miners, up to the last append (when mining is on).
-    miners: Option<templates::Miners>,
     /// The template file last put in the object store by this process.
     remote_templates: Option<String>,
 }
 
 impl State {
-    /// `tenant`'s records not yet in a published segment: the memtable's and
-    /// those of memtables being flushed.
-    fn unflushed<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Record> + 'a {
-        self.memtable
-            .records_of(tenant)
-            .chain(self.frozen.iter().flat_map(move |m| m.records_of(tenant)))
-    }
-
-    /// Mines `records` (when mining is on) and adds them to the memtable, as moving
-    /// the numbered sources `sources` (their position keys).
-    fn insert(
-        &mut self,
-        tenant: &Tenant,
-        mut records: Vec<Record>,
-        raw_bytes: u64,
-        sources: &[String],
-    ) {
-        if let Some(m) = &mut self.miners {
-            m.mine(tenant, &mut records);
+    /// `tenant`'s records not yet in a published segment on the days `time`
+    /// touches (the memtable's and those of memtables being flushed), by
+    /// reference: read them after the lock is released.
+    fn unflushed(&self, tenant: &Tenant, time: (i64, i64)) -> MemSnapshot {
+        let mut out = MemSnapshot::default();
+        self.memtable.snapshot(tenant, time, &mut out);
+        for m in &self.frozen {
+            m.snapshot(tenant, time, &mut out);
         }
-        self.memtable
-            .insert_from(tenant, records, raw_bytes, sources);
+        out
     }
 }
 
@@ -496,6 +483,17 @@ pub struct StoredColumns {
     pub level: bool,
 }
 
+/// What a query reads, as of one instant ([`Engine::snapshot`]): records still in
+/// memory and published segments, held by reference (no engine lock is held
+/// while it is read; a segment compacted away meanwhile stays readable).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Records not yet in a published segment.
+    pub memtable: MemSnapshot,
+    /// Published segments.
+    pub segments: Vec<SegmentHandle>,
+}
+
 /// A published segment as a query sees it: its manifest entry and an open reader.
 #[derive(Debug, Clone)]
 pub struct SegmentHandle {
@@ -568,6 +566,11 @@ pub struct Engine {
     /// Free bytes on the data directory's file system, and when they were read.
     free: Mutex<Option<(std::time::Instant, u64)>>,
     state: Mutex<State>,
+    /// Template miners, up to the last append (when mining is on). A lock of
+    /// their own: records are mined outside the state lock (queries and other
+    /// tenants' writes do not wait on it). Taken after `state` when both are
+    /// held, never before.
+    miners: Mutex<Option<templates::Miners>>,
     /// The object store, when configured.
     tier: Option<Arc<crate::tier::Tier>>,
     /// The lease on the object store prefix, when writable with one (given up
@@ -585,10 +588,21 @@ impl Engine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn miners(&self) -> MutexGuard<'_, Option<templates::Miners>> {
+        self.miners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives `records` their template ids (when mining is on): after their WAL
+    /// append, before they enter the memtable, outside the state lock.
+    fn mine(&self, tenant: &Tenant, records: &mut [Record]) {
+        if let Some(m) = self.miners().as_mut() {
+            m.mine(tenant, records);
+        }
+    }
+
     /// `tenant`'s templates, most frequent first (none when mining is off).
     pub fn templates(&self, tenant: &Tenant) -> Vec<TemplateInfo> {
-        self.state()
-            .miners
+        self.miners()
             .as_ref()
             .map_or_else(Vec::new, |m| m.list(tenant))
     }
@@ -596,18 +610,14 @@ impl Engine {
     /// The `_template` values `_template:id` stands for: `id` and the ids of
     /// templates folded into it ([`crate::template::Miner::canonical`]).
     pub fn template_ids(&self, tenant: &Tenant, id: u64) -> Vec<u64> {
-        self.state()
-            .miners
+        self.miners()
             .as_ref()
             .map_or_else(|| vec![id], |m| m.ids_of(tenant, id))
     }
 
     /// Templates held in memory, over every tenant.
     pub fn templates_held(&self) -> usize {
-        self.state()
-            .miners
-            .as_ref()
-            .map_or(0, templates::Miners::len)
+        self.miners().as_ref().map_or(0, templates::Miners::len)
     }
 
     /// The stored position of source `key`, if any of its records were ever stored.

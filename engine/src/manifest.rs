@@ -39,6 +39,11 @@ pub struct SegmentEntry {
     /// require a label skip segments that do not have it without opening them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// Bytes its records take in memory (the memtable's estimate,
+    /// [`crate::memtable::record_bytes`]), when known: compaction plans its merges
+    /// within a memory budget by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_bytes: Option<u64>,
 }
 
 /// Most distinct stream labels a manifest entry lists.
@@ -92,7 +97,15 @@ impl SegmentEntry {
             bytes,
             offloaded: None,
             labels,
+            mem_bytes: None,
         }
+    }
+
+    /// Bytes its records take in memory: as recorded, or (entries written before
+    /// it was) estimated from the file size, generously (log segments compress
+    /// about 10 to 20 times).
+    pub fn memory_bytes(&self) -> u64 {
+        self.mem_bytes.unwrap_or(self.bytes.saturating_mul(16))
     }
 
     /// Whether the segment is on local disk.

@@ -31,14 +31,129 @@ pub fn record_bytes(r: &Record) -> usize {
             .sum::<usize>()
 }
 
+/// Records a chunk holds at most: chunks start small (a quiet tenant's day costs
+/// little) and double up to this.
+const CHUNK_RECORDS_MAX: usize = 8192;
+const CHUNK_RECORDS_MIN: usize = 64;
+
+/// An append-only run of records with a fixed capacity. The memtable appends to
+/// it under the engine lock; a snapshot holds the chunk and the length it saw,
+/// and reads that many records with no lock at all (records past the length are
+/// not looked at; a set slot never changes).
+#[derive(Debug)]
+pub struct Chunk {
+    slots: Box<[std::sync::OnceLock<Record>]>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl Chunk {
+    fn with_capacity(n: usize) -> Chunk {
+        Chunk {
+            slots: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+            len: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Appends `r`, or gives it back when full. One appender at a time (the
+    /// part's owner).
+    fn push(&self, r: Record) -> Result<(), Record> {
+        use std::sync::atomic::Ordering;
+        let i = self.len.load(Ordering::Relaxed);
+        let Some(slot) = self.slots.get(i) else {
+            return Err(r);
+        };
+        slot.set(r)?;
+        // Published after the slot is set: a reader that sees the length sees it.
+        self.len.store(i + 1, Ordering::Release);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The first `n` records.
+    fn records(&self, n: usize) -> impl Iterator<Item = &Record> + '_ {
+        self.slots
+            .iter()
+            .take(n)
+            .filter_map(std::sync::OnceLock::get)
+    }
+
+    /// Its records, moved out when no snapshot shares it, cloned otherwise.
+    fn into_records(this: std::sync::Arc<Chunk>) -> Vec<Record> {
+        match std::sync::Arc::try_unwrap(this) {
+            Ok(c) => c
+                .slots
+                .into_vec()
+                .into_iter()
+                .filter_map(std::sync::OnceLock::into_inner)
+                .collect(),
+            Err(shared) => shared.records(shared.len()).cloned().collect(),
+        }
+    }
+}
+
 /// One (tenant, day) of the memtable.
 #[derive(Debug, Default)]
-struct Part {
-    records: Vec<Record>,
+pub struct Part {
+    chunks: Vec<std::sync::Arc<Chunk>>,
     /// Per record, the sources its batch moved (an id of `Memtable::origins`; 0:
     /// none): a retraction takes back only records its source stored.
     origins: Vec<u32>,
     bytes: usize,
+}
+
+impl Part {
+    fn push(&mut self, r: Record) {
+        let r = match self.chunks.last() {
+            Some(c) => match c.push(r) {
+                Ok(()) => return,
+                Err(r) => r,
+            },
+            None => r,
+        };
+        let cap = self.chunks.last().map_or(CHUNK_RECORDS_MIN, |c| {
+            (c.slots.len() * 2).min(CHUNK_RECORDS_MAX)
+        });
+        let c = Chunk::with_capacity(cap);
+        // A fresh chunk has room.
+        let _ = c.push(r);
+        self.chunks.push(std::sync::Arc::new(c));
+    }
+
+    /// Its records, in insertion order.
+    pub fn records(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.chunks.iter().flat_map(|c| c.records(c.len()))
+    }
+
+    fn len(&self) -> usize {
+        self.origins.len()
+    }
+}
+
+/// Records of the memtable as of one instant, shared with it (no record is
+/// copied): what a query reads from memory, with no lock held.
+#[derive(Debug, Clone, Default)]
+pub struct MemSnapshot {
+    chunks: Vec<(std::sync::Arc<Chunk>, usize)>,
+}
+
+impl MemSnapshot {
+    /// Its records.
+    pub fn records(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.chunks.iter().flat_map(|(c, n)| c.records(*n))
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Records by (tenant, UTC day number).
@@ -63,8 +178,15 @@ pub struct SegmentGroup<'a> {
     pub tenant: &'a Tenant,
     /// The partition: the first day, `YYYYMMDD`.
     pub partition: String,
-    /// The records, one slice per day.
-    pub records: Vec<&'a [Record]>,
+    /// The records' parts, one per day.
+    pub parts: Vec<&'a Part>,
+}
+
+impl SegmentGroup<'_> {
+    /// Its records.
+    pub fn records(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.parts.iter().flat_map(|p| p.records())
+    }
 }
 
 impl Memtable {
@@ -115,7 +237,7 @@ impl Memtable {
             };
             let b = record_bytes(&r);
             part.bytes += b;
-            part.records.push(r);
+            part.push(r);
             part.origins.push(origin);
             self.bytes += b;
             self.rows += 1;
@@ -143,9 +265,12 @@ impl Memtable {
             if t != tenant {
                 continue;
             }
-            let records = std::mem::take(&mut part.records);
+            // Rebuilt into new chunks: a snapshot holding the old ones keeps
+            // what it saw.
+            let chunks = std::mem::take(&mut part.chunks);
             let origins = std::mem::take(&mut part.origins);
-            for (r, o) in records.into_iter().zip(origins) {
+            let records = chunks.into_iter().flat_map(Chunk::into_records);
+            for (r, o) in records.zip(origins) {
                 if from_source.get(o as usize) == Some(&true) && drop(&r) {
                     let b = record_bytes(&r);
                     part.bytes -= b;
@@ -154,12 +279,12 @@ impl Memtable {
                     self.raw_bytes = self.raw_bytes.saturating_sub(r.msg.len() as u64 + 1);
                     removed += 1;
                 } else {
-                    part.records.push(r);
+                    part.push(r);
                     part.origins.push(o);
                 }
             }
         }
-        self.parts.retain(|_, p| !p.records.is_empty());
+        self.parts.retain(|_, p| p.len() > 0);
         removed
     }
 
@@ -190,14 +315,14 @@ impl Memtable {
                 open.is_some_and(|(bytes, t)| t == tenant && bytes + part.bytes < pack_bytes);
             match out.last_mut() {
                 Some(g) if fits => {
-                    g.records.push(&part.records);
+                    g.parts.push(part);
                     open = open.map(|(b, t)| (b + part.bytes, t));
                 }
                 _ => {
                     out.push(SegmentGroup {
                         tenant,
                         partition: day_name(*day),
-                        records: vec![&part.records],
+                        parts: vec![part],
                     });
                     open = Some((part.bytes, tenant));
                 }
@@ -206,29 +331,25 @@ impl Memtable {
         out
     }
 
-    /// Every record of `tenant`.
-    pub fn records_of<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Record> + 'a {
-        self.parts
-            .iter()
-            .filter(move |((t, _), _)| t == tenant)
-            .flat_map(|(_, p)| p.records.iter())
-    }
-
-    /// Records of `tenant` whose `_msg` contains all `words` as tokens.
-    pub fn search<'a>(
-        &'a self,
-        tenant: &'a Tenant,
-        words: &'a [&'a str],
-    ) -> impl Iterator<Item = &'a Record> + 'a {
-        self.parts
-            .iter()
-            .filter(move |((t, _), _)| t == tenant)
-            .flat_map(|(_, p)| p.records.iter())
-            .filter(move |r| {
-                words
-                    .iter()
-                    .all(|w| crate::token::contains_token(&r.msg, w))
-            })
+    /// Adds to `out` every record of `tenant` on the days `time` (nanoseconds,
+    /// `[start, end)`) touches, by reference.
+    pub fn snapshot(&self, tenant: &Tenant, time: (i64, i64), out: &mut MemSnapshot) {
+        if time.0 >= time.1 {
+            return;
+        }
+        let first = time.0.div_euclid(NANOS_PER_DAY);
+        let last = (time.1 - 1).div_euclid(NANOS_PER_DAY);
+        for (_, part) in self
+            .parts
+            .range((tenant.clone(), first)..=(tenant.clone(), last))
+        {
+            for c in &part.chunks {
+                let n = c.len();
+                if n > 0 {
+                    out.chunks.push((std::sync::Arc::clone(c), n));
+                }
+            }
+        }
     }
 }
 
@@ -264,7 +385,7 @@ mod tests {
                 (
                     g.tenant.as_str().to_string(),
                     g.partition.clone(),
-                    g.records.iter().map(|r| r.len()).sum(),
+                    g.records().count(),
                 )
             })
             .collect();
@@ -279,5 +400,46 @@ mod tests {
         );
         // No packing: one segment per (tenant, day).
         assert_eq!(m.segments(0).len(), 8);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_it_saw_while_the_memtable_changes() {
+        let t = Tenant::default();
+        let mut m = Memtable::default();
+        let key = "kafka:topic:0".to_string();
+        // Enough records for several chunks on day 0, and one on day 2.
+        let recs: Vec<Record> = (0..1000).map(|i| rec(0, i % 7 + 1)).collect();
+        m.insert_from(&t, recs, 0, std::slice::from_ref(&key));
+        m.insert(&t, vec![rec(2, 3)], 0);
+        let all = |m: &Memtable, time| {
+            let mut s = MemSnapshot::default();
+            m.snapshot(&t, time, &mut s);
+            s
+        };
+        let before = all(&m, (i64::MIN, i64::MAX));
+        assert_eq!(before.len(), 1001);
+        // Only the days a time range touches.
+        assert_eq!(all(&m, (0, NANOS_PER_DAY)).len(), 1000);
+        assert_eq!(all(&m, (2 * NANOS_PER_DAY, 2 * NANOS_PER_DAY + 1)).len(), 1);
+        assert!(all(&m, (NANOS_PER_DAY, 2 * NANOS_PER_DAY)).is_empty());
+        assert!(all(&m, (5, 5)).is_empty());
+        // Appends after it, and a retraction, do not change it.
+        m.insert(&t, (0..500).map(|_| rec(0, 9)).collect(), 0);
+        let removed = m.remove(&t, &key, |r| r.msg.len() == 1);
+        assert_eq!(removed, 143);
+        assert_eq!(before.len(), 1001);
+        assert_eq!(before.records().filter(|r| r.msg.len() == 1).count(), 143);
+        assert_eq!(before.records().filter(|r| r.msg.len() == 9).count(), 0);
+        let after = all(&m, (i64::MIN, i64::MAX));
+        assert_eq!(after.len(), 1001 + 500 - 143);
+        assert_eq!(after.records().filter(|r| r.msg.len() == 1).count(), 0);
+        assert_eq!(m.rows(), after.len() as u64);
+        // The flush's view agrees.
+        let flushed: usize = m
+            .segments(usize::MAX)
+            .iter()
+            .map(|g| g.records().count())
+            .sum();
+        assert_eq!(flushed, after.len());
     }
 }

@@ -101,12 +101,9 @@ fn fill(e: &Engine, rt: &tokio::runtime::Runtime) -> u64 {
 fn view(e: &Engine) -> (Vec<(i64, String)>, Vec<usize>) {
     let t = Tenant::default();
     let mut all = Vec::new();
-    let segs = e
-        .snapshot(&t, (i64::MIN, i64::MAX), |r| {
-            all.push((r.time_ns, r.msg.clone()))
-        })
-        .unwrap();
-    for h in segs {
+    let snap = e.snapshot(&t, (i64::MIN, i64::MAX)).unwrap();
+    all.extend(snap.memtable.records().map(|r| (r.time_ns, r.msg.clone())));
+    for h in snap.segments {
         for b in 0..h.reader.footer().blocks.len() {
             for r in h.reader.records(b).unwrap() {
                 all.push((r.time_ns, r.msg));
@@ -303,7 +300,7 @@ fn faults_are_retried_and_an_unreachable_store_loses_nothing() {
     let e = Engine::open(c).unwrap();
     let started = Instant::now();
     let err = e
-        .snapshot(&Tenant::default(), (i64::MIN, i64::MAX), |_| {})
+        .snapshot(&Tenant::default(), (i64::MIN, i64::MAX))
         .map(|_| ())
         .unwrap_err();
     assert!(
@@ -484,18 +481,20 @@ fn label_pruning_never_fetches_segments_without_the_label() {
     let e = Engine::open(cfg(&s, data.path(), false)).unwrap();
     let before = s.plan.requests.load(Ordering::Relaxed);
     let segs = e
-        .snapshot_with_labels(&t, (i64::MIN, i64::MAX), &["app=a".to_string()], |_| {})
-        .unwrap();
+        .snapshot_with_labels(&t, (i64::MIN, i64::MAX), &["app=a".to_string()])
+        .unwrap()
+        .segments;
     assert_eq!(segs.len(), 1);
     assert!(segs[0].entry.min_time >= 2 * DAY && segs[0].entry.max_time < 3 * DAY);
     // One request: the open of that one segment.
     assert_eq!(s.plan.requests.load(Ordering::Relaxed) - before, 1);
     let none = e
-        .snapshot_with_labels(&t, (i64::MIN, i64::MAX), &["app=zzz".to_string()], |_| {})
-        .unwrap();
+        .snapshot_with_labels(&t, (i64::MIN, i64::MAX), &["app=zzz".to_string()])
+        .unwrap()
+        .segments;
     assert!(none.is_empty());
     assert_eq!(
-        e.snapshot(&t, (i64::MIN, i64::MAX), |_| {}).unwrap().len(),
+        e.snapshot(&t, (i64::MIN, i64::MAX)).unwrap().segments.len(),
         3
     );
 }

@@ -1336,9 +1336,15 @@ fn answer(
     let mut newest: Vec<Record> = Vec::new();
     let mut labels = Vec::new();
     required_labels(&q.filter, &mut labels);
-    let mut segments = engine.snapshot_with_labels(tenant, bounds, &labels, |r| {
-        if mem_err.is_some() || !compiled.matches(r) {
-            return;
+    // The engine lock is held only while the snapshot is taken: the records in
+    // memory are filtered here, with no lock, so writes never wait on a query.
+    let snap = engine.snapshot_with_labels(tenant, bounds, &labels)?;
+    for r in snap.memtable.records() {
+        if mem_err.is_some() {
+            break;
+        }
+        if !compiled.matches(r) {
+            continue;
         }
         match leading_limit {
             Some(n) => {
@@ -1351,7 +1357,8 @@ fn answer(
             }
             None => mem_err = sink.add(r.clone(), limits).err(),
         }
-    })?;
+    }
+    let mut segments = snap.segments;
     if let Some(n) = leading_limit {
         newest.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
         newest.truncate(n);

@@ -244,7 +244,36 @@ def scenario_retry(grpc_addr, http_addr, producer, seq):
     print(json.dumps({"duplicates": r.duplicates, "first_lsn": r.first_lsn}))
 
 
+def scenario_small_ingests(grpc_addr, http_addr, count, lines_path):
+    """`count` small gRPC pushes of real log lines (a few each, with fields n and
+    host), each followed by a `flush` action: one small segment per push."""
+    pb, pbg = stubs()
+    ingest = pbg.IngestStub(grpc.insecure_channel(grpc_addr))
+    c = fl.connect(f"grpc://{grpc_addr}")
+    with open(lines_path, encoding="utf-8", errors="replace") as f:
+        lines = [l.rstrip("\n") for l in f if l.strip()]
+    base = 1_700_000_000 * 10**9
+    n = 0
+    for i in range(int(count)):
+        batch = []
+        for _ in range(1 + i % 7):
+            r = pb.Record(time_unix_nano=base + n * 10**6, msg=lines[n % len(lines)])
+            r.fields.add(name="n", i64=n)
+            r.fields.add(name="host", str=f"h{n % 3}")
+            batch.append(r)
+            n += 1
+        ingest.Push(pb.PushRequest(records=batch))
+        list(c.do_action(fl.Action("flush", b"")))
+    print(json.dumps({"records": n}))
+
+
+def scenario_answers(grpc_addr, http_addr, queries_json):
+    """The rows each query of the JSON list answers: {query: rows}."""
+    print(json.dumps({q: flight_rows(grpc_addr, q) for q in json.loads(queries_json)}))
+
+
 if __name__ == "__main__":
     name, grpc_addr, http_addr, *rest = sys.argv[1:]
-    scenarios = {"api": scenario_api, "load": scenario_load, "ids": scenario_ids, "retry": scenario_retry}
+    scenarios = {"api": scenario_api, "load": scenario_load, "ids": scenario_ids, "retry": scenario_retry,
+                 "small_ingests": scenario_small_ingests, "answers": scenario_answers}
     scenarios[name](grpc_addr, http_addr, *rest)

@@ -53,7 +53,7 @@ impl Engine {
                     (
                         st.producers.clone(),
                         st.positions.clone(),
-                        st.miners.as_ref().map(templates::Miners::freeze),
+                        self.miners().as_ref().map(templates::Miners::freeze),
                     ),
                 )
             }
@@ -189,7 +189,7 @@ impl Engine {
                             let Some((seq, g)) = parts.get(i) else {
                                 return Ok(mine);
                             };
-                            let records = g.records.iter().flat_map(|r| r.iter()).collect();
+                            let records = g.records().collect();
                             let entry =
                                 self.write_segment_file(g.tenant, &g.partition, *seq, records)?;
                             mine.push((i, entry));

@@ -653,7 +653,7 @@ impl Engine {
             return Ok(false);
         }
         if let (Some(saved), Some(mc)) = (saved, &self.cfg.templates) {
-            st.miners = Some(super::templates::Miners::restore(mc.clone(), &saved));
+            *self.miners() = Some(super::templates::Miners::restore(mc.clone(), &saved));
         }
         st.readers
             .retain(|f| m.segments.iter().any(|s| s.file == f));

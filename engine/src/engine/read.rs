@@ -7,12 +7,8 @@ impl Engine {
     /// Records of `tenant` whose `_msg` contains every word, newest first, at most
     /// `limit`.
     pub fn search(&self, tenant: &Tenant, words: &[&str], limit: usize) -> Result<Vec<Record>> {
-        let (mut out, mut segments): (Vec<Record>, Vec<SegmentEntry>) = {
+        let (mem, mut segments): (MemSnapshot, Vec<SegmentEntry>) = {
             let st = self.state();
-            let mut hits: Vec<Record> = st.memtable.search(tenant, words).cloned().collect();
-            for m in &st.frozen {
-                hits.extend(m.search(tenant, words).cloned());
-            }
             let segs = st
                 .manifest
                 .segments
@@ -20,8 +16,17 @@ impl Engine {
                 .filter(|s| s.tenant == tenant.as_str())
                 .cloned()
                 .collect();
-            (hits, segs)
+            (st.unflushed(tenant, (i64::MIN, i64::MAX)), segs)
         };
+        let mut out: Vec<Record> = mem
+            .records()
+            .filter(|r| {
+                words
+                    .iter()
+                    .all(|w| crate::token::contains_token(&r.msg, w))
+            })
+            .cloned()
+            .collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
         out.truncate(limit);
         segments.sort_by_key(|s| std::cmp::Reverse(s.max_time));
@@ -45,18 +50,15 @@ impl Engine {
         }
         Ok(out)
     }
-    /// What a query reads, from one instant: calls `memtable` with every record of
-    /// `tenant` still in memory (not yet in a published segment) and returns the
-    /// tenant's published segments overlapping `time` (nanoseconds, `[start, end)`),
-    /// open. Readers are opened once and cached; opening under the state lock is what
-    /// makes the list and the files one consistent view.
-    pub fn snapshot(
-        &self,
-        tenant: &Tenant,
-        time: (i64, i64),
-        memtable: impl FnMut(&Record),
-    ) -> Result<Vec<SegmentHandle>> {
-        self.snapshot_with_labels(tenant, time, &[], memtable)
+    /// What a query reads, as of one instant: `tenant`'s records still in memory
+    /// (not yet in a published segment) on the days `time` (nanoseconds,
+    /// `[start, end)`) touches, and its published segments overlapping `time`,
+    /// open. The engine lock is held only to take the references: the caller
+    /// reads both without it, so queries never hold up writes. Readers are opened
+    /// once and cached; opening under the lock is what makes the list and the
+    /// files one consistent view.
+    pub fn snapshot(&self, tenant: &Tenant, time: (i64, i64)) -> Result<Snapshot> {
+        self.snapshot_with_labels(tenant, time, &[])
     }
     /// [`Self::snapshot`] of only the segments that may hold records carrying every
     /// stream label of `labels` (`name=value`), by the manifest's label lists:
@@ -66,12 +68,9 @@ impl Engine {
         tenant: &Tenant,
         time: (i64, i64),
         labels: &[String],
-        mut memtable: impl FnMut(&Record),
-    ) -> Result<Vec<SegmentHandle>> {
+    ) -> Result<Snapshot> {
         let mut st = self.state();
-        for r in st.unflushed(tenant) {
-            memtable(r);
-        }
+        let memtable = st.unflushed(tenant, time);
         let entries: Vec<SegmentEntry> = st
             .manifest
             .segments
@@ -107,7 +106,10 @@ impl Engine {
                 }
             }
         }
-        Ok(out.into_iter().flatten().collect())
+        Ok(Snapshot {
+            memtable,
+            segments: out.into_iter().flatten().collect(),
+        })
     }
     /// The columns `tenant`'s records may have, from metadata alone (no record is
     /// read): the field columns of its local segments' footers and of offloaded
@@ -116,36 +118,42 @@ impl Engine {
     /// column are not listed.
     pub fn columns(&self, tenant: &Tenant) -> Result<StoredColumns> {
         use crate::segment::ColumnKind;
+        let (mem, readers) = {
+            let mut st = self.state();
+            let mem = st.unflushed(tenant, (i64::MIN, i64::MAX));
+            let entries: Vec<SegmentEntry> = st
+                .manifest
+                .segments
+                .iter()
+                .filter(|e| e.tenant == tenant.as_str())
+                .cloned()
+                .collect();
+            let mut readers = Vec::with_capacity(entries.len());
+            for e in entries {
+                match st.readers.get(&e.file) {
+                    Some(r) => readers.push(r),
+                    None if e.is_local() => {
+                        readers.push(st.reader(&self.dir, self.tier.as_ref(), &e)?);
+                    }
+                    None => {}
+                }
+            }
+            (mem, readers)
+        };
         let mut out = StoredColumns::default();
-        let mut st = self.state();
         let kind = |v: &crate::model::Value| match v {
             crate::model::Value::Str(_) => ColumnKind::Str,
             crate::model::Value::I64(_) => ColumnKind::I64,
             crate::model::Value::F64(_) => ColumnKind::F64,
             crate::model::Value::Bool(_) => ColumnKind::Bool,
         };
-        let mut add = |r: &Record| {
+        for r in mem.records() {
             out.level |= r.level.is_some();
             for (k, v) in &r.fields {
                 out.fields.entry(k.clone()).or_default().insert(kind(v));
             }
-        };
-        for r in st.unflushed(tenant) {
-            add(r);
         }
-        let entries: Vec<SegmentEntry> = st
-            .manifest
-            .segments
-            .iter()
-            .filter(|e| e.tenant == tenant.as_str())
-            .cloned()
-            .collect();
-        for e in entries {
-            let reader = match st.readers.get(&e.file) {
-                Some(r) => r,
-                None if e.is_local() => st.reader(&self.dir, self.tier.as_ref(), &e)?,
-                None => continue,
-            };
+        for reader in readers {
             for c in &reader.footer().columns {
                 match c.kind {
                     ColumnKind::Level => out.level = true,

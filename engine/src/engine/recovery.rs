@@ -167,9 +167,9 @@ impl Engine {
                     resident_max: tier.as_ref().map_or(0, |t| t.cfg.memory_cache_bytes_max),
                     ..Readers::default()
                 },
-                miners,
                 remote_templates: None,
             }),
+            miners: Mutex::new(miners),
             tier,
             lease,
         })

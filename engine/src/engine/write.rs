@@ -159,6 +159,8 @@ impl Engine {
         let payload = Bytes::from(walrec::encode_with(tenant, &records, None, &positions));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
+        let mut records = records;
+        self.mine(tenant, &mut records);
         {
             let mut st = self.state();
             let sources: Vec<String> = positions.iter().map(|p| p.key.clone()).collect();
@@ -171,7 +173,8 @@ impl Engine {
                     },
                 );
             }
-            st.insert(tenant, records, raw_bytes, &sources);
+            st.memtable
+                .insert_from(tenant, records, raw_bytes, &sources);
         }
         let mut retracted = Vec::new();
         for r in confirm(range) {
@@ -220,6 +223,8 @@ impl Engine {
         ));
         let _shared = self.gate.read().await;
         let range = self.wal.append_batch(vec![payload]).await?;
+        let mut records = records;
+        self.mine(tenant, &mut records);
         let mut st = self.state();
         // Under the gate, like the memtable insert: a flush freezing both sees
         // exactly the batches below its checkpoint.
@@ -227,7 +232,7 @@ impl Engine {
             st.producers
                 .record(&crate::dedup::key(tenant, p), *seq, range.first, range.last);
         }
-        st.insert(tenant, records, raw_bytes, &[]);
+        st.memtable.insert_from(tenant, records, raw_bytes, &[]);
         Ok(range)
     }
 }

@@ -18,6 +18,7 @@
 //! query_queue_timeout = "10s"      # longest wait before RESOURCE_EXHAUSTED
 //! query_reserve = 2                # more slots, only for needle queries when all are busy
 //! query_reserve_timeout = "2s"     # a query's deadline in a reserve slot
+//! query_nice = 10                  # queries' CPU priority below ingest (Linux nice, 0-19)
 //! flush_interval = "10s"           # flush records at most this old ("0s": by size only)
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! disk_reserve_bytes = 268435456   # refuse writes while less is free on the disk
@@ -27,6 +28,14 @@
 //! [templates]                      # log-template mining (the `_template` field)
 //! enabled = true
 //! max = 100000                     # per tenant; beyond, new kinds get id 0
+//!
+//! [compaction]                     # merging small segments in the background
+//! enabled = true
+//! interval = "30s"                 # how often it looks for small segments
+//! small_bytes = 4194304            # segments smaller than this (file bytes) are merged
+//! min_segments = 4                 # once a tenant has this many to merge together
+//! memory_bytes_max = 67108864      # records one merge holds in memory
+//! bytes_per_s = 8388608            # input merged per second at most (0: unpaced)
 //!
 //! [object_store]                   # optional; see docs/object-storage.md
 //! url = "s3://bucket/prefix"       # or gs://, az://, file:///dir
@@ -71,9 +80,55 @@ pub(crate) struct Config {
     pub(crate) object_store: Option<ObjectStoreConfig>,
     pub(crate) retention: Vec<Retention>,
     pub(crate) templates: TemplatesConfig,
+    pub(crate) compaction: CompactionConfig,
     /// Serve the object store's data read-only (`serve --read-only`).
     #[serde(skip)]
     pub(crate) read_only: bool,
+}
+
+/// `[compaction]`: merging small segments in the background (docs/server.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CompactionConfig {
+    /// Run the background compaction task.
+    pub(crate) enabled: bool,
+    /// How often it looks for small segments.
+    #[serde(with = "duration_text")]
+    pub(crate) interval: Duration,
+    /// Local segments with fewer file bytes than this are merged.
+    pub(crate) small_bytes: u64,
+    /// A tenant's small segments are merged once this many can go together.
+    pub(crate) min_segments: usize,
+    /// Records one merge holds in memory at most (about the most an output holds).
+    pub(crate) memory_bytes_max: u64,
+    /// Input segment bytes merged per second at most (0: unpaced).
+    pub(crate) bytes_per_s: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        let p = engine::engine::CompactionPolicy::background();
+        CompactionConfig {
+            enabled: true,
+            interval: Duration::from_secs(30),
+            small_bytes: p.small_bytes,
+            min_segments: p.min_inputs,
+            memory_bytes_max: p.memory_bytes_max,
+            bytes_per_s: p.bytes_per_s,
+        }
+    }
+}
+
+impl CompactionConfig {
+    /// The engine's policy.
+    pub(crate) fn policy(&self) -> engine::engine::CompactionPolicy {
+        engine::engine::CompactionPolicy {
+            small_bytes: self.small_bytes,
+            min_inputs: self.min_segments,
+            memory_bytes_max: self.memory_bytes_max,
+            bytes_per_s: self.bytes_per_s,
+        }
+    }
 }
 
 /// `[templates]`: log-template mining on ingest (docs/templates.md).
@@ -369,6 +424,11 @@ pub(crate) struct Limits {
     /// The deadline of a query in a reserve slot.
     #[serde(with = "duration_text")]
     pub(crate) query_reserve_timeout: Duration,
+    /// How much lower than the rest of the server queries run on the CPU (a
+    /// Linux nice increment for the query's threads, 0 to 19): when the cores are
+    /// busy, ingest (and flushes) come first, so queries never slow
+    /// acknowledgements down; alone, a query gets every idle cycle.
+    pub(crate) query_nice: u8,
     pub(crate) memtable_bytes_max: usize,
     /// Flush once the oldest unflushed record is this old ("0s": by size only).
     #[serde(with = "duration_text")]
@@ -391,6 +451,7 @@ impl Default for Config {
             object_store: None,
             retention: Vec::new(),
             templates: TemplatesConfig::default(),
+            compaction: CompactionConfig::default(),
             read_only: false,
         }
     }
@@ -418,6 +479,9 @@ impl Default for Limits {
             // milliseconds, so 2 s cuts only what was not one.
             query_reserve: 2,
             query_reserve_timeout: Duration::from_secs(2),
+            // Measured with benches/scripts/ingest-under-query.sh
+            // (docs/decisions/0008-query-cpu-priority.md).
+            query_nice: 10,
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,
@@ -547,6 +611,12 @@ impl Config {
             bail!("limits.queries_max must be positive and limits.query_memory_bytes_max at least 1 MiB");
         }
         check_batch_records_max("limits.", l.batch_records_max)?;
+        if l.query_nice > 19 {
+            bail!(
+                "limits.query_nice = {} is over 19, the lowest CPU priority",
+                l.query_nice
+            );
+        }
         if l.flush_threads == 0 || l.memtable_bytes_max < (1 << 20) {
             bail!("limits.flush_threads must be positive and limits.memtable_bytes_max at least 1 MiB");
         }
@@ -569,6 +639,13 @@ impl Config {
             if o.lease_ttl < Duration::from_secs(2) {
                 bail!("object_store.lease_ttl must be at least 2s");
             }
+        }
+        let c = &self.compaction;
+        if c.interval < Duration::from_secs(1)
+            || c.min_segments < 2
+            || c.memory_bytes_max < (1 << 20)
+        {
+            bail!("compaction: interval must be at least 1s, min_segments at least 2, memory_bytes_max at least 1 MiB");
         }
         if self.read_only && self.object_store.is_none() {
             bail!("--read-only serves an object store's data: [object_store] must be configured");

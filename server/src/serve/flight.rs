@@ -223,7 +223,8 @@ impl FlightService for Flight {
         let stalled_w = Arc::clone(&stalled);
         let deadline = started + timeout;
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
+        let nice = node.cfg.limits.query_nice;
+        super::spawn_nice("heimdall-query", nice, move || {
             let _slot = slot;
             let send = |b: RecordBatch| {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -242,7 +243,8 @@ impl FlightService for Flight {
                 node.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
                 let _ = tx.blocking_send(Err(e));
             }
-        });
+        })
+        .map_err(|e| Status::internal(format!("cannot start a query thread: {e}")))?;
         // The first answer decides between an error status and a stream.
         let first = match rx.recv().await {
             Some(Ok(b)) => b,

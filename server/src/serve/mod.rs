@@ -10,6 +10,7 @@ mod http;
 mod ingest;
 pub(crate) mod kafka;
 mod metrics;
+mod nice;
 mod put;
 mod tiering;
 
@@ -22,6 +23,8 @@ use engine::engine::{CompactStats, Engine, EngineConfig, EngineError, FlushStats
 use engine::model::{Record, Tenant};
 use tokio::net::TcpListener;
 use tonic::Status;
+
+pub(crate) use nice::spawn_nice;
 
 pub(crate) use config::{Config, Overrides};
 
@@ -429,6 +432,7 @@ async fn serve(cfg: Config) -> Result<()> {
     };
 
     spawn_flush_task(&node);
+    spawn_compaction_task(&node);
     tiering::spawn_tasks(&node);
     let limit = cfg.limits.message_bytes_max;
     let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService {
@@ -551,6 +555,55 @@ fn spawn_flush_task(node: &Arc<Node>) {
                         Some(why) => engine::tasks::TaskError::Fatal(why),
                         None => engine::tasks::TaskError::Retry(e.message().to_string()),
                     })
+            }
+        },
+    );
+}
+
+/// The `compaction` task (`[compaction] enabled`, a writable node): every
+/// `[compaction] interval`, merges each tenant's small segments
+/// ([`engine::engine::CompactionPolicy`]), paced, on a thread of lower CPU
+/// priority (`[limits] query_nice`) so that it never slows ingest down.
+fn spawn_compaction_task(node: &Arc<Node>) {
+    let c = &node.cfg.compaction;
+    if !c.enabled || node.cfg.read_only {
+        return;
+    }
+    let n = Arc::clone(node);
+    let policy = c.policy();
+    node.tasks.spawn(
+        "compaction",
+        "merge small segments (each tenant's, within a memory budget, paced)",
+        engine::tasks::Schedule::every(c.interval),
+        move || {
+            let (n, policy) = (Arc::clone(&n), policy.clone());
+            async move {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let node = Arc::clone(&n);
+                spawn_nice("heimdall-compact", n.cfg.limits.query_nice, move || {
+                    let res = tokio::runtime::Handle::current()
+                        .block_on(node.engine.compact_with(&policy));
+                    let _ = tx.send(res);
+                })
+                .map_err(|e| {
+                    engine::tasks::TaskError::Retry(format!("cannot start a thread: {e}"))
+                })?;
+                match rx.await {
+                    Ok(Ok(s)) => {
+                        if s.merged > 0 {
+                            n.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(merged = s.merged, written = s.written, "compacted");
+                        }
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(match n.engine.failure() {
+                        Some(why) => engine::tasks::TaskError::Fatal(why),
+                        None => engine::tasks::TaskError::Retry(e.to_string()),
+                    }),
+                    Err(_) => Err(engine::tasks::TaskError::Retry(
+                        "the compaction thread ended without an answer".into(),
+                    )),
+                }
             }
         },
     );
