@@ -323,6 +323,29 @@ pub fn http_get(addr: &str, path: &str) -> String {
         .map_or(text.clone(), |(_, b)| b.to_string())
 }
 
+/// A plain HTTP/1.1 POST on loopback; the status code and the body.
+pub fn http_post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        c,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut text = String::new();
+    c.read_to_string(&mut text).expect("response");
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (code, body)
+}
+
 /// Runs the client script `tests/py/SCRIPT` with scenario `args[0]` against the
 /// server `s` (its gRPC and HTTP addresses), then `args[1..]`; its last stdout
 /// line, as JSON. The script must succeed.

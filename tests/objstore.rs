@@ -224,6 +224,10 @@ fn offloaded_data_answers_identically_from_the_same_and_a_fresh_node() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("read-only"), "{err}");
+    // Over HTTP too: refused as the node's state (409), not as a server fault.
+    let (code, body) = heimdall_e2e::http_post(&ro.http, "/insert/jsonl", "{\"_msg\":\"x\"}\n");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("read-only"), "{body}");
     assert!(ro.terminate().success());
     assert!(s.terminate().success());
     // A lost disk: a writable node with an empty data directory adopts the

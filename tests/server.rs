@@ -318,17 +318,8 @@ fn task(s: &Server, name: &str) -> Value {
 
 /// POSTs JSON lines to `/insert/jsonl`; the answer's JSON.
 fn post_jsonl(s: &Server, body: &str) -> Value {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(&s.http).unwrap();
-    write!(
-        c,
-        "POST /insert/jsonl HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    c.read_to_string(&mut answer).unwrap();
-    serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    let (_, answer) = heimdall_e2e::http_post(&s.http, "/insert/jsonl", body);
+    serde_json::from_str(&answer).unwrap()
 }
 
 /// A node with default settings that receives 20 records and nothing else has

@@ -124,7 +124,7 @@ fn query_params(uri: &Uri) -> Vec<(String, String)> {
 async fn insert_jsonl(State(node): State<Arc<Node>>, uri: Uri, body: Bytes) -> Response {
     let bad = |msg: String| {
         node.rejected();
-        json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": msg }))
+        super::Refusal::new(super::refusal::Kind::Invalid, msg).http()
     };
     let mut tenant = Tenant::default();
     let mut ctx = IngestContext {
@@ -176,27 +176,6 @@ async fn insert_jsonl(State(node): State<Arc<Node>>, uri: Uri, body: Bytes) -> R
                 "last_lsn": r.range.last,
             }),
         ),
-        Err(s) => {
-            let code = match s.code() {
-                tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-                tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
-                tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            let mut resp = json(code, serde_json::json!({ "error": s.message() }));
-            // The gRPC retry hint, as HTTP clients read it (whole seconds).
-            let pushback_ms = s
-                .metadata()
-                .get("grpc-retry-pushback-ms")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(ms) = pushback_ms {
-                if let Ok(v) = header::HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string())
-                {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-            }
-            resp
-        }
+        Err(refused) => refused.http(),
     }
 }

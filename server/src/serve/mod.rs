@@ -12,6 +12,7 @@ pub(crate) mod kafka;
 mod metrics;
 mod nice;
 mod put;
+pub(crate) mod refusal;
 mod tiering;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tonic::Status;
 
 pub(crate) use nice::spawn_nice;
+pub(crate) use refusal::Refusal;
 
 pub(crate) use config::{Config, Overrides};
 
@@ -85,21 +87,19 @@ impl Node {
         tenant: &Tenant,
         records: Vec<Record>,
         dedup: Option<(String, u64)>,
-    ) -> Result<Ingested, Status> {
+    ) -> Result<Ingested, Refusal> {
         let started = Instant::now();
         let backlog = self.engine.memory().memtable_bytes;
         if backlog > self.cfg.limits.backlog_bytes_max {
             self.rejected();
             self.flush_wake.notify_one();
-            let mut s = Status::resource_exhausted(format!(
-                "{backlog} bytes wait to be flushed (limit {}): retry later",
-                self.cfg.limits.backlog_bytes_max
+            return Err(Refusal::overloaded(
+                format!(
+                    "{backlog} bytes wait to be flushed (limit {}): retry later",
+                    self.cfg.limits.backlog_bytes_max
+                ),
+                Duration::from_millis(500),
             ));
-            s.metadata_mut().insert(
-                "grpc-retry-pushback-ms",
-                tonic::metadata::MetadataValue::from(500u32),
-            );
-            return Err(s);
         }
         let n = records.len() as u64;
         let bytes: u64 = records.iter().map(|r| r.msg.len() as u64).sum();
@@ -109,7 +109,7 @@ impl Node {
             .await
             .map_err(|e| {
                 self.rejected();
-                engine_status(e)
+                Refusal::from(e)
             })?;
         let m = &self.metrics;
         m.ingest_batches.fetch_add(1, Ordering::Relaxed);
@@ -321,38 +321,9 @@ impl Node {
     }
 }
 
-/// The gRPC status for an engine error.
+/// The gRPC status for an engine error ([`Refusal`]'s mapping).
 pub(crate) fn engine_status(e: EngineError) -> Status {
-    match e {
-        EngineError::ReadOnly | EngineError::LeaseLost(_) | EngineError::LeaseHeld { .. } => {
-            Status::failed_precondition(e.to_string())
-        }
-        EngineError::DiskBudget { .. } | EngineError::DiskFull { .. } => {
-            let mut s = Status::resource_exhausted(e.to_string());
-            s.metadata_mut().insert(
-                "grpc-retry-pushback-ms",
-                tonic::metadata::MetadataValue::from(5000u32),
-            );
-            s
-        }
-        EngineError::Tier(_)
-        | EngineError::Segment(engine::segment::SegmentError::Remote { .. }) => {
-            Status::unavailable(e.to_string())
-        }
-        EngineError::SequenceTooOld { .. } => Status::failed_precondition(e.to_string()),
-        EngineError::SequenceInFlight { .. } => Status::aborted(e.to_string()),
-        EngineError::FlushFailed(_) => Status::unavailable(e.to_string()),
-        EngineError::Wal(w @ wal::WalError::QueueFull { .. }) => {
-            Status::resource_exhausted(w.to_string())
-        }
-        EngineError::BatchTooLarge { .. } | EngineError::InvalidRecord { .. } => {
-            Status::invalid_argument(e.to_string())
-        }
-        EngineError::Wal(w @ wal::WalError::RecordTooLarge { .. }) => {
-            Status::invalid_argument(w.to_string())
-        }
-        other => Status::internal(other.to_string()),
-    }
+    Refusal::from(e).status()
 }
 
 /// The gRPC status for a query error: the query's fault or the server's.
