@@ -6,6 +6,8 @@
 # PRELOAD lines stay in the memtable, the case where queries and writes meet;
 # FLUSH_INTERVAL=10s is the default policy, most records then in segments).
 #
+# CPUS (a taskset list, e.g. "1") pins the server and the clients to those cores.
+#
 #   cargo build --release -p heimdall-server -p heimdall-benches
 #   benches/scripts/ingest-under-query.sh
 set -euo pipefail
@@ -16,6 +18,8 @@ PRELOAD="${PRELOAD:-200000}"
 FLUSH_INTERVAL="${FLUSH_INTERVAL:-1h}"
 SECONDS_EACH="${SECONDS_EACH:-20}"
 QUERY_CLIENTS="${QUERY_CLIENTS:-4}"
+PIN=()
+if [ -n "${CPUS:-}" ]; then PIN=(taskset -c "$CPUS"); fi
 rm -rf "$W" && mkdir -p "$W"
 "$BIN/heimdall-gen" --lines $((PRELOAD + 100000)) --seed 1 --out "$W/gen.log" >&2
 cat > "$W/heimdall.toml" <<TOML
@@ -25,10 +29,14 @@ http_addr = "127.0.0.1:0"
 [limits]
 flush_interval = "$FLUSH_INTERVAL"
 TOML
-"$BIN/heimdall" serve --config "$W/heimdall.toml" > "$W/serve.out" 2> "$W/serve.err" &
+# QUERY_PRIORITY (idle, low, normal) sets [limits] query_priority.
+if [ -n "${QUERY_PRIORITY:-}" ]; then
+  echo "query_priority = \"$QUERY_PRIORITY\"" >> "$W/heimdall.toml"
+fi
+"${PIN[@]}" "$BIN/heimdall" serve --config "$W/heimdall.toml" > "$W/serve.out" 2> "$W/serve.err" &
 PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "serving" "$W/serve.out" && break; sleep 0.1; done
 ADDR=$(grep -o "grpc=[0-9.:]*" "$W/serve.out" | cut -d= -f2)
-"$BIN/ingest-under-query" --connect "$ADDR" --input "$W/gen.log" --preload "$PRELOAD" \
+"${PIN[@]}" "$BIN/ingest-under-query" --connect "$ADDR" --input "$W/gen.log" --preload "$PRELOAD" \
   --seconds "$SECONDS_EACH" --query-clients "$QUERY_CLIENTS" --server-pid "$PID" "$@"

@@ -65,7 +65,11 @@ struct Args {
     server_pid: Option<u32>,
 }
 
-/// p50, p99 and max of `lat`, in milliseconds.
+/// A timed phase: every acknowledgement's latency, and the slowest five as
+/// (seconds into the phase, milliseconds).
+type Phase = (Vec<Duration>, Vec<(f64, f64)>);
+
+/// p50, p90, p99 and max of `lat`, in milliseconds.
 fn summary(mut lat: Vec<Duration>) -> serde_json::Value {
     lat.sort();
     let pct = |p: f64| {
@@ -75,6 +79,7 @@ fn summary(mut lat: Vec<Duration>) -> serde_json::Value {
     serde_json::json!({
         "n": lat.len(),
         "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),
         "max_ms": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
     })
@@ -157,11 +162,12 @@ fn main() -> Result<()> {
         let mut next = timed.chunks(a.batch.max(1)).cycle();
         let mut phase = async |client: &mut pb::ingest_client::IngestClient<_>,
                                seq: &mut u64|
-               -> Result<Vec<Duration>> {
+               -> Result<Phase> {
             let every = Duration::from_secs_f64(1.0 / f64::from(a.pushes.max(1)));
             let start = tokio::time::Instant::now();
             let n = a.seconds * u64::from(a.pushes.max(1));
             let mut lat = Vec::with_capacity(n as usize);
+            let mut when = Vec::with_capacity(n as usize);
             for i in 0..n {
                 tokio::time::sleep_until(start + every * i as u32).await;
                 *seq += 1;
@@ -174,10 +180,18 @@ fn main() -> Result<()> {
                 let t = Instant::now();
                 client.push(req).await.context("timed push")?;
                 lat.push(t.elapsed());
+                when.push((
+                    start.elapsed().as_secs_f64(),
+                    t.elapsed().as_secs_f64() * 1e3,
+                ));
             }
-            Ok(lat)
+            // The slowest five, with when they were sent (seconds into the phase).
+            when.sort_by(|a, b| b.1.total_cmp(&a.1));
+            when.truncate(5);
+            Ok((lat, when))
         };
         let alone = phase(&mut client, &mut seq).await?;
+        let alone_slowest = alone.1.clone();
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -218,7 +232,12 @@ fn main() -> Result<()> {
                 rows[i] = n;
             }
         }
-        let (alone, busy) = (summary(alone), summary(busy));
+        let (mut alone, busy) = (summary(alone.0), {
+            let mut b = summary(busy.0);
+            b["slowest"] = serde_json::json!(busy.1);
+            b
+        });
+        alone["slowest"] = serde_json::json!(alone_slowest);
         let rise = |k: &str| {
             let (x, y) = (
                 alone[k].as_f64().unwrap_or(0.0),

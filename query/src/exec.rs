@@ -114,9 +114,31 @@ pub fn run_batches_each(
     q: &Query,
     limits: &Limits,
     batch_rows: usize,
+    emit: impl FnMut(arrow_array::RecordBatch) -> bool,
+) -> Result<(), QueryError> {
+    run_batches_each_with(engine, tenant, q, limits, batch_rows, || {}, emit)
+}
+
+/// [`run_batches_each`], calling `after_snapshot` once the query holds its
+/// snapshot of the engine (the last moment it takes an engine lock) and before it
+/// reads anything: the server lowers the thread's CPU priority there, so that a
+/// query never holds a lock ingest needs while it waits for the CPU.
+pub fn run_batches_each_with(
+    engine: &Engine,
+    tenant: &Tenant,
+    q: &Query,
+    limits: &Limits,
+    batch_rows: usize,
+    after_snapshot: impl FnOnce(),
     mut emit: impl FnMut(arrow_array::RecordBatch) -> bool,
 ) -> Result<(), QueryError> {
-    match answer(engine, tenant, q, limits)? {
+    let mut hook = Some(after_snapshot);
+    let mut after = || {
+        if let Some(h) = hook.take() {
+            h();
+        }
+    };
+    match answer(engine, tenant, q, limits, &mut after)? {
         // Records through nothing but limits go to Arrow straight from the records
         // (no table of cells, no `_time` text): what Flight DoGet streams.
         Answer::Rows(mut rows) if q.pipes.iter().all(|p| matches!(p, Pipe::Limit(_))) => {
@@ -1281,15 +1303,17 @@ pub fn run(
     q: &Query,
     limits: &Limits,
 ) -> Result<Table, QueryError> {
-    Ok(answer(engine, tenant, q, limits)?.into_table(q))
+    Ok(answer(engine, tenant, q, limits, &mut || {})?.into_table(q))
 }
 
 /// Scans for a parsed query: its matching records or its groups.
+/// `after_snapshot` runs once the snapshot is taken.
 fn answer(
     engine: &Engine,
     tenant: &Tenant,
     q: &Query,
     limits: &Limits,
+    after_snapshot: &mut dyn FnMut(),
 ) -> Result<Answer, QueryError> {
     let started = Instant::now();
     let resolved;
@@ -1339,6 +1363,7 @@ fn answer(
     // The engine lock is held only while the snapshot is taken: the records in
     // memory are filtered here, with no lock, so writes never wait on a query.
     let snap = engine.snapshot_with_labels(tenant, bounds, &labels)?;
+    after_snapshot();
     for r in snap.memtable.records() {
         if mem_err.is_some() {
             break;

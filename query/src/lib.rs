@@ -12,6 +12,7 @@ pub mod schema;
 pub use engine;
 pub use eval::{Cell, Table};
 pub use exec::{
-    parse_now, query, query_batches, run, run_batches, run_batches_each, Limits, QueryError,
+    parse_now, query, query_batches, run, run_batches, run_batches_each, run_batches_each_with,
+    Limits, QueryError,
 };
 pub use parse::{parse, ParseError};

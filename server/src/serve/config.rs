@@ -18,7 +18,7 @@
 //! query_queue_timeout = "10s"      # longest wait before RESOURCE_EXHAUSTED
 //! query_reserve = 2                # more slots, only for needle queries when all are busy
 //! query_reserve_timeout = "2s"     # a query's deadline in a reserve slot
-//! query_nice = 10                  # queries' CPU priority below ingest (Linux nice, 0-19)
+//! query_priority = "low"           # queries' CPU priority: low, idle or normal
 //! flush_interval = "10s"           # flush records at most this old ("0s": by size only)
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! disk_reserve_bytes = 268435456   # refuse writes while less is free on the disk
@@ -424,11 +424,11 @@ pub(crate) struct Limits {
     /// The deadline of a query in a reserve slot.
     #[serde(with = "duration_text")]
     pub(crate) query_reserve_timeout: Duration,
-    /// How much lower than the rest of the server queries run on the CPU (a
-    /// Linux nice increment for the query's threads, 0 to 19): when the cores are
-    /// busy, ingest (and flushes) come first, so queries never slow
-    /// acknowledgements down; alone, a query gets every idle cycle.
-    pub(crate) query_nice: u8,
+    /// How queries run on the CPU beside ingest, once they hold their snapshot
+    /// (Linux): `idle` (the CPU ingest leaves idle; a write that wakes up takes it
+    /// at once), `low` (10 nice steps lower: queries keep about a tenth of a busy
+    /// CPU) or `normal`.
+    pub(crate) query_priority: super::nice::Priority,
     pub(crate) memtable_bytes_max: usize,
     /// Flush once the oldest unflushed record is this old ("0s": by size only).
     #[serde(with = "duration_text")]
@@ -479,9 +479,11 @@ impl Default for Limits {
             // milliseconds, so 2 s cuts only what was not one.
             query_reserve: 2,
             query_reserve_timeout: Duration::from_secs(2),
-            // Measured with benches/scripts/ingest-under-query.sh
+            // Measured against idle and normal with
+            // benches/scripts/ingest-under-query.sh; idle starves queries
+            // behind any busy process on the host
             // (docs/decisions/0008-query-cpu-priority.md).
-            query_nice: 10,
+            query_priority: super::nice::Priority::Low,
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,
@@ -611,12 +613,6 @@ impl Config {
             bail!("limits.queries_max must be positive and limits.query_memory_bytes_max at least 1 MiB");
         }
         check_batch_records_max("limits.", l.batch_records_max)?;
-        if l.query_nice > 19 {
-            bail!(
-                "limits.query_nice = {} is over 19, the lowest CPU priority",
-                l.query_nice
-            );
-        }
         if l.flush_threads == 0 || l.memtable_bytes_max < (1 << 20) {
             bail!("limits.flush_threads must be positive and limits.memtable_bytes_max at least 1 MiB");
         }
@@ -737,6 +733,24 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         assert_eq!(c.limits.query_timeout, Duration::from_secs(5));
         assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn query_priority_and_compaction_settings() {
+        let c = Config::parse(
+            "[limits]\nquery_priority = \"idle\"\n[compaction]\ninterval = \"2s\"\nmin_segments = 8\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.query_priority, super::super::nice::Priority::Idle);
+        assert_eq!(c.compaction.interval, Duration::from_secs(2));
+        assert_eq!(c.compaction.policy().min_inputs, 8);
+        assert_eq!(
+            Config::default().limits.query_priority,
+            super::super::nice::Priority::Low
+        );
+        assert!(Config::parse("[limits]\nquery_priority = \"fast\"\n").is_err());
+        assert!(Config::parse("[compaction]\nmin_segments = 1\n").is_err());
+        assert!(Config::parse("[compaction]\ninterval = \"0s\"\n").is_err());
     }
 
     #[test]

@@ -223,8 +223,7 @@ impl FlightService for Flight {
         let stalled_w = Arc::clone(&stalled);
         let deadline = started + timeout;
         let handle = tokio::runtime::Handle::current();
-        let nice = node.cfg.limits.query_nice;
-        super::spawn_nice("heimdall-query", nice, move || {
+        super::spawn_thread("heimdall-query", move || {
             let _slot = slot;
             let send = |b: RecordBatch| {
                 let left = deadline.saturating_duration_since(Instant::now());

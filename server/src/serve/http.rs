@@ -32,6 +32,10 @@ pub(crate) async fn serve(
         .route("/insert/jsonl", post(insert_jsonl))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node);
+    // Small answers go out at once (no Nagle delay waiting for the client's ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -25,7 +25,7 @@ use engine::model::{Record, Tenant};
 use tokio::net::TcpListener;
 use tonic::Status;
 
-pub(crate) use nice::spawn_nice;
+pub(crate) use nice::{lower_priority, spawn_thread};
 pub(crate) use refusal::Refusal;
 
 pub(crate) use config::{Config, Overrides};
@@ -208,8 +208,20 @@ impl Node {
             memory_bytes: l.query_memory_bytes_max,
             ..query::Limits::default()
         };
-        query::run_batches_each(&self.engine, tenant, q, &limits, 64 * 1024, emit)
-            .map_err(query_status)
+        // At the server's priority until the query holds its snapshot (the last
+        // engine lock it takes), lower after: a query waiting for the CPU never
+        // holds a lock that ingest needs.
+        let priority = l.query_priority;
+        query::run_batches_each_with(
+            &self.engine,
+            tenant,
+            q,
+            &limits,
+            64 * 1024,
+            || lower_priority(priority),
+            emit,
+        )
+        .map_err(query_status)
     }
 
     /// The schema a query ticket's answer can have, from the query and the stored
@@ -421,7 +433,12 @@ async fn serve(cfg: Config) -> Result<()> {
             .add_service(ingest)
             .add_service(flight)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc),
+                // Acknowledgements are small: sent at once, not held back by
+                // Nagle's algorithm until the client's delayed ACK (40 ms seen in
+                // the ingest-under-query benchmark); dead peers found by keepalive.
+                tonic::transport::server::TcpIncoming::from(grpc)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(60))),
                 stopped(stop_rx.clone()),
             ),
     );
@@ -534,7 +551,7 @@ fn spawn_flush_task(node: &Arc<Node>) {
 /// The `compaction` task (`[compaction] enabled`, a writable node): every
 /// `[compaction] interval`, merges each tenant's small segments
 /// ([`engine::engine::CompactionPolicy`]), paced, on a thread of lower CPU
-/// priority (`[limits] query_nice`) so that it never slows ingest down.
+/// priority so that it does not slow ingest down.
 fn spawn_compaction_task(node: &Arc<Node>) {
     let c = &node.cfg.compaction;
     if !c.enabled || node.cfg.read_only {
@@ -551,7 +568,10 @@ fn spawn_compaction_task(node: &Arc<Node>) {
             async move {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let node = Arc::clone(&n);
-                spawn_nice("heimdall-compact", n.cfg.limits.query_nice, move || {
+                spawn_thread("heimdall-compact", move || {
+                    // Low, not idle: a merge publishes under the engine lock,
+                    // and must get the CPU back soon to release it.
+                    lower_priority(nice::Priority::Low);
                     let res = tokio::runtime::Handle::current()
                         .block_on(node.engine.compact_with(&policy));
                     let _ = tx.send(res);
