@@ -105,10 +105,12 @@ pub struct Part {
 }
 
 impl Part {
-    fn push(&mut self, r: Record) {
+    /// Appends `r`; the bytes of the slots of a chunk it had to start (0 when it
+    /// found room): the memtable counts them, filled or not.
+    fn push(&mut self, r: Record) -> usize {
         let r = match self.chunks.last() {
             Some(c) => match c.push(r) {
-                Ok(()) => return,
+                Ok(()) => return 0,
                 Err(r) => r,
             },
             None => r,
@@ -120,6 +122,7 @@ impl Part {
         // A fresh chunk has room.
         let _ = c.push(r);
         self.chunks.push(std::sync::Arc::new(c));
+        cap * std::mem::size_of::<std::sync::OnceLock<Record>>()
     }
 
     /// Its records, in insertion order.
@@ -164,6 +167,9 @@ pub struct Memtable {
     origins: Vec<Vec<String>>,
     origin_ids: std::collections::HashMap<Vec<String>, u32>,
     bytes: usize,
+    /// Bytes of the chunks' record slots, filled or not (a chunk's are allocated
+    /// when it starts): counted in [`Self::bytes`] besides the records' own size.
+    slot_bytes: usize,
     rows: u64,
     raw_bytes: u64,
     /// When the first record went in (the age policy flushes by it).
@@ -237,7 +243,7 @@ impl Memtable {
             };
             let b = record_bytes(&r);
             part.bytes += b;
-            part.push(r);
+            self.slot_bytes += part.push(r);
             part.origins.push(origin);
             self.bytes += b;
             self.rows += 1;
@@ -261,6 +267,7 @@ impl Memtable {
             )
             .collect();
         let mut removed = 0u64;
+        let mut slots = 0usize;
         for ((t, _), part) in self.parts.iter_mut() {
             if t != tenant {
                 continue;
@@ -268,6 +275,11 @@ impl Memtable {
             // Rebuilt into new chunks: a snapshot holding the old ones keeps
             // what it saw.
             let chunks = std::mem::take(&mut part.chunks);
+            let old_slots: usize = chunks
+                .iter()
+                .map(|c| c.slots.len() * std::mem::size_of::<std::sync::OnceLock<Record>>())
+                .sum();
+            self.slot_bytes = self.slot_bytes.saturating_sub(old_slots);
             let origins = std::mem::take(&mut part.origins);
             let records = chunks.into_iter().flat_map(Chunk::into_records);
             for (r, o) in records.zip(origins) {
@@ -279,18 +291,19 @@ impl Memtable {
                     self.raw_bytes = self.raw_bytes.saturating_sub(r.msg.len() as u64 + 1);
                     removed += 1;
                 } else {
-                    part.push(r);
+                    slots += part.push(r);
                     part.origins.push(o);
                 }
             }
         }
+        self.slot_bytes += slots;
         self.parts.retain(|_, p| p.len() > 0);
         removed
     }
 
-    /// Approximate memory held.
+    /// Approximate memory held: the records, and their chunks' slots.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.slot_bytes
     }
 
     /// Records held.
@@ -434,6 +447,9 @@ mod tests {
         assert_eq!(after.len(), 1001 + 500 - 143);
         assert_eq!(after.records().filter(|r| r.msg.len() == 1).count(), 0);
         assert_eq!(m.rows(), after.len() as u64);
+        // The slots are counted, filled or not: at least one per record.
+        let slot = std::mem::size_of::<std::sync::OnceLock<Record>>();
+        assert!(m.bytes() >= m.rows() as usize * (slot + 64), "{}", m.bytes());
         // The flush's view agrees.
         let flushed: usize = m
             .segments(usize::MAX)
