@@ -449,7 +449,11 @@ mod tests {
         assert_eq!(m.rows(), after.len() as u64);
         // The slots are counted, filled or not: at least one per record.
         let slot = std::mem::size_of::<std::sync::OnceLock<Record>>();
-        assert!(m.bytes() >= m.rows() as usize * (slot + 64), "{}", m.bytes());
+        assert!(
+            m.bytes() >= m.rows() as usize * (slot + 64),
+            "{}",
+            m.bytes()
+        );
         // The flush's view agrees.
         let flushed: usize = m
             .segments(usize::MAX)
