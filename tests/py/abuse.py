@@ -232,20 +232,30 @@ def scenario_fill(grpc_addr, http_addr, n, pad="0"):
 
 
 def scenario_fill_disk(grpc_addr, http_addr, start, batches):
-    """Pushes batches of 2,000 records (ids from START) until one is refused; what
-    was acknowledged and the refusal."""
+    """Pushes batches of 2,000 records (ids from START) until one is refused for
+    another reason than the flush backlog (pushed back: waits as told and sends
+    the batch again, as a client does); what was acknowledged and the refusal."""
     pb, pbg = stubs()
     ingest = pbg.IngestStub(grpc.insecure_channel(grpc_addr, options=[("grpc.max_send_message_length", 64 << 20)]))
     acked, refused = 0, None
     next_id = int(start)
     pad = "x" * 100
+    deadline = time.time() + 300
     for _ in range(int(batches)):
         recs = [pb.Record(msg=f"event id_{i} filler {pad}") for i in range(next_id, next_id + 2000)]
-        try:
-            ingest.Push(pb.PushRequest(records=recs))
-        except grpc.RpcError as e:
-            md = dict(e.trailing_metadata() or [])
-            refused = [e.code().name, e.details(), md.get("grpc-retry-pushback-ms")]
+        while True:
+            try:
+                ingest.Push(pb.PushRequest(records=recs))
+                break
+            except grpc.RpcError as e:
+                md = dict(e.trailing_metadata() or [])
+                hint = md.get("grpc-retry-pushback-ms")
+                if "wait to be flushed" in (e.details() or "") and hint and time.time() < deadline:
+                    time.sleep(int(hint) / 1000)
+                    continue
+                refused = [e.code().name, e.details(), hint]
+                break
+        if refused:
             break
         acked += 2000
         next_id += 2000
