@@ -505,16 +505,16 @@ fn a_client_that_stops_reading_frees_its_query_slot_at_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(
         dir.path(),
-        // 5 s: the first batch must come within it on a busy machine too (2 s was
-        // missed once beside the long torture and fuzz runs).
-        // Normal priority: this is about the slot, and a query at a lower one may
-        // not get the CPU within 5 s beside the other tests' servers.
-        "[limits]\nquery_timeout = \"5s\"\nqueries_max = 1\nquery_queue_timeout = \"10s\"\nquery_priority = \"normal\"\n",
+        // 10 s: the first batch (300,000 records gathered, a debug build) must
+        // come within it on a busy machine too (2 s was missed beside the long
+        // torture and fuzz runs, 5 s on one core shared with the other tests).
+        // Normal priority: this is about the slot, not about priority.
+        "[limits]\nquery_timeout = \"10s\"\nqueries_max = 1\nquery_queue_timeout = \"20s\"\nquery_priority = \"normal\"\n",
     );
     // 300,000 rows of 300 bytes: far more than the server's queue and the
     // transport's windows hold, so the query must wait on the reader.
     abuse(&s, &["fill", "300000", "270"]);
-    let v = abuse(&s, &["slow_reader", "8"]);
+    let v = abuse(&s, &["slow_reader", "14"]);
     assert!(v["first_rows"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["running_after_stall"], 0.0, "{v}");
     assert_eq!(v["other"], 1, "{v}");
