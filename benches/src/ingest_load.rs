@@ -28,7 +28,9 @@ use arrow_flight::{FlightClient, Ticket};
 use clap::Parser;
 use engine::ingest::{parse_raw, IngestContext};
 use futures::TryStreamExt;
-use heimdall_benches::grpc::{pb, peak_rss_mb, status_mb, to_pb};
+use heimdall_benches::mem::{peak_rss_mb, status_mb};
+use heimdall_server::convert::to_pb;
+use heimdall_server::pb;
 
 #[derive(Parser, Debug)]
 #[command(about = "Push log lines to heimdall serve over gRPC and measure")]

@@ -27,7 +27,9 @@ use arrow_flight::{FlightClient, Ticket};
 use clap::Parser;
 use engine::ingest::{parse_raw, IngestContext};
 use futures::TryStreamExt;
-use heimdall_benches::grpc::{pb, peak_rss_mb, to_pb};
+use heimdall_benches::mem::peak_rss_mb;
+use heimdall_server::convert::to_pb;
+use heimdall_server::pb;
 
 #[derive(Parser, Debug)]
 #[command(about = "Time gRPC ingest acknowledgements alone and while heavy queries run")]

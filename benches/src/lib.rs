@@ -1,5 +1,5 @@
 //! Benchmark support: the deterministic data generator used by the benchmark tools,
-//! and the gRPC client the load tools share.
+//! and a server process's memory for the load tools (`mem`).
 
 pub mod gen;
-pub mod grpc;
+pub mod mem;

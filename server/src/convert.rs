@@ -8,6 +8,9 @@
 //! null: when received), `_msg` (string, required), `level` (string); every other
 //! column is a field (string, integer, float or boolean, plain or dictionary-encoded;
 //! a null is no value), or a stream label when the command's `stream_fields` names it.
+//!
+//! The other way, for clients (the CLI's `ingest --connect`, the load tools): a
+//! record as a push's record (`to_pb`).
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -21,7 +24,7 @@ use engine::model::{Labels, Record, Tenant, Value};
 use serde::Deserialize;
 use tonic::Status;
 
-use crate::pb::{field, PushRequest};
+use crate::pb::{self, field, PushRequest};
 
 /// A push turned into what the engine stores.
 #[derive(Debug)]
@@ -289,4 +292,28 @@ pub fn arrow_records(
         out.push(record);
     }
     Ok(out)
+}
+
+/// A record as a push message's record: what a client sends (the CLI's `ingest
+/// --connect`, the load tools in `benches/`); `push` turns it back.
+pub fn to_pb(r: Record) -> pb::Record {
+    pb::Record {
+        time_unix_nano: r.time_ns,
+        msg: r.msg,
+        stream: r.stream.into_iter().collect(),
+        level: r.level.unwrap_or_default(),
+        fields: r
+            .fields
+            .into_iter()
+            .map(|(name, v)| pb::Field {
+                name,
+                value: Some(match v {
+                    Value::Str(s) => field::Value::Str(s),
+                    Value::I64(x) => field::Value::I64(x),
+                    Value::F64(x) => field::Value::F64(x),
+                    Value::Bool(x) => field::Value::Bool(x),
+                }),
+            })
+            .collect(),
+    }
 }

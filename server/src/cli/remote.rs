@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightClient, Ticket};
 use engine::ingest::IngestContext;
-use engine::model::{Record, Value};
 use futures::TryStreamExt;
 use query::Table;
 use tonic::transport::{Channel, Endpoint};
@@ -91,28 +90,6 @@ pub(super) fn action(
     })
 }
 
-fn to_pb(r: Record) -> pb::Record {
-    pb::Record {
-        time_unix_nano: r.time_ns,
-        msg: r.msg,
-        stream: r.stream.into_iter().collect(),
-        level: r.level.unwrap_or_default(),
-        fields: r
-            .fields
-            .into_iter()
-            .map(|(name, v)| pb::Field {
-                name,
-                value: Some(match v {
-                    Value::Str(s) => pb::field::Value::Str(s),
-                    Value::I64(x) => pb::field::Value::I64(x),
-                    Value::F64(x) => pb::field::Value::F64(x),
-                    Value::Bool(x) => pb::field::Value::Bool(x),
-                }),
-            })
-            .collect(),
-    }
-}
-
 /// Pushes one batch, retrying what may succeed later (the server busy, restarting,
 /// or the answer lost) with the same idempotency key, so it is stored once.
 async fn push(
@@ -194,7 +171,7 @@ pub(super) fn ingest(addr: &str, a: IngestArgs<'_>) -> Result<()> {
     };
     let outcome = read_records(&a, &ctx, &mut p, |rec, _, p| {
         batch_bytes += rec.msg.len() + 64;
-        batch.push(to_pb(rec));
+        batch.push(heimdall_server::convert::to_pb(rec));
         if batch.len() >= PUSH_RECORDS || batch_bytes >= PUSH_BYTES {
             batch_bytes = 0;
             send(std::mem::take(&mut batch), &mut in_flight, p)?;
