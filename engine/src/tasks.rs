@@ -306,6 +306,13 @@ impl Supervisor {
             .push(handle);
     }
 
+    /// Whether [`Self::stop`] was called: long runs (a compaction's merges)
+    /// check it between steps, so that a shutdown does not wait for all of them.
+    pub fn stopping(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let rx = self.stop.subscribe();
+        move || *rx.borrow()
+    }
+
     /// Every task, by name.
     pub fn list(&self) -> Vec<TaskInfo> {
         self.tasks

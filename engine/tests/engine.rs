@@ -126,6 +126,49 @@ fn concurrent_ingest_and_flush_lose_and_duplicate_nothing() {
     assert_eq!(msgs.len(), 200, "no duplicates");
 }
 
+/// A stop asked for during a merge's pacing pause ends the compaction there: a
+/// shutdown waits for one merge, not for the pauses of all that are planned.
+#[test]
+fn compaction_stops_between_merges_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    for tenant in ["a", "b"] {
+        let t = Tenant::new(tenant.to_string()).unwrap();
+        for round in 0..3 {
+            let batch: Vec<Record> = (0..40)
+                .map(|i| rec(round * 1000 + i, &format!("{tenant} round{round} item{i}")))
+                .collect();
+            rt.block_on(e.ingest(&t, batch, 0)).unwrap();
+            rt.block_on(e.flush()).unwrap();
+        }
+    }
+    assert_eq!(e.stats().unwrap().segments, 6);
+    // One byte a second: the first merge's pause would last about an hour.
+    let policy = engine::engine::CompactionPolicy {
+        bytes_per_s: 1,
+        ..engine::engine::CompactionPolicy::everything()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = std::sync::Arc::clone(&stop);
+    let asker = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let started = std::time::Instant::now();
+    let stats = rt
+        .block_on(e.compact_with(&policy, &|| stop.load(std::sync::atomic::Ordering::Relaxed)))
+        .unwrap();
+    asker.join().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!((stats.merged, stats.written), (3, 1));
+    assert_eq!(e.stats().unwrap().segments, 4);
+    // Asked again without a stop, it finishes the rest.
+    assert_eq!(rt.block_on(e.compact()).unwrap().written, 1);
+    assert_eq!(e.stats().unwrap().segments, 2);
+    assert_eq!(e.stats().unwrap().records, 240);
+}
+
 #[test]
 fn compaction_merges_a_days_segments_and_orphans_are_swept() {
     let dir = tempfile::tempdir().unwrap();

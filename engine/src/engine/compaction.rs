@@ -113,31 +113,43 @@ impl Engine {
     /// Merges small segments under the explicit policy
     /// ([`CompactionPolicy::everything`]): what the `compact` command runs.
     pub async fn compact(&self) -> Result<CompactStats> {
-        self.compact_with(&CompactionPolicy::everything()).await
+        self.compact_with(&CompactionPolicy::everything(), &|| false)
+            .await
     }
 
-    /// Merges segments under `policy` until nothing is left to merge; see the
-    /// module docs. Read-only engines do nothing.
-    pub async fn compact_with(&self, policy: &CompactionPolicy) -> Result<CompactStats> {
+    /// Merges segments under `policy` until nothing is left to merge or `stop`
+    /// says so (checked between merges and during the pauses that pace them: a
+    /// shutdown waits for one merge at most); see the module docs. Read-only
+    /// engines do nothing.
+    pub async fn compact_with(
+        &self,
+        policy: &CompactionPolicy,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<CompactStats> {
+        const STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
         let mut stats = CompactStats::default();
         if self.tier.as_ref().is_some_and(|t| t.cfg.read_only) {
             return Ok(stats);
         }
-        loop {
+        while !stop() {
             let started = std::time::Instant::now();
             let Some(read) = self.merge_one(policy).await? else {
-                return Ok(stats);
+                break;
             };
             stats.merged += read.0;
             stats.written += 1;
             if policy.bytes_per_s > 0 {
                 let due =
                     std::time::Duration::from_secs_f64(read.1 as f64 / policy.bytes_per_s as f64);
-                if let Some(rest) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(rest).await;
+                while let Some(rest) = due.checked_sub(started.elapsed()) {
+                    if stop() || rest.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(rest.min(STOP_CHECK)).await;
                 }
             }
         }
+        Ok(stats)
     }
 
     /// Plans and does one merge; the inputs merged and their file bytes, or

@@ -565,6 +565,7 @@ fn spawn_compaction_task(node: &Arc<Node>) {
         engine::tasks::Schedule::every(c.interval),
         move || {
             let (n, policy) = (Arc::clone(&n), policy.clone());
+            let stopping = n.tasks.stopping();
             async move {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let node = Arc::clone(&n);
@@ -573,7 +574,7 @@ fn spawn_compaction_task(node: &Arc<Node>) {
                     // and must get the CPU back soon to release it.
                     lower_priority(nice::Priority::Low);
                     let res = tokio::runtime::Handle::current()
-                        .block_on(node.engine.compact_with(&policy));
+                        .block_on(node.engine.compact_with(&policy, &stopping));
                     let _ = tx.send(res);
                 })
                 .map_err(|e| {
