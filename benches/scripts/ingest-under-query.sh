@@ -29,9 +29,13 @@ http_addr = "127.0.0.1:0"
 [limits]
 flush_interval = "$FLUSH_INTERVAL"
 TOML
-# QUERY_PRIORITY (idle, low, normal) sets [limits] query_priority.
+# QUERY_PRIORITY (idle, low, normal) sets [limits] query_priority,
+# LATENCY_SLICE (e.g. 300us, 0s) [limits] latency_slice.
 if [ -n "${QUERY_PRIORITY:-}" ]; then
   echo "query_priority = \"$QUERY_PRIORITY\"" >> "$W/heimdall.toml"
+fi
+if [ -n "${LATENCY_SLICE:-}" ]; then
+  echo "latency_slice = \"$LATENCY_SLICE\"" >> "$W/heimdall.toml"
 fi
 "${PIN[@]}" "$BIN/heimdall" serve --config "$W/heimdall.toml" > "$W/serve.out" 2> "$W/serve.err" &
 PID=$!

@@ -19,6 +19,7 @@
 //! query_reserve = 2                # more slots, only for needle queries when all are busy
 //! query_reserve_timeout = "2s"     # a query's deadline in a reserve slot
 //! query_priority = "low"           # queries' CPU priority: low, idle or normal
+//! latency_slice = "0s"             # the server's threads' CPU time slice ("0s": the kernel's)
 //! flush_interval = "10s"           # flush records at most this old ("0s": by size only)
 //! memtable_bytes_max = 67108864    # flush once the memtable holds this much
 //! disk_reserve_bytes = 268435456   # refuse writes while less is free on the disk
@@ -429,6 +430,11 @@ pub(crate) struct Limits {
     /// at once), `low` (10 nice steps lower: queries keep about a tenth of a busy
     /// CPU) or `normal`.
     pub(crate) query_priority: super::nice::Priority,
+    /// The time slice the server's own threads ask of the scheduler (Linux
+    /// 6.12+): a write that wakes up takes the CPU from a query at once instead
+    /// of waiting for the query's slice to end. "0s": the kernel's default.
+    #[serde(with = "duration_text")]
+    pub(crate) latency_slice: Duration,
     pub(crate) memtable_bytes_max: usize,
     /// Flush once the oldest unflushed record is this old ("0s": by size only).
     #[serde(with = "duration_text")]
@@ -484,6 +490,9 @@ impl Default for Limits {
             // behind any busy process on the host
             // (docs/decisions/0008-query-cpu-priority.md).
             query_priority: super::nice::Priority::Low,
+            // The kernel's own until measured otherwise
+            // (docs/decisions/0008-query-cpu-priority.md).
+            latency_slice: Duration::ZERO,
             // 64 MiB: measured against 32, 128 and 256 under the gRPC load
             // (docs/decisions/0004-server-memtable-and-flush-threads.md).
             memtable_bytes_max: 64 << 20,
@@ -665,7 +674,7 @@ impl Config {
     }
 }
 
-/// Durations written as text: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+/// Durations written as text: `"300us"`, `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
 mod duration_text {
     use std::time::Duration;
 
@@ -693,23 +702,24 @@ mod opt_duration_text {
     }
 }
 
-/// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"7d"`.
+/// Parses `"300us"`, `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"7d"`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?}: expected a number then ms, s, m or h"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.saturating_mul(1000),
-        "m" => n.saturating_mul(60_000),
-        "h" => n.saturating_mul(3_600_000),
-        "d" => n.saturating_mul(86_400_000),
-        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
+        .map_err(|_| format!("{s:?}: expected a number then us, ms, s, m or h"))?;
+    let us = match unit {
+        "us" => n,
+        "ms" => n.saturating_mul(1000),
+        "s" => n.saturating_mul(1_000_000),
+        "m" => n.saturating_mul(60_000_000),
+        "h" => n.saturating_mul(3_600_000_000),
+        "d" => n.saturating_mul(86_400_000_000),
+        _ => return Err(format!("{s:?}: unit must be us, ms, s, m, h or d")),
     };
-    Ok(Duration::from_millis(ms))
+    Ok(Duration::from_micros(us))
 }
 
 #[cfg(test)]

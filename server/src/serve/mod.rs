@@ -356,6 +356,8 @@ fn query_status(e: query::QueryError) -> Status {
 
 /// Opens the engine, serves until SIGTERM/SIGINT, shuts down cleanly.
 pub(crate) fn run(cfg: Config) -> Result<()> {
+    // Before any thread starts: they all inherit it.
+    nice::set_latency_slice(cfg.limits.latency_slice);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("heimdall-worker")

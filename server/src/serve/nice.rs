@@ -7,9 +7,18 @@
 //! (a query's segment scans) inherit its priority. Linux only; elsewhere the
 //! work runs at the server's priority.
 //!
-//! The server's only `unsafe`: three calls into libc on the calling thread's
+//! Priority alone does not bound how long a write waits: Linux's scheduler
+//! (EEVDF) lets a running thread finish its time slice (about 1.4 ms on 2 cores)
+//! before a thread that wakes up takes the CPU, unless the woken one asks for a
+//! shorter slice. So the server's own threads ask for a short one
+//! ([`set_latency_slice`], `[limits] latency_slice`, Linux 6.12 and later), and
+//! lowered threads go back to the kernel's default.
+//!
+//! The server's only `unsafe`: calls into libc on the calling thread's
 //! scheduling.
 #![allow(unsafe_code)]
+
+use std::time::Duration;
 
 /// Starts `f` on a new thread named `name`, inside the caller's Tokio runtime if
 /// it has one (so `f` may use its timers and `Handle::block_on`). `f` lowers its
@@ -39,34 +48,87 @@ pub(crate) enum Priority {
     Normal,
 }
 
-/// Lowers the calling thread's CPU priority to `p`. Lowering needs no
-/// privilege; raising it back would, so it is done only on threads that end with
-/// their work.
+/// The kernel's `struct sched_attr` (its first version, 48 bytes), for
+/// `sched_setattr(2)`.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    /// For `SCHED_OTHER` and `SCHED_BATCH` (Linux 6.12+): the time slice in
+    /// nanoseconds, 0 for the default; clamped by the kernel to 0.1-100 ms.
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// Sets the calling thread's policy, nice value and time slice (`None`: the
+/// kernel's default) in one call.
+#[cfg(target_os = "linux")]
+fn set_attr(policy: i32, nice: i32, slice: Option<Duration>) -> std::io::Result<()> {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: policy as u32,
+        flags: 0,
+        nice,
+        priority: 0,
+        runtime: slice.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        deadline: 0,
+        period: 0,
+    };
+    // SAFETY: sched_setattr reads `attr` (which lives across the call and whose
+    // `size` says how much of it to read) for the calling thread (pid 0) and
+    // writes no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The calling thread's nice value.
+#[cfg(target_os = "linux")]
+fn nice_now() -> i32 {
+    // SAFETY: getpriority reads the nice value of the calling thread (who = 0;
+    // on Linux it is per thread) and touches no memory of ours.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+/// Asks for time slices of `slice` on the calling thread, and so on every
+/// thread it starts afterwards (they inherit it): a thread that wakes up with a
+/// shorter slice than the running one's takes the CPU at once. The server calls
+/// it before it starts its runtime. Needs no privilege; a kernel older than
+/// 6.12 accepts the call and ignores the slice. A zero `slice` keeps the
+/// kernel's default.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_latency_slice(slice: Duration) {
+    if slice.is_zero() {
+        return;
+    }
+    if let Err(e) = set_attr(libc::SCHED_OTHER, nice_now(), Some(slice)) {
+        tracing::warn!(error = %e, "cannot set the threads' time slice ([limits] latency_slice)");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_latency_slice(_slice: Duration) {}
+
+/// Lowers the calling thread's CPU priority to `p`, with the kernel's default
+/// time slice. Lowering needs no privilege; raising it back would, so it is
+/// done only on threads that end with their work.
 #[cfg(target_os = "linux")]
 pub(crate) fn lower_priority(p: Priority) {
-    let failed = match p {
-        Priority::Normal => false,
-        Priority::Idle => {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sets the scheduling policy of the calling thread (pid 0;
-            // on Linux a policy is per thread) from a parameter that lives across
-            // the call; touches no other memory of ours.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 }
-        }
-        Priority::Low => {
-            // SAFETY: getpriority and setpriority read and write the nice value
-            // of the calling thread (who = 0; on Linux it is per thread) and
-            // touch no memory of ours.
-            let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            // SAFETY: as above.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, (now + 10).min(19)) != 0 }
-        }
+    let res = match p {
+        Priority::Normal => Ok(()),
+        Priority::Idle => set_attr(libc::SCHED_IDLE, nice_now(), None),
+        Priority::Low => set_attr(libc::SCHED_OTHER, (nice_now() + 10).min(19), None),
     };
-    if failed {
-        tracing::debug!(
-            error = %std::io::Error::last_os_error(),
-            "cannot lower the thread's CPU priority"
-        );
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "cannot lower the thread's CPU priority");
     }
 }
 
@@ -105,6 +167,40 @@ mod tests {
         })
         .unwrap_or_else(|e| panic!("spawn: {e}"));
         rx.recv().unwrap_or_default()
+    }
+
+    /// The calling thread's time slice in ns (`se.slice` of
+    /// `/proc/thread-self/sched`), if the kernel shows it.
+    fn slice_now() -> Option<u64> {
+        let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        line.rsplit(' ').next()?.trim().parse().ok()
+    }
+
+    #[test]
+    fn a_latency_slice_holds_for_the_threads_started_after_and_lowering_drops_it() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        super::spawn_thread("test", move || {
+            let default = slice_now();
+            super::set_latency_slice(std::time::Duration::from_micros(300));
+            let mine = slice_now();
+            let child = std::thread::scope(|s| s.spawn(slice_now).join().unwrap_or_default());
+            super::lower_priority(Priority::Low);
+            let _ = tx.send((default, mine, child, slice_now()));
+        })
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+        let (default, mine, child, lowered) = rx.recv().unwrap_or_default();
+        let Some(default) = default else {
+            eprintln!("the kernel shows no se.slice: not checked");
+            return;
+        };
+        if mine == Some(default) {
+            eprintln!("the kernel keeps its own slice (before 6.12): not checked");
+            return;
+        }
+        assert_eq!(mine, Some(300_000));
+        assert_eq!(child, mine);
+        assert_eq!(lowered, Some(default));
     }
 
     #[test]
