@@ -177,7 +177,18 @@ fn column<'a>(name: &str, a: &'a dyn Array) -> Result<Col<'a>, Status> {
             let d = a.as_any_dictionary_opt().ok_or_else(|| {
                 Status::invalid_argument(format!("column {name:?}: not a dictionary"))
             })?;
-            let keys = d.normalized_keys();
+            // An empty dictionary holds no value for a key to name (and arrow's
+            // `normalized_keys` asserts on it): only null keys are valid there.
+            let keys = if d.values().is_empty() {
+                if a.null_count() < a.len() {
+                    return Err(Status::invalid_argument(format!(
+                        "column {name:?}: a dictionary with no values but keys that are not null"
+                    )));
+                }
+                Vec::new()
+            } else {
+                d.normalized_keys()
+            };
             let at = move |i: usize| (!a.is_null(i)).then(|| keys.get(i).copied()).flatten();
             match column(name, d.values().as_ref())? {
                 Col::Str(g) => Col::Str(Box::new(move |i| at(i).and_then(&g))),
@@ -315,5 +326,42 @@ pub fn to_pb(r: Record) -> pb::Record {
                 }),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray};
+
+    use super::{arrow_records, PutCommand};
+
+    fn batch(field: DictionaryArray<Int32Type>) -> RecordBatch {
+        let msg: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        RecordBatch::try_from_iter([("_msg", msg), ("f", Arc::new(field) as ArrayRef)])
+            .unwrap_or_else(|e| panic!("batch: {e}"))
+    }
+
+    /// Found by the `arrow_convert` fuzz target: a dictionary column with an
+    /// empty dictionary made arrow assert (a panic in the DoPut handler).
+    #[test]
+    fn a_dictionary_with_no_values_is_no_value_or_refused() {
+        let cmd = PutCommand::default();
+        let empty = || Arc::new(StringArray::from(Vec::<&str>::new())) as ArrayRef;
+        let nulls =
+            DictionaryArray::<Int32Type>::try_new(Int32Array::from(vec![None, None]), empty())
+                .unwrap_or_else(|e| panic!("array: {e}"));
+        let recs = arrow_records(&batch(nulls), &cmd, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recs.len(), 2);
+        assert!(recs.iter().all(|r| r.fields.is_empty()), "{recs:?}");
+        // A dictionary with values still reads through it.
+        let vals = Arc::new(StringArray::from(vec!["x"])) as ArrayRef;
+        let ok = DictionaryArray::<Int32Type>::try_new(Int32Array::from(vec![Some(0), None]), vals)
+            .unwrap_or_else(|e| panic!("array: {e}"));
+        let recs = arrow_records(&batch(ok), &cmd, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recs[0].fields.len(), 1);
+        assert!(recs[1].fields.is_empty());
     }
 }
