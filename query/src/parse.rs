@@ -370,7 +370,13 @@ impl<'a> Parser<'a> {
                 }
                 let start = self.pos;
                 let re = self.quoted()?;
-                crate::eval::compile_regex(&re)
+                // Syntax only, with the regex crate's own parser settings: a
+                // positioned error for a mistake, without building the automata,
+                // which the executor does once (`eval::Compiled`; a regex over
+                // the size limit is refused there).
+                regex_syntax::ParserBuilder::new()
+                    .build()
+                    .parse(&re)
                     .map_err(|e| self.error_at(start, format!("bad regular expression: {e}")))?;
                 Ok(Cond::Regex(re))
             }
@@ -849,6 +855,20 @@ mod tests {
 
     fn err(q: &str) -> ParseError {
         parse(q, 0).expect_err(q)
+    }
+
+    #[test]
+    fn a_regex_is_checked_for_syntax_at_parse_and_for_size_when_compiled() {
+        let err = parse(r#"~"(ab""#, 0).err().map(|e| e.pos);
+        assert_eq!(err, Some(1));
+        let q = parse(r#"~"\w{2000}\w{2000}""#, 0).unwrap_or_else(|e| panic!("{e}"));
+        let e = crate::eval::Compiled::new(&q.filter)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_ref().is_some_and(|e| e.contains("size limit")),
+            "{e:?}"
+        );
     }
 
     #[test]
