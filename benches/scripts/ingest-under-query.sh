@@ -42,5 +42,7 @@ PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "serving" "$W/serve.out" && break; sleep 0.1; done
 ADDR=$(grep -o "grpc=[0-9.:]*" "$W/serve.out" | cut -d= -f2)
+# CLIENT_SLICE (microseconds) is the load client's own time slice (0: the kernel's).
 "${PIN[@]}" "$BIN/ingest-under-query" --connect "$ADDR" --input "$W/gen.log" --preload "$PRELOAD" \
-  --seconds "$SECONDS_EACH" --query-clients "$QUERY_CLIENTS" --server-pid "$PID" "$@"
+  --seconds "$SECONDS_EACH" --query-clients "$QUERY_CLIENTS" --server-pid "$PID" \
+  --latency-slice-us "${CLIENT_SLICE:-0}" "$@"

@@ -65,6 +65,12 @@ struct Args {
     /// Server process id, to report its peak RSS.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The CPU time slice this client's threads ask for, in microseconds (0: the
+    /// kernel's default), as the server's `[limits] latency_slice`: the client
+    /// shares the cores with the server's queries here, which a client on another
+    /// host would not.
+    #[arg(long, default_value_t = 0)]
+    latency_slice_us: u64,
 }
 
 /// A timed phase: every acknowledgement's latency, and the slowest five as
@@ -89,6 +95,8 @@ fn summary(mut lat: Vec<Duration>) -> serde_json::Value {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    // Before the runtime's threads start: they inherit it.
+    heimdall_server::nice::set_latency_slice(Duration::from_micros(a.latency_slice_us));
     let queries = if a.query.is_empty() {
         vec![
             r#"~"(?i)(fail|error)\w*\s+\S+\s+\d{3,}""#.to_string(),

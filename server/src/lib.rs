@@ -1,11 +1,13 @@
 //! The wire side of the `heimdall` binary as a library: the generated gRPC ingest
-//! API (`pb`), its strict codec, and the conversions of client input into the
-//! engine's records (`convert`). The binary uses them from here; the fuzz targets
+//! API (`pb`), its strict codec, the conversions of client input into the
+//! engine's records (`convert`) and the CPU scheduling of threads (`nice`). The
+//! binary uses them from here (the load tools in `benches/` too); the fuzz targets
 //! (`fuzz/`) reach the same code without building the server or Kafka (build with
 //! `default-features = false`).
 
 pub mod codec;
 pub mod convert;
+pub mod nice;
 
 /// The generated gRPC ingest API (`proto/heimdall/v1/ingest.proto`).
 #[allow(

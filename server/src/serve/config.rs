@@ -429,7 +429,7 @@ pub(crate) struct Limits {
     /// (Linux): `idle` (the CPU ingest leaves idle; a write that wakes up takes it
     /// at once), `low` (10 nice steps lower: queries keep about a tenth of a busy
     /// CPU) or `normal`.
-    pub(crate) query_priority: super::nice::Priority,
+    pub(crate) query_priority: heimdall_server::nice::Priority,
     /// The time slice the server's own threads ask of the scheduler (Linux
     /// 6.12+): a write that wakes up takes the CPU from a query at once instead
     /// of waiting for the query's slice to end. "0s": the kernel's default.
@@ -489,7 +489,7 @@ impl Default for Limits {
             // benches/scripts/ingest-under-query.sh; idle starves queries
             // behind any busy process on the host
             // (docs/decisions/0008-query-cpu-priority.md).
-            query_priority: super::nice::Priority::Low,
+            query_priority: heimdall_server::nice::Priority::Low,
             // The kernel's own until measured otherwise
             // (docs/decisions/0008-query-cpu-priority.md).
             latency_slice: Duration::ZERO,
@@ -751,12 +751,15 @@ mod tests {
             "[limits]\nquery_priority = \"idle\"\n[compaction]\ninterval = \"2s\"\nmin_segments = 8\n",
         )
         .unwrap();
-        assert_eq!(c.limits.query_priority, super::super::nice::Priority::Idle);
+        assert_eq!(
+            c.limits.query_priority,
+            heimdall_server::nice::Priority::Idle
+        );
         assert_eq!(c.compaction.interval, Duration::from_secs(2));
         assert_eq!(c.compaction.policy().min_inputs, 8);
         assert_eq!(
             Config::default().limits.query_priority,
-            super::super::nice::Priority::Low
+            heimdall_server::nice::Priority::Low
         );
         assert!(Config::parse("[limits]\nquery_priority = \"fast\"\n").is_err());
         assert!(Config::parse("[compaction]\nmin_segments = 1\n").is_err());

@@ -10,7 +10,7 @@ mod http;
 mod ingest;
 pub(crate) mod kafka;
 mod metrics;
-mod nice;
+use heimdall_server::nice;
 mod put;
 pub(crate) mod refusal;
 mod tiering;

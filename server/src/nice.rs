@@ -23,7 +23,7 @@ use std::time::Duration;
 /// Starts `f` on a new thread named `name`, inside the caller's Tokio runtime if
 /// it has one (so `f` may use its timers and `Handle::block_on`). `f` lowers its
 /// priority itself ([`lower_priority`]) once it holds no lock that ingest takes.
-pub(crate) fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+pub fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::Builder::new()
         .name(name.into())
@@ -37,7 +37,7 @@ pub(crate) fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> std
 /// How much lower than the rest of the server a thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Priority {
+pub enum Priority {
     /// `SCHED_IDLE`: runs on what the server's other threads leave idle, and any
     /// of them that wakes up takes the CPU at once.
     Idle,
@@ -105,7 +105,7 @@ fn nice_now() -> i32 {
 /// 6.12 accepts the call and ignores the slice. A zero `slice` keeps the
 /// kernel's default.
 #[cfg(target_os = "linux")]
-pub(crate) fn set_latency_slice(slice: Duration) {
+pub fn set_latency_slice(slice: Duration) {
     if slice.is_zero() {
         return;
     }
@@ -115,13 +115,13 @@ pub(crate) fn set_latency_slice(slice: Duration) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn set_latency_slice(_slice: Duration) {}
+pub fn set_latency_slice(_slice: Duration) {}
 
 /// Lowers the calling thread's CPU priority to `p`, with the kernel's default
 /// time slice. Lowering needs no privilege; raising it back would, so it is
 /// done only on threads that end with their work.
 #[cfg(target_os = "linux")]
-pub(crate) fn lower_priority(p: Priority) {
+pub fn lower_priority(p: Priority) {
     let res = match p {
         Priority::Normal => Ok(()),
         Priority::Idle => set_attr(libc::SCHED_IDLE, nice_now(), None),
@@ -133,7 +133,7 @@ pub(crate) fn lower_priority(p: Priority) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn lower_priority(_p: Priority) {}
+pub fn lower_priority(_p: Priority) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
