@@ -107,6 +107,22 @@ fn assert_exactly_once(ids: &[u64], n: u64, seed: u64) {
 /// A session has to expire before a killed node's partitions move on.
 const SESSION_EXPIRY: Duration = Duration::from_millis(3500);
 
+/// The source's task as `heimdall tasks --json` lists it.
+fn source_task(s: &Served) -> Value {
+    let tasks: Value = serde_json::from_str(&heimdall_e2e::heimdall_ok(&[
+        "tasks",
+        "--connect",
+        &s.grpc,
+        "--json",
+    ]))
+    .expect("tasks JSON");
+    tasks["tasks"]
+        .as_array()
+        .and_then(|v| v.iter().find(|t| t["name"] == "kafka:heimdall/logs"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no Kafka source task: {tasks}"))
+}
+
 #[test]
 fn kill_9_while_consuming_stores_every_message_exactly_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,8 +163,29 @@ fn kill_9_while_consuming_stores_every_message_exactly_once() {
         producer.wait().expect("producer").success(),
         "producer failed"
     );
-    let s = start_node(&cfg, &[]);
+    // The source is a task of the supervisor: an injected failure of its first
+    // run shows it backing off, then consuming.
+    let s = start_node(
+        &cfg,
+        &[("HEIMDALL_TEST_TASK_FAULTS", "kafka:heimdall/logs:1")],
+    );
     wait_for(&[&s], n, Duration::from_secs(120));
+    // Every message may be in already (stored by an earlier life): the source
+    // may still be in its back-off.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut source = source_task(&s);
+    while source["state"] != "running" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        source = source_task(&s);
+    }
+    assert_eq!(source["state"], "running", "{source}");
+    assert_eq!(source["failures"], 1, "{source}");
+    assert!(
+        source["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected")),
+        "{source}"
+    );
     assert!(s.terminate().success());
     assert!(
         aborted > 0 || rounds < 4,

@@ -9,6 +9,8 @@
 //! duration, last error) is listed by [`Supervisor::list`] (the `tasks` Flight
 //! action, `heimdall tasks`, `/metrics`). [`Supervisor::stop`] stops every task
 //! after its current run: the caller then drains, flushes and syncs in order.
+//! A service ([`Schedule::service`], a Kafka source) is a task whose run lasts
+//! until it stops or fails: it is restarted by the same back-off.
 //!
 //! Work that is CPU-heavy (flushes, compaction) runs on blocking threads inside
 //! the work future, never on the async workers.
@@ -138,6 +140,17 @@ impl Schedule {
         }
     }
 
+    /// A service: a run lasts as long as the work does (a Kafka consumer's life,
+    /// ending when the supervisor stops or with an error), and the next starts
+    /// at once, or after the back-off (up to 30 s) when it failed.
+    pub fn service() -> Schedule {
+        Schedule {
+            every: Duration::ZERO,
+            wake: None,
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+
     /// Also run when `wake` is notified.
     pub fn or_when(mut self, wake: Arc<Notify>) -> Schedule {
         self.wake = Some(wake);
@@ -184,7 +197,7 @@ impl Supervisor {
             .map(|v| {
                 v.split(',')
                     .filter_map(|p| {
-                        let (name, n) = p.split_once(':')?;
+                        let (name, n) = p.rsplit_once(':')?;
                         Some((name.trim().to_string(), n.trim().parse().ok()?))
                     })
                     .collect()
@@ -234,9 +247,11 @@ impl Supervisor {
                     }
                 };
                 tokio::select! {
+                    // A stop first: a service's next run is due at once.
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(wait) => {}
                     _ = woken => {}
-                    _ = stop.wait_for(|s| *s) => break,
                 }
                 entry.update(|i| {
                     i.state = TaskState::Running;

@@ -377,7 +377,7 @@ impl FlightService for Flight {
             ("stats", "Records, segments, bytes and WAL state, as JSON."),
             (
                 "tasks",
-                "The node's background tasks: {tasks: [{name, about, state, runs, failures, failures_in_a_row, last_duration_seconds, last_error, retry_in_seconds}]}; Kafka sources as kafka:NAME.",
+                "The node's background tasks: {tasks: [{name, about, state, runs, failures, failures_in_a_row, last_duration_seconds, last_error, retry_in_seconds}]}; a Kafka source is kafka:GROUP/TOPICS (its consumer's state in about).",
             ),
             (
                 "offload",

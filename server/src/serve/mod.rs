@@ -234,28 +234,25 @@ impl Node {
         query::schema::planned_schema(&self.engine, &tenant, &q).map_err(query_status)
     }
 
-    /// The `tasks` action's answer: the supervisor's tasks, then each Kafka source
-    /// (which supervises its consumer itself: restarts with back-off).
+    /// The `tasks` action's answer: the supervisor's tasks; a Kafka source's
+    /// (`kafka:NAME`) says what its consumer is doing in `about`.
     pub(crate) fn tasks_json(&self) -> serde_json::Value {
-        let mut tasks: Vec<serde_json::Value> =
-            self.tasks.list().iter().map(|t| t.json()).collect();
-        for src in &self.sources.status {
-            let said = src.state();
-            let state = match said.as_str() {
-                "stopped" => "stopped",
-                "starting" | "connecting" | "resolving the last batches" => "starting",
-                s if s.starts_with("restarting") => "backing_off",
-                _ => "running",
-            };
-            tasks.push(serde_json::json!({
-                "name": format!("kafka:{}", src.name),
-                "about": format!("consume Kafka ({said})"),
-                "state": state,
-                "runs": serde_json::Value::Null,
-                "failures": src.errors.load(Ordering::Relaxed),
-                "restarts": src.restarts.load(Ordering::Relaxed),
-            }));
-        }
+        let tasks: Vec<serde_json::Value> = self
+            .tasks
+            .list()
+            .iter()
+            .map(|t| {
+                let mut j = t.json();
+                let src = t
+                    .name
+                    .strip_prefix("kafka:")
+                    .and_then(|name| self.sources.status.iter().find(|s| s.name == name));
+                if let Some(src) = src {
+                    j["about"] = serde_json::json!(format!("{} ({})", t.about, src.state()));
+                }
+                j
+            })
+            .collect();
         serde_json::json!({ "tasks": tasks })
     }
 
@@ -449,7 +446,7 @@ async fn serve(cfg: Config) -> Result<()> {
         Arc::clone(&node),
         stopped(stop_rx.clone()),
     ));
-    node.sources.start(&node)?;
+    node.sources.start(&node);
     node.ready.store(true, Ordering::Release);
     tracing::info!(
         grpc = %grpc_addr,

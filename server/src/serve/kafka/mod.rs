@@ -325,37 +325,66 @@ pub(crate) async fn resolve(
     Ok(())
 }
 
-/// Runs a source until `stop`: (re)starts its consumer after any failure, with a
-/// backoff, under the node's task registry.
-pub(crate) fn spawn(
-    node: Arc<Node>,
+/// Runs a source as the node's task `kafka:NAME`, a service of the supervisor:
+/// each run is one life of its consumer, on a thread of its own, until `stop`
+/// (the run then ends well) or an error (the supervisor restarts it after its
+/// back-off). Each life's thread is kept in `lives` for [`Sources::stop`].
+fn supervise(
+    node: &Arc<Node>,
     cfg: KafkaSource,
     status: Arc<SourceStatus>,
     stop: Arc<AtomicBool>,
-    rt: tokio::runtime::Handle,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("kafka-{}", cfg.group))
-        .spawn(move || {
-            let mut backoff = Duration::from_millis(500);
-            while !stop.load(Ordering::Acquire) {
-                match run(&node, &cfg, &status, &stop, &rt) {
-                    Ok(()) => break,
-                    Err(e) => {
-                        status.errors.fetch_add(1, Ordering::Relaxed);
-                        status.restarts.fetch_add(1, Ordering::Relaxed);
-                        status.set_state(format!("restarting after an error: {e:#}"));
-                        tracing::error!(source = %status.name, error = %format!("{e:#}"), "Kafka source failed; restarting");
-                        let until = Instant::now() + backoff;
-                        while Instant::now() < until && !stop.load(Ordering::Acquire) {
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
+    lives: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+) {
+    let about = format!(
+        "consume Kafka topics {} into tenant {:?}",
+        cfg.topics.join(", "),
+        cfg.tenant
+    );
+    let n = Arc::clone(node);
+    node.tasks.spawn(
+        &format!("kafka:{}", status.name),
+        &about,
+        engine::tasks::Schedule::service(),
+        move || {
+            let (node, cfg, status, stop, lives) = (
+                Arc::clone(&n),
+                cfg.clone(),
+                Arc::clone(&status),
+                Arc::clone(&stop),
+                Arc::clone(&lives),
+            );
+            async move {
+                if stop.load(Ordering::Acquire) {
+                    return Ok(());
                 }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let rt = tokio::runtime::Handle::current();
+                let st = Arc::clone(&status);
+                let life = std::thread::Builder::new()
+                    .name(format!("kafka-{}", cfg.group))
+                    .spawn(move || {
+                        let _ = tx.send(run(&node, &cfg, &st, &stop, &rt));
+                    })
+                    .map_err(|e| {
+                        engine::tasks::TaskError::Retry(format!("cannot start a thread: {e}"))
+                    })?;
+                if let Ok(mut v) = lives.lock() {
+                    v.retain(|t| !t.is_finished());
+                    v.push(life);
+                }
+                let failed = match rx.await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(_) => "the consumer's thread ended without an answer (a panic)".into(),
+                };
+                status.errors.fetch_add(1, Ordering::Relaxed);
+                status.restarts.fetch_add(1, Ordering::Relaxed);
+                status.set_state(format!("restarting after an error: {failed}"));
+                Err(engine::tasks::TaskError::Retry(failed))
             }
-            status.set_state("stopped");
-        })
+        },
+    );
 }
 
 /// The consumer's context: decides where each assigned partition starts.
@@ -1117,7 +1146,8 @@ fn confirm_commit(consumer: &BaseConsumer<Ctx>, cfg: &KafkaSource, parts: &[Part
 pub(crate) struct Sources {
     pub(crate) status: Vec<Arc<SourceStatus>>,
     stop: Arc<AtomicBool>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The consumers' threads (one per life of each source).
+    lives: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl Sources {
@@ -1128,39 +1158,37 @@ impl Sources {
                 .map(|c| Arc::new(SourceStatus::new(c.name())))
                 .collect(),
             stop: Arc::new(AtomicBool::new(false)),
-            threads: Mutex::new(Vec::new()),
+            lives: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
-    /// Starts every source's task.
-    pub(crate) fn start(&self, node: &Arc<Node>) -> Result<()> {
-        let rt = tokio::runtime::Handle::current();
+    /// Starts every source as a task of the node's supervisor.
+    pub(crate) fn start(&self, node: &Arc<Node>) {
         for (cfg, status) in node.cfg.sources.kafka.iter().zip(&self.status) {
-            let t = spawn(
-                Arc::clone(node),
+            supervise(
+                node,
                 cfg.clone(),
                 Arc::clone(status),
                 Arc::clone(&self.stop),
-                rt.clone(),
-            )
-            .context("starting a Kafka source thread")?;
-            if let Ok(mut v) = self.threads.lock() {
-                v.push(t);
-            }
+                Arc::clone(&self.lives),
+            );
         }
-        Ok(())
     }
 
-    /// Stops every source and waits for it (a batch being stored finishes).
+    /// Stops every source and waits for its consumer (a batch being stored
+    /// finishes). Called before the supervisor stops, so that intake ends first.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        let threads = self
-            .threads
+        let lives = self
+            .lives
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
-        for t in threads {
+        for t in lives {
             let _ = t.join();
+        }
+        for s in &self.status {
+            s.set_state("stopped");
         }
     }
 }
