@@ -46,3 +46,7 @@ ADDR=$(grep -o "grpc=[0-9.:]*" "$W/serve.out" | cut -d= -f2)
 "${PIN[@]}" "$BIN/ingest-under-query" --connect "$ADDR" --input "$W/gen.log" --preload "$PRELOAD" \
   --seconds "$SECONDS_EACH" --query-clients "$QUERY_CLIENTS" --server-pid "$PID" \
   --latency-slice-us "${CLIENT_SLICE:-0}" "$@"
+# Flushes during the run (with the default flush_interval of 1h: by size only):
+# one in a timed phase shows in that phase's slowest acknowledgements.
+HTTP=$(grep -o "http=[0-9.:]*" "$W/serve.out" | cut -d= -f2)
+echo "flushes: $(curl -s "http://$HTTP/metrics" | grep -E '^heimdall_flushes(_total)? ' | awk '{print $2}')" >&2
