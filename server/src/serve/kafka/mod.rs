@@ -181,10 +181,11 @@ pub(crate) fn node_id(data_dir: &std::path::Path) -> Result<String> {
     );
     h.write_u32(std::process::id());
     let id = format!("{:016x}", h.finish());
-    let tmp = data_dir.join("node-id.tmp");
-    std::fs::write(&tmp, format!("{id}\n"))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    // Durably (temp, fsync, rename, fsync the directory): the ledger's claims
+    // are under this name, and a node that came back under another would not
+    // find them.
+    engine::fs::write_atomic(&engine::fs::RealFs, &path, format!("{id}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }
 
