@@ -414,4 +414,39 @@ mod tests {
         );
         assert!(calls.load(Ordering::SeqCst) >= 4);
     }
+
+    /// A service's run lasts until the supervisor stops it; a failed life is
+    /// restarted after the back-off; the stop ends the live one (it watches
+    /// `stopping`) and the task is `stopped`.
+    #[tokio::test(start_paused = true)]
+    async fn a_service_runs_until_stopped_and_a_failed_life_is_restarted() {
+        let s = Arc::new(Supervisor::new());
+        let lives = Arc::new(AtomicU32::new(0));
+        let (l, stopping) = (Arc::clone(&lives), s.stopping());
+        let stopping = Arc::new(stopping);
+        s.spawn("svc", "a consumer", Schedule::service(), move || {
+            let (n, stopping) = (l.fetch_add(1, Ordering::SeqCst), Arc::clone(&stopping));
+            async move {
+                if n == 0 {
+                    return Err(TaskError::Retry("the broker went away".into()));
+                }
+                while !stopping() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(())
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let svc = s.list().into_iter().find(|t| t.name == "svc").unwrap();
+        // One failed life, then one running for the rest (1 s of back-off).
+        assert_eq!(
+            (svc.state, svc.runs, svc.failures),
+            (TaskState::Running, 1, 1)
+        );
+        assert_eq!(lives.load(Ordering::SeqCst), 2);
+        s.stop().await;
+        let svc = s.list().into_iter().find(|t| t.name == "svc").unwrap();
+        assert_eq!((svc.state, svc.runs), (TaskState::Stopped, 2));
+        assert_eq!(lives.load(Ordering::SeqCst), 2, "no life after the stop");
+    }
 }
