@@ -401,6 +401,16 @@ impl Sink {
         self.check(limits)
     }
 
+    /// [`Self::add`] of a record read in place (the memtable's): copied only
+    /// when kept, not to be grouped.
+    fn add_ref(&mut self, rec: &Record, limits: &Limits) -> Result<(), QueryError> {
+        match self {
+            Sink::Rows { .. } => return self.add(rec.clone(), limits),
+            Sink::Groups(g) => g.add(rec),
+        }
+        self.check(limits)
+    }
+
     fn merge(&mut self, other: Sink, limits: &Limits) -> Result<(), QueryError> {
         match (&mut *self, other) {
             (
@@ -1380,7 +1390,7 @@ fn answer(
                     newest.truncate(n);
                 }
             }
-            None => mem_err = sink.add(r.clone(), limits).err(),
+            None => mem_err = sink.add_ref(r, limits).err(),
         }
     }
     let mut segments = snap.segments;
