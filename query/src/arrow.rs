@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use engine::model::{Labels, Record, Value};
 
-use crate::eval::{Cell, Table};
+use crate::table::{Cell, Table};
 
 /// Rows per batch unless the caller asks otherwise.
 pub const BATCH_ROWS: usize = 8192;
@@ -211,7 +211,7 @@ pub fn records_to_batches_each(
                 || k == "_stream"
                 || k == "_msg"
                 || (has_level && k == "level")
-                || crate::eval::hidden(k);
+                || crate::table::hidden(k);
             if fixed || r.fields.iter().take(i).any(|(k2, _)| k2 == k) {
                 continue;
             }
@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn records_convert_like_their_table() {
-        use crate::eval::records_table;
+        use crate::table::records_table;
         let rec = |t: i64,
                    level: Option<&str>,
                    stream: &[(&str, &str)],

@@ -51,7 +51,7 @@ fn record_columns(stored: &StoredColumns) -> Vec<(String, DataType)> {
     for (name, kinds) in &stored.fields {
         let fixed = matches!(name.as_str(), "_time" | "_stream" | "_msg")
             || (stored.level && name == "level")
-            || crate::eval::hidden(name);
+            || crate::table::hidden(name);
         if !fixed {
             cols.push((name.clone(), field_type(kinds)));
         }

@@ -351,7 +351,7 @@ pub(super) fn record_json(r: &Record) -> serde_json::Value {
     if let Some(l) = &r.level {
         m.insert("level".into(), l.clone().into());
     }
-    for (k, v) in r.fields.iter().filter(|(k, _)| !query::eval::hidden(k)) {
+    for (k, v) in r.fields.iter().filter(|(k, _)| !query::table::hidden(k)) {
         let v = match v {
             Value::Str(s) => serde_json::Value::from(s.clone()),
             Value::I64(i) => (*i).into(),
