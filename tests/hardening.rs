@@ -577,8 +577,11 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/abuse.py");
     let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
     let mut kafka_rounds = 0;
+    let began = std::time::Instant::now();
     for round in 0..rounds {
+        let life = std::time::Instant::now();
         let s = serve(dir.path(), &config);
+        let started = life.elapsed();
         let mut load = Command::new(python())
             .arg(&script)
             .args(["mixed_load", &s.grpc, &s.http])
@@ -658,6 +661,14 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
         if let Some(mut c) = compaction {
             let _ = c.wait();
         }
+        // Progress of a long run (hours at 1,000 rounds): where a round's time goes.
+        eprintln!(
+            "torture round {}/{rounds}: {kind}; ready in {:.2} s, round {:.2} s, {:.0} s in all",
+            round + 1,
+            started.as_secs_f64(),
+            life.elapsed().as_secs_f64(),
+            began.elapsed().as_secs_f64()
+        );
     }
     assert!(
         producer.wait().expect("producer").success(),
