@@ -565,6 +565,11 @@ pub struct Engine {
     compacting: tokio::sync::Mutex<()>,
     /// Free bytes on the data directory's file system, and when they were read.
     free: Mutex<Option<(std::time::Instant, u64)>>,
+    /// Manifest writers (flush, compaction, offload, retention) take turns on it
+    /// ([`Engine::publish_manifest`]): the manifest file is written and synced
+    /// outside the state lock, so writes and queries never wait on that disk I/O.
+    /// Taken before `state`, never while holding it.
+    publishing: Mutex<()>,
     state: Mutex<State>,
     /// Template miners, up to the last append (when mining is on). A lock of
     /// their own: records are mined outside the state lock (queries and other
@@ -586,6 +591,25 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Engin
 impl Engine {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the manifest `change` makes of the current one, then `install`s it
+    /// (with whatever goes with it: readers dropped, memtables retired) and returns
+    /// what `install` does. `change` and `install` run under the state lock; the
+    /// file's write, fsyncs and rename between them do not, so ingest and queries
+    /// never wait on them. Writers take turns ([`Engine::publishing`]), so the
+    /// manifest `change` saw is still the current one when `install` runs. Nothing
+    /// changes when publishing fails.
+    fn publish_manifest<T>(
+        &self,
+        change: impl FnOnce(&State) -> Manifest,
+        install: impl FnOnce(&mut State, Manifest) -> T,
+    ) -> Result<T> {
+        let _turn = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let next = change(&self.state());
+        next.publish(&*self.cfg.fs, &self.dir)?;
+        let mut st = self.state();
+        Ok(install(&mut st, next))
     }
 
     fn miners(&self) -> MutexGuard<'_, Option<templates::Miners>> {

@@ -128,6 +128,95 @@ fn concurrent_ingest_and_flush_lose_and_duplicate_nothing() {
 
 /// A stop asked for during a merge's pacing pause ends the compaction there: a
 /// shutdown waits for one merge, not for the pauses of all that are planned.
+/// A file system that holds the writing of `MANIFEST.tmp` until told to go on.
+#[derive(Debug, Default)]
+struct HeldManifest {
+    hold: std::sync::Mutex<bool>,
+    entered: std::sync::Condvar,
+    released: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl engine::fs::Fs for HeldManifest {
+    fn create_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        engine::fs::RealFs.create_dir(path)
+    }
+    fn write_file(&self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+        if path.file_name().is_some_and(|n| n == "MANIFEST.tmp") {
+            let mut hold = self.hold.lock().unwrap();
+            while *hold {
+                self.waiting
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.entered.notify_all();
+                hold = self.released.wait(hold).unwrap();
+            }
+        }
+        engine::fs::RealFs.write_file(path, bytes)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        engine::fs::RealFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        engine::fs::RealFs.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        engine::fs::RealFs.sync_dir(dir)
+    }
+}
+
+/// The manifest is written and synced outside the state lock: while a flush's
+/// manifest write is held, ingest is acknowledged and queries answer (the flushed
+/// records included); once it goes on, the flush publishes. Before, both waited on
+/// the publish.
+#[test]
+fn ingest_and_queries_do_not_wait_on_a_manifest_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = std::sync::Arc::new(HeldManifest::default());
+    let mut c = cfg(dir.path());
+    c.fs = fs.clone();
+    let e = Engine::open(c).unwrap();
+    let t = Tenant::default();
+    let batch = |from: i64| -> Vec<Record> {
+        (from..from + 50)
+            .map(|i| rec(i, &format!("line {i} of the test")))
+            .collect()
+    };
+    rt().block_on(e.ingest(&t, batch(0), 0)).unwrap();
+    *fs.hold.lock().unwrap() = true;
+    std::thread::scope(|scope| {
+        let flush = scope.spawn(|| rt().block_on(e.flush()));
+        {
+            let mut hold = fs.hold.lock().unwrap();
+            while !fs.waiting.load(std::sync::atomic::Ordering::SeqCst) {
+                hold = fs.entered.wait(hold).unwrap();
+            }
+        }
+        // The flush is inside its manifest write. Ingest and a query, on a thread
+        // of their own so that a wait shows as a timeout, not a hang.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let e = &e;
+        let t = &t;
+        scope.spawn(move || {
+            let acked = rt().block_on(e.ingest(t, batch(50), 0)).map(|_| ());
+            let hits = e.search(t, &["line"], 1000).map(|h| h.len());
+            let _ = tx.send((acked, hits));
+        });
+        let answer = rx.recv_timeout(std::time::Duration::from_secs(30));
+        // Whatever happened, let the flush go on (a failed assertion must not hang).
+        *fs.hold.lock().unwrap() = false;
+        fs.released.notify_all();
+        let (acked, hits) = answer.expect("ingest or the query waited on the manifest write");
+        acked.unwrap();
+        assert_eq!(hits.unwrap(), 100, "the records being flushed stay visible");
+        assert_eq!(flush.join().unwrap().unwrap().rows, 50);
+    });
+    assert_eq!(e.stats().unwrap().segments, 1);
+    assert_eq!(e.search(&t, &["line"], 1000).unwrap().len(), 100);
+    drop(e);
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(e.search(&t, &["line"], 1000).unwrap().len(), 100);
+}
+
 #[test]
 fn compaction_stops_between_merges_when_asked() {
     let dir = tempfile::tempdir().unwrap();

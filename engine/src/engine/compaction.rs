@@ -191,19 +191,22 @@ impl Engine {
         let merged =
             self.write_segment_file(&tenant_id, &partition, seq, records.iter().collect())?;
         drop(records);
-        {
-            let mut st = self.state();
-            let mut next = st.manifest.clone();
-            next.segments
-                .retain(|s| !olds.iter().any(|o| o.file == s.file));
-            next.segments.push(merged);
-            next.next_segment = next.next_segment.max(st.next_seq);
-            next.publish(&*self.cfg.fs, &self.dir)?;
-            st.manifest = next;
-            for old in &olds {
-                st.readers.remove(&old.file);
-            }
-        }
+        self.publish_manifest(
+            |st| {
+                let mut next = st.manifest.clone();
+                next.segments
+                    .retain(|s| !olds.iter().any(|o| o.file == s.file));
+                next.segments.push(merged);
+                next.next_segment = next.next_segment.max(st.next_seq);
+                next
+            },
+            |st, next| {
+                st.manifest = next;
+                for old in &olds {
+                    st.readers.remove(&old.file);
+                }
+            },
+        )?;
         for old in &olds {
             let p = self.dir.join(&old.file);
             self.cfg.fs.remove_file(&p).map_err(io_err("remove", &p))?;

@@ -134,27 +134,28 @@ impl Engine {
             }
             None => None,
         };
-        let old_templates = {
-            let mut st = self.state();
-            let mut next = st.manifest.clone();
-            next.segments.extend(entries);
-            next.next_segment = next.next_segment.max(st.next_seq);
-            next.checkpoint_lsn = checkpoint;
-            next.producers = producers;
-            next.positions = positions;
-            next.raw_bytes += frozen.raw_bytes();
-            let old = match templates_file {
-                Some(name) => {
-                    let old = next.templates.replace(name.clone());
-                    old.filter(|o| *o != name)
+        let old_templates = self.publish_manifest(
+            |st| {
+                let mut next = st.manifest.clone();
+                next.segments.extend(entries);
+                next.next_segment = next.next_segment.max(st.next_seq);
+                next.checkpoint_lsn = checkpoint;
+                next.producers = producers;
+                next.positions = positions;
+                next.raw_bytes += frozen.raw_bytes();
+                if let Some(name) = &templates_file {
+                    next.templates = Some(name.clone());
                 }
-                None => None,
-            };
-            next.publish(&*self.cfg.fs, &self.dir)?;
-            st.manifest = next;
-            st.frozen.retain(|m| !Arc::ptr_eq(m, frozen));
-            old
-        };
+                next
+            },
+            |st, next| {
+                let old = std::mem::replace(&mut st.manifest, next).templates;
+                // The records are in the listed segments now: the frozen memtable
+                // leaves the read view in the same step.
+                st.frozen.retain(|m| !Arc::ptr_eq(m, frozen));
+                old.filter(|o| templates_file.as_ref().is_some_and(|n| n != o))
+            },
+        )?;
         if let Some(old) = old_templates {
             let p = self.dir.join(&old);
             if let Err(e) = self.cfg.fs.remove_file(&p) {

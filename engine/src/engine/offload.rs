@@ -306,15 +306,15 @@ impl Engine {
         };
         let remote = marked(&self.state().manifest).remote();
         self.put_remote_manifest(tier, &remote)?;
-        {
-            let mut st = self.state();
-            let next = marked(&st.manifest);
-            next.publish(&*self.cfg.fs, &self.dir)?;
-            st.manifest = next;
-            // Queries opening it from now on read the object; open readers keep
-            // their mapping of the (unlinked) file.
-            st.readers.remove(&s.file);
-        }
+        self.publish_manifest(
+            |st| marked(&st.manifest),
+            |st, next| {
+                st.manifest = next;
+                // Queries opening it from now on read the object; open readers
+                // keep their mapping of the (unlinked) file.
+                st.readers.remove(&s.file);
+            },
+        )?;
         self.cfg
             .fs
             .remove_file(&path)
@@ -429,15 +429,15 @@ impl Engine {
                 .retain(|e| !doomed.iter().any(|d| d.file == e.file));
             next
         };
-        {
-            let mut st = self.state();
-            let next = gone(&st.manifest);
-            next.publish(&*self.cfg.fs, &self.dir)?;
-            st.manifest = next;
-            for d in &doomed {
-                st.readers.remove(&d.file);
-            }
-        }
+        self.publish_manifest(
+            |st| gone(&st.manifest),
+            |st, next| {
+                st.manifest = next;
+                for d in &doomed {
+                    st.readers.remove(&d.file);
+                }
+            },
+        )?;
         if doomed.iter().any(|d| !d.is_local()) {
             if let Some(t) = &self.tier {
                 let remote = self.state().manifest.remote();
@@ -566,16 +566,19 @@ impl Engine {
             };
             Some(self.write_segment_file(&tenant, &old.partition, seq, records.iter().collect())?)
         };
-        {
-            let mut st = self.state();
-            let mut next = st.manifest.clone();
-            next.segments.retain(|s| s.file != old.file);
-            next.segments.extend(new);
-            next.next_segment = next.next_segment.max(st.next_seq);
-            next.publish(&*self.cfg.fs, &self.dir)?;
-            st.manifest = next;
-            st.readers.remove(&old.file);
-        }
+        self.publish_manifest(
+            |st| {
+                let mut next = st.manifest.clone();
+                next.segments.retain(|s| s.file != old.file);
+                next.segments.extend(new);
+                next.next_segment = next.next_segment.max(st.next_seq);
+                next
+            },
+            |st, next| {
+                st.manifest = next;
+                st.readers.remove(&old.file);
+            },
+        )?;
         match (&old.offloaded, &self.tier) {
             (None, _) => {
                 let p = self.dir.join(&old.file);

@@ -153,6 +153,7 @@ impl Engine {
             published: tokio::sync::watch::Sender::new(0),
             compacting: tokio::sync::Mutex::new(()),
             free: Mutex::new(None),
+            publishing: Mutex::new(()),
             state: Mutex::new(State {
                 memtable,
                 frozen: Vec::new(),
