@@ -298,6 +298,9 @@ struct State {
     /// Memtables being flushed: still searchable until their segments are listed.
     frozen: Vec<Arc<Memtable>>,
     manifest: Manifest,
+    /// `manifest.local_bytes()`, kept with it: every write checks it against the
+    /// local disk budget, and summing the segments each time grows with them.
+    local_bytes: u64,
     /// Next segment number not yet handed to a flush or compaction.
     next_seq: u64,
     /// Flushes frozen so far (the next one's turn to publish).
@@ -608,8 +611,11 @@ impl Engine {
         let _turn = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         let next = change(&self.state());
         next.publish(&*self.cfg.fs, &self.dir)?;
+        let local = next.local_bytes();
         let mut st = self.state();
-        Ok(install(&mut st, next))
+        let out = install(&mut st, next);
+        st.local_bytes = local;
+        Ok(out)
     }
 
     fn miners(&self) -> MutexGuard<'_, Option<templates::Miners>> {

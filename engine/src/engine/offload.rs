@@ -660,6 +660,7 @@ impl Engine {
         }
         st.readers
             .retain(|f| m.segments.iter().any(|s| s.file == f));
+        st.local_bytes = m.local_bytes();
         st.manifest = m;
         Ok(true)
     }

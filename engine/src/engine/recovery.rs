@@ -158,6 +158,7 @@ impl Engine {
                 memtable,
                 frozen: Vec::new(),
                 next_seq: manifest.next_segment,
+                local_bytes: manifest.local_bytes(),
                 manifest,
                 flush_tickets: 0,
                 failed: None,

@@ -37,7 +37,7 @@ impl Engine {
             return Err(EngineError::FlushFailed(why.clone()));
         }
         if let Some(max) = self.tier.as_ref().and_then(|t| t.cfg.local_bytes_hard_max) {
-            let local = st.manifest.local_bytes();
+            let local = st.local_bytes;
             if local > max {
                 return Err(EngineError::DiskBudget { local, max });
             }
