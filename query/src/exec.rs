@@ -234,12 +234,7 @@ fn answer(
     let mut mem_err = None;
     // A leading `| limit N` over records keeps only the newest N of the memtable
     // (which may hold more than the row limit), like it does over segments.
-    let leading_limit = match (q.pipes.first(), &sink) {
-        (Some(Pipe::Limit(n)), Sink::Rows { .. }) => {
-            Some(usize::try_from(*n).unwrap_or(usize::MAX))
-        }
-        _ => None,
-    };
+    let leading_limit = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
     let mut newest: Vec<Record> = Vec::new();
     // The engine lock is held only while the snapshot is taken: the records in
     // memory are filtered here, with no lock, so writes never wait on a query.
@@ -281,27 +276,19 @@ fn answer(
 
     // A leading `| limit N` over records: newest segments first, stop once N records
     // newer than everything left are in hand.
-    if let (Some(Pipe::Limit(n)), Sink::Rows { .. }) = (q.pipes.first(), &sink) {
-        let n = usize::try_from(*n).unwrap_or(usize::MAX);
-        // Not bound by the row limit (what is kept is cut to N after each segment);
-        // the memory limit still holds.
+    if let Some(n) = leading_limit {
+        // Not bound by the row limit (what is kept is cut to N as it goes); the
+        // memory limit still holds.
         let unbounded = Limits {
             max_rows: usize::MAX,
             ..limits.clone()
         };
         for s in &segments {
-            if let Sink::Rows { rows, bytes } = &mut sink {
-                if rows.len() >= n {
-                    rows.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
-                    // (`| limit 0` gets here with no rows.)
-                    *bytes = (*bytes as u128 * n as u128)
-                        .checked_div(rows.len() as u128)
-                        .unwrap_or(0) as usize;
-                    rows.truncate(n);
-                    if rows.last().is_some_and(|r| r.time_ns > s.entry.max_time) {
-                        break;
-                    }
-                }
+            if sink
+                .keep_newest(n)
+                .is_some_and(|oldest| oldest > s.entry.max_time)
+            {
+                break;
             }
             scan_segment(s, &plan, &unbounded, &mut sink)?;
         }

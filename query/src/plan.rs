@@ -40,6 +40,23 @@ pub(crate) struct Plan<'q> {
     pub(crate) started: Instant,
 }
 
+impl Plan<'_> {
+    /// `Some(N)` when the query wants only the newest N matching records: its pipes
+    /// begin with `limit N`, or with `sort by (_time) desc | limit N` (records come
+    /// newest first anyway). Then the memtable keeps only its newest N, segments are
+    /// read newest first, and blocks older than the N in hand are skipped.
+    pub(crate) fn newest(&self) -> Option<usize> {
+        let n = match self.query.pipes.as_slice() {
+            [Pipe::Limit(n), ..] => *n,
+            [Pipe::Sort(keys), Pipe::Limit(n), ..] if matches!(keys.as_slice(), [k] if k.field == "_time" && k.desc) => {
+                *n
+            }
+            _ => return None,
+        };
+        Some(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
 impl<'q> Plan<'q> {
     /// Plans `q` for `tenant`; the engine is asked only for the template ids folded
     /// into those the filter names. Fails on a regex over the size limit.

@@ -75,6 +75,33 @@ impl Sink {
         self.check(limits)
     }
 
+    /// Keeps only the newest `n` records (kept records only; ties in the order
+    /// held); their memory estimate shrinks in proportion. Returns the time of the
+    /// oldest kept once `n` are held: older records cannot be among the newest `n`.
+    pub(crate) fn keep_newest(&mut self, n: usize) -> Option<i64> {
+        let Sink::Rows { rows, bytes } = self else {
+            return None;
+        };
+        if rows.len() < n {
+            return None;
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
+        // (`| limit 0` gets here with no rows.)
+        *bytes = (*bytes as u128 * n as u128)
+            .checked_div(rows.len() as u128)
+            .unwrap_or(0) as usize;
+        rows.truncate(n);
+        rows.last().map(|r| r.time_ns)
+    }
+
+    /// Records kept.
+    fn rows_held(&self) -> usize {
+        match self {
+            Sink::Rows { rows, .. } => rows.len(),
+            Sink::Groups(_) => 0,
+        }
+    }
+
     /// Fails once the rows, groups or memory held pass the limits.
     pub(crate) fn check(&self, limits: &Limits) -> Result<(), QueryError> {
         match self {
@@ -650,8 +677,23 @@ pub(crate) fn scan_segment(
         matchers: &matchers,
     };
     let cands = candidates(&q.filter, r, &prepared)?;
+    // Only the newest N wanted: blocks all older than N records in hand are skipped.
+    let newest = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
+    if newest == Some(0) {
+        return Ok(());
+    }
+    let mut floor = newest.and_then(|n| sink.keep_newest(n)).unwrap_or(i64::MIN);
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {
+        if let Some(n) = newest {
+            // Trimmed when twice as many are held: sorting stays amortized.
+            if sink.rows_held() >= n.saturating_mul(2) {
+                floor = sink.keep_newest(n).unwrap_or(floor);
+            }
+            if meta.max_time < floor {
+                continue;
+            }
+        }
         if cands.as_ref().is_some_and(|c| !c.contains(b as u32))
             || meta.max_time < bounds.0
             || meta.min_time >= bounds.1

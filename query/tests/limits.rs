@@ -30,15 +30,30 @@ fn a_leading_limit_over_a_big_memtable_is_not_bound_by_the_row_limit() {
         max_rows: 1000,
         ..Limits::default()
     };
-    // Newest first: 4999, 4998, 4997.
-    let r = query(&e, &t, "* | limit 3 | fields _msg", &limits).unwrap();
-    let msgs: Vec<String> = r.rows.iter().map(|row| row[0].text().unwrap()).collect();
-    assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"]);
+    // Newest first: 4999, 4998, 4997; the newest records asked for by a sort on
+    // `_time` are the same (it was refused: more than the row limit to sort).
+    let newest = [
+        "* | limit 3 | fields _msg",
+        "* | sort by (_time) desc | limit 3 | fields _msg",
+        "* | sort by (_time desc) | limit 3 | fields _msg",
+    ];
+    for q in newest {
+        let r = query(&e, &t, q, &limits).unwrap();
+        let msgs: Vec<String> = r.rows.iter().map(|row| row[0].text().unwrap()).collect();
+        assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"], "{q}");
+    }
     // The same once the records are in segments (several blocks, one segment).
     rt_flush(&e);
-    let r = query(&e, &t, "* | limit 3 | fields _msg", &limits).unwrap();
-    let msgs: Vec<String> = r.rows.iter().map(|row| row[0].text().unwrap()).collect();
-    assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"]);
+    for q in newest {
+        let r = query(&e, &t, q, &limits).unwrap();
+        let msgs: Vec<String> = r.rows.iter().map(|row| row[0].text().unwrap()).collect();
+        assert_eq!(msgs, ["line 4999", "line 4998", "line 4997"], "{q}");
+    }
+    // The oldest are not the newest: that sort is bound by the row limit.
+    assert!(matches!(
+        query(&e, &t, "* | sort by (_time) | limit 3", &limits),
+        Err(QueryError::TooManyRows(1000))
+    ));
     let r = query(&e, &t, "* | limit 1000 | stats count()", &limits).unwrap();
     assert_eq!(r.rows[0][0], query::Cell::I64(1000));
     assert!(query(&e, &t, "* | limit 0", &limits)
