@@ -235,25 +235,30 @@ fn answer(
     // A leading `| limit N` over records keeps only the newest N of the memtable
     // (which may hold more than the row limit), like it does over segments.
     let leading_limit = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
-    let mut newest: Vec<Record> = Vec::new();
+    // The newest N of the memtable, by reference (copied once, at the end), and
+    // the time below which no record can be among them any more.
+    let mut newest: Vec<&Record> = Vec::new();
+    let mut floor = i64::MIN;
     // The engine lock is held only while the snapshot is taken: the records in
     // memory are filtered here, with no lock, so writes never wait on a query.
     let snap = engine.snapshot_with_labels(&plan.tenant, plan.bounds, &plan.labels)?;
     after_snapshot();
     for r in snap.memtable.records() {
-        if mem_err.is_some() {
+        if mem_err.is_some() || leading_limit == Some(0) {
             break;
         }
-        if !plan.compiled.matches(r) {
+        // (A time comparison before the filter: most records fail it once N are in.)
+        if r.time_ns < floor || !plan.compiled.matches(r) {
             continue;
         }
         match leading_limit {
             Some(n) => {
-                newest.push(r.clone());
+                newest.push(r);
                 // Keep it bounded: trim to the newest N whenever it doubles.
                 if newest.len() >= n.saturating_mul(2).max(1024) {
                     newest.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
                     newest.truncate(n);
+                    floor = newest.last().map_or(floor, |r| r.time_ns);
                 }
             }
             None => mem_err = sink.add_ref(r, limits).err(),
@@ -265,7 +270,7 @@ fn answer(
         newest.truncate(n);
         for r in newest {
             if mem_err.is_none() {
-                mem_err = sink.add(r, limits).err();
+                mem_err = sink.add_ref(r, limits).err();
             }
         }
     }
