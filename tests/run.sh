@@ -84,11 +84,14 @@ if [ "$FUZZ_SECONDS" != "0" ]; then
     cargo install cargo-fuzz --locked
   fi
   for target in $(cd fuzz && cargo fuzz list); do
-    # The working corpus grows in fuzz/corpus (not kept); the seeds kept in the
-    # repository (fuzz/seeds) are read too.
+    # The working corpus grows in fuzz/corpus (not kept); read too are the
+    # corpora kept in the repository (fuzz/corpora: the long runs' corpora,
+    # minimized with `cargo fuzz cmin`) and the hand-made seeds (fuzz/seeds).
     mkdir -p "fuzz/corpus/$target"
     dirs=("corpus/$target")
-    if [ -d "fuzz/seeds/$target" ]; then dirs+=("seeds/$target"); fi
+    for kept in corpora seeds; do
+      if [ -d "fuzz/$kept/$target" ]; then dirs+=("$kept/$target"); fi
+    done
     (cd fuzz && cargo fuzz run --sanitizer none "$target" "${dirs[@]}" -- "$limit" -rss_limit_mb=2048)
   done
 fi
