@@ -573,7 +573,7 @@ fn kill_9_during_flushes_compactions_and_offloads_loses_nothing() {
     // Kafka messages (ids 0..kafka_n, field `id`, tenant `kafka`) are produced
     // through all the rounds, so kills land while the source consumes.
     let kafka_n = rounds * 1000;
-    let mut producer = broker.produce(0, kafka_n, 3, rounds as f64 * 4.0);
+    let mut producer = broker.produce(0, kafka_n, 3, rounds as f64 * 3.0);
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/abuse.py");
     let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
     let mut kafka_rounds = 0;
