@@ -232,8 +232,9 @@ fn answer(
     let q: &Query = &plan.query;
     let mut sink = Sink::new(&q.pipes);
     let mut mem_err = None;
-    // A leading `| limit N` over records keeps only the newest N of the memtable
-    // (which may hold more than the row limit), like it does over segments.
+    // Only the newest N records wanted ([`Plan::newest`]: a leading `| limit N`, or
+    // `| sort by (_time) desc | limit N`): the memtable (which may hold more than
+    // the row limit) gives its newest N, like the segments do.
     let leading_limit = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
     // The newest N of the memtable, by reference (copied once, at the end), and
     // the time below which no record can be among them any more.
@@ -279,8 +280,8 @@ fn answer(
     }
     segments.sort_by_key(|s| std::cmp::Reverse(s.entry.max_time));
 
-    // A leading `| limit N` over records: newest segments first, stop once N records
-    // newer than everything left are in hand.
+    // Only the newest N: newest segments first, stop once N records newer than
+    // everything left are in hand.
     if let Some(n) = leading_limit {
         // Not bound by the row limit (what is kept is cut to N as it goes); the
         // memory limit still holds.
