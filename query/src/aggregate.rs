@@ -344,7 +344,7 @@ impl Grouper {
     }
 
     /// Adds one record for each key, like [`Self::add_single_key_count`]. Short
-    /// keys are sorted into their parts and wait there until [`SHORT_BATCH`] of them
+    /// keys are sorted into their parts and wait there until `SHORT_BATCH` of them
     /// are pending; then each part's table takes its keys in one go, while it is in
     /// cache. (So [`Self::len`] may lag by one batch.)
     pub fn add_single_keys<'k>(&mut self, keys: impl Iterator<Item = Option<&'k str>>) {

@@ -192,7 +192,7 @@ fn matches(f: &Filter, rec: &Record, regexes: &BTreeMap<String, Regex>) -> bool 
 /// Runs `query` over `records` by scanning every one: the reference the executor
 /// must agree with. Records come out newest first (ties in input order). Grouping
 /// pipes gather each group's records and compute every aggregate from them
-/// ([`naive_group`]), apart from the executor's [`crate::aggregate::Grouper`].
+/// (`naive_group`), apart from the executor's [`crate::aggregate::Grouper`].
 pub fn run_naive(query: &Query, records: &[Record]) -> Result<Table, regex::Error> {
     let c = Compiled::new(&query.filter)?;
     let mut hits: Vec<Record> = records.iter().filter(|r| c.matches(r)).cloned().collect();

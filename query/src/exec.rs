@@ -1,9 +1,9 @@
 //! The executor: runs a parsed query over an engine snapshot. The query is planned
-//! once ([`crate::plan`]); the memtable's records are filtered in place, outside any
+//! once (`plan.rs`); the memtable's records are filtered in place, outside any
 //! engine lock; segments are pruned by time (manifest, then per block) and by the
-//! inverted index ([`crate::prune`]); only candidate blocks are read, and every
+//! inverted index (`prune.rs`); only candidate blocks are read, and every
 //! candidate row is verified with the reference semantics ([`crate::eval`]), so the
-//! result is exactly what a scan of every record returns ([`crate::scan`]).
+//! result is exactly what a scan of every record returns (`scan.rs`).
 //! Segments are processed on all cores; grouping pipes keep mergeable partial states
 //! per segment ([`crate::aggregate`]).
 

@@ -1,6 +1,6 @@
 //! Heimdall's query language: the parser ([`parse`]), the plan of a query
-//! ([`plan`]), block pruning by the index ([`prune`]), the scan of candidate blocks
-//! ([`scan`]), aggregation ([`aggregate`]) and the executor that drives them over an
+//! (`plan`), block pruning by the index (`prune`), the scan of candidate blocks
+//! (`scan`), aggregation ([`aggregate`]) and the executor that drives them over an
 //! engine snapshot ([`exec`]); results are [`table`]s, sent as Arrow ([`arrow`]).
 //! The reference semantics ([`eval`]) is plain code over every record, the oracle
 //! the differential tests hold the executor to. It reads storage only through

@@ -1,7 +1,7 @@
 //! Query results: [`Table`]s of [`Cell`]s, records as a table, and the pipes that
 //! work on a table (`fields`, `sort`, `limit`, and grouping after another pipe).
 //! Shared by the executor and the reference evaluator; the grouping itself is
-//! theirs to bring ([`GroupFn`]).
+//! theirs to bring (`GroupFn`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
