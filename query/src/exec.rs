@@ -237,9 +237,9 @@ fn answer(
     // the row limit) gives its newest N, like the segments do.
     let leading_limit = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
     // The newest N of the memtable, by reference (copied once, at the end), and
-    // the time below which no record can be among them any more.
+    // the time at or below which no record is needed any more (ties unspecified).
     let mut newest: Vec<&Record> = Vec::new();
-    let mut floor = i64::MIN;
+    let mut floor: Option<i64> = None;
     // The engine lock is held only while the snapshot is taken: the records in
     // memory are filtered here, with no lock, so writes never wait on a query.
     let snap = engine.snapshot_with_labels(&plan.tenant, plan.bounds, &plan.labels)?;
@@ -249,7 +249,7 @@ fn answer(
             break;
         }
         // (A time comparison before the filter: most records fail it once N are in.)
-        if r.time_ns < floor || !plan.compiled.matches(r) {
+        if floor.is_some_and(|f| r.time_ns <= f) || !plan.compiled.matches(r) {
             continue;
         }
         match leading_limit {
@@ -259,19 +259,25 @@ fn answer(
                 if newest.len() >= n.saturating_mul(2).max(1024) {
                     newest.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
                     newest.truncate(n);
-                    floor = newest.last().map_or(floor, |r| r.time_ns);
+                    floor = newest.last().map(|r| r.time_ns).or(floor);
                 }
             }
             None => mem_err = sink.add_ref(r, limits).err(),
         }
     }
     let mut segments = snap.segments;
+    // The newest N are not bound by the row limit (what is kept is cut to N as it
+    // goes); the memory limit still holds.
+    let unbounded = Limits {
+        max_rows: usize::MAX,
+        ..limits.clone()
+    };
     if let Some(n) = leading_limit {
         newest.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
         newest.truncate(n);
         for r in newest {
             if mem_err.is_none() {
-                mem_err = sink.add_ref(r, limits).err();
+                mem_err = sink.add_ref(r, &unbounded).err();
             }
         }
     }
@@ -283,16 +289,12 @@ fn answer(
     // Only the newest N: newest segments first, stop once N records newer than
     // everything left are in hand.
     if let Some(n) = leading_limit {
-        // Not bound by the row limit (what is kept is cut to N as it goes); the
-        // memory limit still holds.
-        let unbounded = Limits {
-            max_rows: usize::MAX,
-            ..limits.clone()
-        };
         for s in &segments {
+            // (Records of the oldest kept one's time may tie with it: which of
+            // those a limit keeps is unspecified.)
             if sink
                 .keep_newest(n)
-                .is_some_and(|oldest| oldest > s.entry.max_time)
+                .is_some_and(|oldest| oldest >= s.entry.max_time)
             {
                 break;
             }

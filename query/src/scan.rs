@@ -682,15 +682,18 @@ pub(crate) fn scan_segment(
     if newest == Some(0) {
         return Ok(());
     }
-    let mut floor = newest.and_then(|n| sink.keep_newest(n)).unwrap_or(i64::MIN);
+    let mut floor = newest.and_then(|n| sink.keep_newest(n));
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {
         if let Some(n) = newest {
             // Trimmed when twice as many are held: sorting stays amortized.
             if sink.rows_held() >= n.saturating_mul(2) {
-                floor = sink.keep_newest(n).unwrap_or(floor);
+                floor = sink.keep_newest(n).or(floor);
             }
-            if meta.max_time < floor {
+            // N records at `floor` or newer are in hand: this block's can at
+            // best tie with the oldest of them (which of the records of one time a
+            // limit keeps is unspecified).
+            if floor.is_some_and(|f| meta.max_time <= f) {
                 continue;
             }
         }
@@ -794,7 +797,13 @@ pub(crate) fn scan_segment(
                 }
             }
             Sink::Rows { .. } => {
-                for rec in r.records_at(b, &chosen)? {
+                // `chosen` is newest first (a block's rows are in time order): only
+                // the newest N can be wanted.
+                let chosen = match newest {
+                    Some(n) => chosen.get(..n.min(chosen.len())).unwrap_or(&[]),
+                    None => &chosen[..],
+                };
+                for rec in r.records_at(b, chosen)? {
                     sink.add(rec, limits)?;
                 }
             }

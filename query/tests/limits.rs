@@ -136,3 +136,76 @@ fn aggregation_state_counts_against_the_memory_budget() {
     assert_eq!(r.rows[0][0], query::Cell::I64(40_000));
     assert_eq!(r.rows[0][1], query::Cell::F64(19_999.0));
 }
+
+/// Lines without a timestamp of their own share their batch's ingest time: many
+/// records of one time. The newest N are N of the newest time (which ones is
+/// unspecified), in the memtable and in segments, and a limit past the ties
+/// reaches the next older time.
+#[test]
+fn the_newest_n_among_records_of_one_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.wal.preallocate = false;
+    cfg.segment.block_rows = 64;
+    let e = Engine::open(cfg).unwrap();
+    let t = Tenant::default();
+    // 1,000 records at time 5, then 1,000 at time 7 (the newest), 1,000 at time 6.
+    let recs: Vec<Record> = [5i64, 7, 6]
+        .iter()
+        .flat_map(|&time| {
+            (0..1000).map(move |i| Record {
+                time_ns: time,
+                msg: format!("line {time} {i}"),
+                stream: Default::default(),
+                level: None,
+                fields: vec![],
+            })
+        })
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(e.ingest(&t, recs, 0))
+        .unwrap();
+    let limits = Limits {
+        max_rows: 100,
+        ..Limits::default()
+    };
+    let times = |q: &str| -> Vec<String> {
+        let r = query(&e, &t, q, &limits).unwrap();
+        r.rows.iter().map(|row| row[0].text().unwrap()).collect()
+    };
+    for flushed in [false, true] {
+        if flushed {
+            rt_flush(&e);
+        }
+        for q in [
+            "* | limit 3 | fields _time",
+            "* | sort by (_time) desc | limit 3 | fields _time",
+        ] {
+            let got = times(q);
+            assert_eq!(got.len(), 3, "{q}");
+            assert!(
+                got.iter().all(|t| t.ends_with(".000000007Z")),
+                "{q}: {got:?}"
+            );
+        }
+        // Past the 1,000 of time 7: the rest from time 6, none from 5.
+        let counts: Vec<(String, i64)> =
+            query(&e, &t, "* | limit 1010 | stats count() by (_time)", &limits)
+                .unwrap()
+                .rows
+                .iter()
+                .map(|r| (r[0].text().unwrap(), r[1].text().unwrap().parse().unwrap()))
+                .collect();
+        assert_eq!(
+            counts,
+            [
+                ("1970-01-01T00:00:00.000000006Z".to_string(), 10),
+                ("1970-01-01T00:00:00.000000007Z".to_string(), 1000)
+            ],
+            "flushed: {flushed}"
+        );
+    }
+}
