@@ -11,21 +11,8 @@ fn a_leading_limit_over_a_big_memtable_is_not_bound_by_the_row_limit() {
     cfg.wal.preallocate = false;
     let e = Engine::open(cfg).unwrap();
     let t = Tenant::default();
-    let recs: Vec<Record> = (0..5000)
-        .map(|i| Record {
-            time_ns: i,
-            msg: format!("line {i}"),
-            stream: Default::default(),
-            level: None,
-            fields: vec![],
-        })
-        .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(e.ingest(&t, recs, 0))
-        .unwrap();
+    let recs: Vec<Record> = (0..5000).map(|i| line(i, format!("line {i}"))).collect();
+    ingest(&e, &t, recs);
     let limits = Limits {
         max_rows: 1000,
         ..Limits::default()
@@ -65,6 +52,26 @@ fn a_leading_limit_over_a_big_memtable_is_not_bound_by_the_row_limit() {
         query(&e, &t, "line | fields _msg | limit 3", &limits),
         Err(QueryError::TooManyRows(1000))
     ));
+}
+
+/// A record with a time and a message only.
+fn line(time_ns: i64, msg: String) -> Record {
+    Record {
+        time_ns,
+        msg,
+        stream: Default::default(),
+        level: None,
+        fields: vec![],
+    }
+}
+
+fn ingest(e: &Engine, t: &Tenant, recs: Vec<Record>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(e.ingest(t, recs, 0))
+        .unwrap();
 }
 
 fn rt_flush(e: &Engine) {
@@ -152,22 +159,9 @@ fn the_newest_n_among_records_of_one_time() {
     // 1,000 records at time 5, then 1,000 at time 7 (the newest), 1,000 at time 6.
     let recs: Vec<Record> = [5i64, 7, 6]
         .iter()
-        .flat_map(|&time| {
-            (0..1000).map(move |i| Record {
-                time_ns: time,
-                msg: format!("line {time} {i}"),
-                stream: Default::default(),
-                level: None,
-                fields: vec![],
-            })
-        })
+        .flat_map(|&time| (0..1000).map(move |i| line(time, format!("line {time} {i}"))))
         .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(e.ingest(&t, recs, 0))
-        .unwrap();
+    ingest(&e, &t, recs);
     let limits = Limits {
         max_rows: 100,
         ..Limits::default()
