@@ -68,10 +68,12 @@ fn wait_for(nodes: &[&Served], want: u64, timeout: Duration) {
         if got >= want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "stored {got} of {want} ids within {timeout:?}"
-        );
+        if Instant::now() >= deadline {
+            let sources: Vec<String> = nodes.iter().map(|s| http_get(&s.http, "/readyz")).collect();
+            panic!(
+                "stored {got} of {want} ids within {timeout:?}; the nodes' sources: {sources:?}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -343,6 +345,40 @@ fn a_full_write_backlog_pauses_the_partitions_and_loses_nothing() {
         .as_u64()
         .unwrap_or(0);
     assert!(pauses > 0, "the source never paused: {ready}");
+    assert!(s.terminate().success());
+    assert_exactly_once(&stored_ids(&dir.path().join("data")), n, seed);
+}
+
+#[test]
+fn a_partition_whose_fetch_jumps_ahead_is_sought_back_and_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let seed = test_seed();
+    let broker = Broker::start();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = node_config(dir.path(), &broker.addr, "");
+    // Every message is on the broker before the node starts: once the fetch
+    // positions jump to the end, no later message shows the gap; only the stall
+    // check can bring the partitions back.
+    let n = 6_000;
+    let mut producer = broker.produce(0, n, 2, 0.0);
+    assert!(
+        producer.wait().expect("producer").success(),
+        "producer failed"
+    );
+    let s = start_node(&cfg, &[("HEIMDALL_TEST_KAFKA_SKIP_AHEAD", "2")]);
+    wait_for(&[&s], n, Duration::from_secs(90));
+    let ready: Value = serde_json::from_str(&http_get(&s.http, "/readyz")).expect("readyz JSON");
+    let stalls: u64 = ready["sources"][0]["partitions"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|p| p["stalls"].as_u64()).sum())
+        .unwrap_or(0);
+    assert!(stalls > 0, "no stall was noticed: {ready}");
+    let metrics = http_get(&s.http, "/metrics");
+    assert!(
+        metrics.contains("heimdall_kafka_stalls_total{source=\"heimdall/logs\""),
+        "{metrics}"
+    );
     assert!(s.terminate().success());
     assert_exactly_once(&stored_ids(&dir.path().join("data")), n, seed);
 }

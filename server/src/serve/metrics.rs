@@ -407,13 +407,14 @@ fn render_tier(f: &mut Family<'_>, engine: &Engine, t: &super::tiering::TierStat
     );
 }
 
-/// Per Kafka source and partition: lag, records, bytes, dead letters, errors.
+/// Per Kafka source and partition: lag, records, bytes, dead letters, errors,
+/// stalls.
 fn render_sources(f: &mut Family<'_>, sources: &super::kafka::Sources) {
     if sources.status.is_empty() {
         return;
     }
     type Pick = fn(&super::kafka::PartitionStatus) -> Option<f64>;
-    let families: [(&str, &str, &str, Pick); 8] = [
+    let families: [(&str, &str, &str, Pick); 9] = [
         (
             "heimdall_kafka_lag_messages",
             "gauge",
@@ -443,6 +444,12 @@ fn render_sources(f: &mut Family<'_>, sources: &super::kafka::Sources) {
             "counter",
             "Offset commits that failed.",
             |s| Some(s.errors as f64),
+        ),
+        (
+            "heimdall_kafka_stalls_total",
+            "counter",
+            "Times the partition delivered nothing while the broker held messages from its position on, and was sought there again.",
+            |s| Some(s.stalls as f64),
         ),
         (
             "heimdall_kafka_position",

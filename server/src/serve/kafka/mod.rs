@@ -68,6 +68,9 @@ pub(crate) struct PartitionStatus {
     pub(crate) bytes: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) errors: u64,
+    /// Times the partition delivered nothing while the broker held messages from
+    /// its next offset on, and was sought there again ([`unstall`]).
+    pub(crate) stalls: u64,
     /// Records per second over the last statistics interval.
     pub(crate) records_per_s: f64,
     pub(crate) bytes_per_s: f64,
@@ -417,6 +420,26 @@ struct PartState {
     /// A message past `expected` was read: (its offset, how far before `expected`
     /// the partition was then sought). See [`accept`].
     gap: (i64, i64),
+    /// A message of the partition was delivered since the last [`unstall`] round.
+    delivered: bool,
+    /// Time spent polling (not paused, not waiting on the writer) since the
+    /// partition last delivered a message or was checked; see [`unstall`].
+    idle: Duration,
+    /// Checks in a row that found the partition stalled and sought it again
+    /// without a message coming: each doubles the wait before the next check.
+    tries: u32,
+}
+
+impl PartState {
+    /// A partition that starts (again) at `expected`.
+    fn at(claimed: bool, expected: i64) -> PartState {
+        PartState {
+            claimed,
+            expected,
+            gap: (-1, 0),
+            ..PartState::default()
+        }
+    }
 }
 
 impl ClientContext for Ctx {
@@ -520,11 +543,7 @@ impl ConsumerContext for Ctx {
                     });
                     parts.insert(
                         (t, p),
-                        PartState {
-                            claimed: claimed && start.is_some(),
-                            expected: at.unwrap_or(0),
-                            gap: (-1, 0),
-                        },
+                        PartState::at(claimed && start.is_some(), at.unwrap_or(0)),
                     );
                 }
                 if let Err(e) = consumer.assign(tpl) {
@@ -691,7 +710,11 @@ fn run(
                     paused = over;
                 }
                 let epoch = consumer.context().epoch.load(Ordering::Acquire);
+                let polling = Instant::now();
                 let batch = collect(consumer, cfg)?;
+                if !paused {
+                    unstall(consumer, polling.elapsed());
+                }
                 if consumer.context().epoch.load(Ordering::Acquire) != epoch {
                     // A rebalance happened while collecting: what was collected
                     // may belong to partitions no longer ours. Dropped; each
@@ -702,6 +725,7 @@ fn run(
                     if tx.send(p).is_err() {
                         break; // the writer failed
                     }
+                    skip_ahead_point(consumer);
                 }
             }
             Ok(())
@@ -757,11 +781,7 @@ fn retry_claims(consumer: &BaseConsumer<Ctx>) {
             return; // reassigned meanwhile: decided again
         }
         if let Some(st) = parts.get_mut(&(t.clone(), p)) {
-            *st = PartState {
-                claimed: true,
-                expected: s,
-                gap: (-1, 0),
-            };
+            *st = PartState::at(true, s);
         }
         drop(parts);
         ctx.status.with_partition(&t, p, |st| st.position = s);
@@ -784,6 +804,7 @@ fn reseek_after_pause(consumer: &BaseConsumer<Ctx>) {
                 .filter(|(_, st)| st.claimed)
                 .map(|(k, st)| {
                     st.gap = (-1, 0);
+                    st.idle = Duration::ZERO;
                     (k.clone(), st.expected)
                 })
                 .collect()
@@ -792,6 +813,94 @@ fn reseek_after_pause(consumer: &BaseConsumer<Ctx>) {
     for ((t, p), at) in targets {
         if let Err(e) = consumer.seek(&t, p, Offset::Offset(at), BROKER_TIMEOUT) {
             tracing::warn!(topic = %t, partition = p, error = %e, "seeking after a pause; deciding again");
+            if let Ok(mut parts) = ctx.parts.lock() {
+                if let Some(st) = parts.get_mut(&(t, p)) {
+                    st.claimed = false;
+                }
+            }
+        }
+    }
+}
+
+/// How long a claimed partition may poll without a message before the broker is
+/// asked whether it holds messages the partition should have delivered.
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
+/// The longest wait between checks of a partition that stays stalled.
+const STALL_AFTER_MAX: Duration = Duration::from_secs(320);
+
+/// The safety net under every seek: a claimed partition that has delivered no
+/// message for [`STALL_AFTER`] of polling (`polled` is this round's) while the
+/// broker's high watermark is past its expected offset is stalled, whatever the
+/// cause (librdkafka drops a seek or a resume that races with a pause, a broker
+/// answers a fetch past the offset asked for, ...; a gap is only noticed when a
+/// later message arrives, and on a quiet topic none does). It is resumed and
+/// sought to its expected offset again. A partition that stays stalled (a high
+/// watermark past the last message, as transaction markers leave) is checked
+/// less and less often, up to [`STALL_AFTER_MAX`].
+fn unstall(consumer: &BaseConsumer<Ctx>, polled: Duration) {
+    let ctx = consumer.context();
+    let due: Vec<((String, i32), i64, u32)> = {
+        let Ok(mut parts) = ctx.parts.lock() else {
+            return;
+        };
+        parts
+            .iter_mut()
+            .filter_map(|(k, st)| {
+                if !st.claimed || std::mem::take(&mut st.delivered) {
+                    st.idle = Duration::ZERO;
+                    st.tries = 0;
+                    return None;
+                }
+                st.idle += polled;
+                let wait = STALL_AFTER
+                    .saturating_mul(1 << st.tries.min(5))
+                    .min(STALL_AFTER_MAX);
+                if st.idle < wait {
+                    return None;
+                }
+                st.idle = Duration::ZERO;
+                Some((k.clone(), st.expected, st.tries))
+            })
+            .collect()
+    };
+    for ((t, p), expected, tries) in due {
+        let high = match consumer.fetch_watermarks(&t, p, BROKER_TIMEOUT) {
+            Ok((_, high)) => high,
+            Err(e) => {
+                tracing::debug!(topic = %t, partition = p, error = %e, "checking an idle partition's high watermark");
+                continue;
+            }
+        };
+        if high <= expected {
+            continue; // nothing to deliver: idle, not stalled
+        }
+        {
+            let Ok(mut parts) = ctx.parts.lock() else {
+                return;
+            };
+            match parts.get_mut(&(t.clone(), p)) {
+                Some(st) if st.claimed && st.expected == expected && !st.delivered => {
+                    st.tries = tries + 1;
+                    st.gap = (-1, 0);
+                }
+                _ => continue, // moved on meanwhile
+            }
+        }
+        ctx.status.with_partition(&t, p, |s| s.stalls += 1);
+        if tries == 0 {
+            tracing::warn!(topic = %t, partition = p, expected, high_watermark = high, idle = ?STALL_AFTER,
+                "a partition delivered nothing though the broker holds messages from its next offset on: seeking it there again");
+        } else {
+            tracing::debug!(topic = %t, partition = p, expected, high_watermark = high, tries, "the partition is still stalled: seeking it again");
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&t, p);
+        if let Err(e) = consumer.resume(&tpl) {
+            tracing::debug!(topic = %t, partition = p, error = %e, "resuming a stalled partition");
+        }
+        if let Err(e) = consumer.seek(&t, p, Offset::Offset(expected), BROKER_TIMEOUT) {
+            tracing::warn!(topic = %t, partition = p, error = %e, "seeking a stalled partition; deciding again");
             if let Ok(mut parts) = ctx.parts.lock() {
                 if let Some(st) = parts.get_mut(&(t, p)) {
                     st.claimed = false;
@@ -818,6 +927,7 @@ fn accept(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32, offset: i64) -> boo
     let Some(st) = parts.get_mut(&(topic.to_string(), p)) else {
         return false;
     };
+    st.delivered = true;
     if !st.claimed || offset < st.expected {
         return false;
     }
@@ -1084,6 +1194,42 @@ fn crash_point() {
         if n.fetch_sub(1, Ordering::AcqRel) == 0 {
             eprintln!("heimdall: HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT reached: aborting");
             std::process::abort();
+        }
+    }
+}
+
+/// A fault-injection hook for the tests of [`unstall`]: with
+/// `HEIMDALL_TEST_KAFKA_SKIP_AHEAD=N`, once N batches are collected every claimed
+/// partition's fetch position jumps to its high watermark, as a seek or a resume
+/// lost inside librdkafka would leave it: the messages in between are never
+/// delivered unless the partition is sought back.
+fn skip_ahead_point(consumer: &BaseConsumer<Ctx>) {
+    static LEFT: std::sync::OnceLock<Option<AtomicU64>> = std::sync::OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        std::env::var("HEIMDALL_TEST_KAFKA_SKIP_AHEAD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(AtomicU64::new)
+    });
+    let Some(n) = left else { return };
+    if n.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    let claimed: Vec<(String, i32)> = consumer
+        .context()
+        .parts
+        .lock()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, st)| st.claimed)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for (t, p) in claimed {
+        if let Ok((_, high)) = consumer.fetch_watermarks(&t, p, BROKER_TIMEOUT) {
+            eprintln!("heimdall: HEIMDALL_TEST_KAFKA_SKIP_AHEAD: {t}/{p} jumps to offset {high}");
+            let _ = consumer.seek(&t, p, Offset::Offset(high), BROKER_TIMEOUT);
         }
     }
 }
