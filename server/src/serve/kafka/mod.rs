@@ -68,8 +68,8 @@ pub(crate) struct PartitionStatus {
     pub(crate) bytes: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) errors: u64,
-    /// Times the partition delivered nothing while the broker held messages from
-    /// its next offset on, and was sought there again ([`unstall`]).
+    /// Times the partition stored nothing for a while though the broker held
+    /// messages from its next offset on, and was sought back ([`unstall`]).
     pub(crate) stalls: u64,
     /// Records per second over the last statistics interval.
     pub(crate) records_per_s: f64,
@@ -420,13 +420,14 @@ struct PartState {
     /// A message past `expected` was read: (its offset, how far before `expected`
     /// the partition was then sought). See [`accept`].
     gap: (i64, i64),
-    /// A message of the partition was delivered since the last [`unstall`] round.
-    delivered: bool,
+    /// Its next message was taken since the last [`unstall`] round.
+    advanced: bool,
     /// Time spent polling (not paused, not waiting on the writer) since the
-    /// partition last delivered a message or was checked; see [`unstall`].
+    /// partition last took a message or was checked; see [`unstall`].
     idle: Duration,
-    /// Checks in a row that found the partition stalled and sought it again
-    /// without a message coming: each doubles the wait before the next check.
+    /// Checks in a row that found the partition stalled and sought it back
+    /// without its next message coming: each seeks further back and doubles the
+    /// wait before the next check.
     tries: u32,
 }
 
@@ -822,22 +823,27 @@ fn reseek_after_pause(consumer: &BaseConsumer<Ctx>) {
     }
 }
 
-/// How long a claimed partition may poll without a message before the broker is
-/// asked whether it holds messages the partition should have delivered.
+/// How long a claimed partition may poll without taking its next message before
+/// the broker is asked whether it holds that message.
 const STALL_AFTER: Duration = Duration::from_secs(10);
 
 /// The longest wait between checks of a partition that stays stalled.
 const STALL_AFTER_MAX: Duration = Duration::from_secs(320);
 
-/// The safety net under every seek: a claimed partition that has delivered no
+/// The safety net under every seek: a claimed partition that has taken no
 /// message for [`STALL_AFTER`] of polling (`polled` is this round's) while the
-/// broker's high watermark is past its expected offset is stalled, whatever the
-/// cause (librdkafka drops a seek or a resume that races with a pause, a broker
-/// answers a fetch past the offset asked for, ...; a gap is only noticed when a
-/// later message arrives, and on a quiet topic none does). It is resumed and
-/// sought to its expected offset again. A partition that stays stalled (a high
-/// watermark past the last message, as transaction markers leave) is checked
-/// less and less often, up to [`STALL_AFTER_MAX`].
+/// broker's high watermark is past its expected offset is *stalled*. Seen
+/// causes: a broker (tansu) that answers a fetch from inside a record batch with
+/// the next batch, so a partition sought or started inside its last batch gets
+/// nothing, and no later message shows the gap; librdkafka dropping a seek or a
+/// resume that races with a pause. The partition is resumed and sought back,
+/// further each time it stays stalled (256, 2,048, ... messages before the
+/// expected offset, down to 0; what comes before it is dropped), and checked less
+/// and less often, up to [`STALL_AFTER_MAX`] (a high watermark past the last
+/// message, as transaction markers leave, is not a stall that seeking ends). The
+/// high watermark is the larger of the broker's answer to a ListOffsets request
+/// and the last fetch's (librdkafka's statistics): tansu answers the former with
+/// the first offset of the last record batch.
 fn unstall(consumer: &BaseConsumer<Ctx>, polled: Duration) {
     let ctx = consumer.context();
     let due: Vec<((String, i32), i64, u32)> = {
@@ -847,7 +853,7 @@ fn unstall(consumer: &BaseConsumer<Ctx>, polled: Duration) {
         parts
             .iter_mut()
             .filter_map(|(k, st)| {
-                if !st.claimed || std::mem::take(&mut st.delivered) {
+                if !st.claimed || std::mem::take(&mut st.advanced) {
                     st.idle = Duration::ZERO;
                     st.tries = 0;
                     return None;
@@ -865,22 +871,33 @@ fn unstall(consumer: &BaseConsumer<Ctx>, polled: Duration) {
             .collect()
     };
     for ((t, p), expected, tries) in due {
-        let high = match consumer.fetch_watermarks(&t, p, BROKER_TIMEOUT) {
+        let listed = match consumer.fetch_watermarks(&t, p, BROKER_TIMEOUT) {
             Ok((_, high)) => high,
             Err(e) => {
-                tracing::debug!(topic = %t, partition = p, error = %e, "checking an idle partition's high watermark");
-                continue;
+                tracing::debug!(topic = %t, partition = p, error = %e, "asking an idle partition's high watermark");
+                -1
             }
         };
+        let fetched = ctx
+            .status
+            .partitions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(t.clone(), p)).map(|s| s.high_watermark))
+            .unwrap_or(-1);
+        let high = listed.max(fetched);
         if high <= expected {
-            continue; // nothing to deliver: idle, not stalled
+            continue; // nothing to take: idle, not stalled
         }
+        let back = 256i64
+            .saturating_mul(8i64.saturating_pow(tries.min(6)))
+            .min(expected);
         {
             let Ok(mut parts) = ctx.parts.lock() else {
                 return;
             };
             match parts.get_mut(&(t.clone(), p)) {
-                Some(st) if st.claimed && st.expected == expected && !st.delivered => {
+                Some(st) if st.claimed && st.expected == expected && !st.advanced => {
                     st.tries = tries + 1;
                     st.gap = (-1, 0);
                 }
@@ -888,18 +905,19 @@ fn unstall(consumer: &BaseConsumer<Ctx>, polled: Duration) {
             }
         }
         ctx.status.with_partition(&t, p, |s| s.stalls += 1);
+        let from = expected - back;
         if tries == 0 {
-            tracing::warn!(topic = %t, partition = p, expected, high_watermark = high, idle = ?STALL_AFTER,
-                "a partition delivered nothing though the broker holds messages from its next offset on: seeking it there again");
+            tracing::warn!(topic = %t, partition = p, expected, high_watermark = high, from, idle = ?STALL_AFTER,
+                "a partition took nothing though the broker holds messages from its next offset on: seeking it back");
         } else {
-            tracing::debug!(topic = %t, partition = p, expected, high_watermark = high, tries, "the partition is still stalled: seeking it again");
+            tracing::debug!(topic = %t, partition = p, expected, high_watermark = high, from, tries, "the partition is still stalled: seeking further back");
         }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&t, p);
         if let Err(e) = consumer.resume(&tpl) {
             tracing::debug!(topic = %t, partition = p, error = %e, "resuming a stalled partition");
         }
-        if let Err(e) = consumer.seek(&t, p, Offset::Offset(expected), BROKER_TIMEOUT) {
+        if let Err(e) = consumer.seek(&t, p, Offset::Offset(from), BROKER_TIMEOUT) {
             tracing::warn!(topic = %t, partition = p, error = %e, "seeking a stalled partition; deciding again");
             if let Ok(mut parts) = ctx.parts.lock() {
                 if let Some(st) = parts.get_mut(&(t, p)) {
@@ -927,7 +945,6 @@ fn accept(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32, offset: i64) -> boo
     let Some(st) = parts.get_mut(&(topic.to_string(), p)) else {
         return false;
     };
-    st.delivered = true;
     if !st.claimed || offset < st.expected {
         return false;
     }
@@ -944,6 +961,7 @@ fn accept(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32, offset: i64) -> boo
         }
         st.expected = offset + 1;
         st.gap = (-1, 0);
+        st.advanced = true;
         return true;
     }
     let back = if st.gap.0 == offset {
