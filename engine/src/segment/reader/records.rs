@@ -317,13 +317,27 @@ impl SegmentReader {
         sorted.sort_unstable();
         sorted.dedup();
         let found = self.records_impl(block, Some(&sorted), &|_| true)?;
+        if sorted.len() < rows.len() {
+            // A row asked for twice: copies.
+            return Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    sorted
+                        .binary_search(r)
+                        .ok()
+                        .and_then(|i| found.get(i).cloned())
+                })
+                .collect());
+        }
+        // Each row once: the records move into the asked order.
+        let mut found: Vec<Option<Record>> = found.into_iter().map(Some).collect();
         Ok(rows
             .iter()
             .filter_map(|r| {
                 sorted
                     .binary_search(r)
                     .ok()
-                    .and_then(|i| found.get(i).cloned())
+                    .and_then(|i| found.get_mut(i).and_then(Option::take))
             })
             .collect())
     }
