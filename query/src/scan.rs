@@ -683,6 +683,10 @@ pub(crate) fn scan_segment(
         return Ok(());
     }
     let mut floor = newest.and_then(|n| sink.keep_newest(n));
+    let only_limits = q
+        .pipes
+        .iter()
+        .all(|p| matches!(p, crate::ast::Pipe::Limit(_)));
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {
         if let Some(n) = newest {
@@ -803,7 +807,10 @@ pub(crate) fn scan_segment(
                     Some(n) => chosen.get(..n.min(chosen.len())).unwrap_or(&[]),
                     None => &chosen[..],
                 };
-                for rec in r.records_at(b, chosen)? {
+                // Through nothing but limits, hidden fields (`_template`) are
+                // never shown: not decoded (a field per record saved).
+                let shown = |c: &ColumnMeta| !(only_limits && crate::table::hidden(&c.name));
+                for rec in r.records_at_with(b, chosen, &shown)? {
                     sink.add(rec, limits)?;
                 }
             }

@@ -313,10 +313,20 @@ impl SegmentReader {
     /// [`Self::search_words`]), decoding each column once and rebuilding only those
     /// rows' messages.
     pub fn records_at(&self, block: usize, rows: &[usize]) -> Result<Vec<Record>, SegmentError> {
+        self.records_at_with(block, rows, &|_| true)
+    }
+
+    /// [`Self::records_at`] with only the columns `want` accepts decoded.
+    pub fn records_at_with(
+        &self,
+        block: usize,
+        rows: &[usize],
+        want: &dyn Fn(&ColumnMeta) -> bool,
+    ) -> Result<Vec<Record>, SegmentError> {
         let mut sorted = rows.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let found = self.records_impl(block, Some(&sorted), &|_| true)?;
+        let found = self.records_impl(block, Some(&sorted), want)?;
         if sorted.len() < rows.len() {
             // A row asked for twice: copies.
             return Ok(rows
