@@ -49,6 +49,16 @@ message_bytes_max = 4096
     cfg
 }
 
+/// A broker with topic `logs` of `partitions` partitions, and a node's config in a
+/// temporary directory of its own.
+fn broker_and_node(partitions: u32) -> (Broker, tempfile::TempDir, PathBuf) {
+    let broker = Broker::start();
+    broker.create_topic("logs", partitions);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = node_config(dir.path(), &broker.addr, "");
+    (broker, dir, cfg)
+}
+
 fn start_node(cfg: &Path, envs: &[(&str, &str)]) -> Served {
     Served::start_with(&["--config", &cfg.to_string_lossy()], envs)
 }
@@ -135,10 +145,7 @@ fn kill_9_while_consuming_stores_every_message_exactly_once() {
     let seed = test_seed();
     eprintln!("Kafka kill -9 test: {rounds} rounds, HEIMDALL_SEED={seed}");
     let mut rng = Rng(seed);
-    let broker = Broker::start();
-    broker.create_topic("logs", 3);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = node_config(dir.path(), &broker.addr, "");
+    let (broker, dir, cfg) = broker_and_node(3);
     let n = rounds * 1500;
     // The producer keeps going through the rounds, so each life of the node
     // consumes while it is killed.
@@ -246,10 +253,7 @@ fn two_nodes_in_one_group_store_every_message_exactly_once_when_one_dies() {
 #[test]
 fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let broker = Broker::start();
-    broker.create_topic("logs", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = node_config(dir.path(), &broker.addr, "");
+    let (broker, _dir, cfg) = broker_and_node(2);
     let s = start_node(&cfg, &[]);
     let out = Command::new(python())
         .arg(kafka_producer_script())
@@ -320,11 +324,8 @@ fn poison_messages_go_to_the_dead_letter_stream_and_the_partition_goes_on() {
 fn a_full_write_backlog_pauses_the_partitions_and_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let seed = test_seed();
-    let broker = Broker::start();
-    broker.create_topic("logs", 2);
-    let dir = tempfile::tempdir().unwrap();
     // Backlog limit = one 1 MiB memtable: every batch (about 2 MB) goes over it.
-    let cfg = node_config(dir.path(), &broker.addr, "");
+    let (broker, dir, cfg) = broker_and_node(2);
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "[[sources.kafka]]",
         "[limits]\nmemtable_bytes_max = 1048576\nbacklog_bytes_max = 1048576\n\n[[sources.kafka]]",
@@ -353,10 +354,7 @@ fn a_full_write_backlog_pauses_the_partitions_and_loses_nothing() {
 fn a_partition_whose_fetch_jumps_ahead_is_sought_back_and_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let seed = test_seed();
-    let broker = Broker::start();
-    broker.create_topic("logs", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = node_config(dir.path(), &broker.addr, "");
+    let (broker, dir, cfg) = broker_and_node(2);
     // Every message is on the broker before the node starts: once the fetch
     // positions jump to the end, no later message shows the gap; only the stall
     // check can bring the partitions back.

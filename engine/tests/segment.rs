@@ -169,3 +169,40 @@ fn every_damaged_byte_is_a_typed_error() {
         );
     }
 }
+
+#[test]
+fn records_at_answers_in_the_asked_order_repeats_included_and_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.seg");
+    let opts = SegmentOptions {
+        block_rows: 16,
+        zstd_level: 1,
+        ..SegmentOptions::default()
+    };
+    write_segment(&path, &Tenant::default(), &sample(), &opts).unwrap();
+    let r = SegmentReader::open(&path).unwrap();
+    let all = r.records(1).unwrap();
+    // Newest first, as queries ask: the records move into that order.
+    let rows = [15, 9, 3, 0];
+    let got = r.records_at(1, &rows).unwrap();
+    let want: Vec<Record> = rows.iter().map(|i| all[*i].clone()).collect();
+    assert_eq!(got, want);
+    // A row asked for twice comes back twice.
+    let rows = [4, 2, 4];
+    let got = r.records_at(1, &rows).unwrap();
+    let want: Vec<Record> = rows.iter().map(|i| all[*i].clone()).collect();
+    assert_eq!(got, want);
+    // A column left out stays empty; the others are whole.
+    let got = r
+        .records_at_with(1, &[7, 1], &|c| c.name != "status")
+        .unwrap();
+    for (g, i) in got.iter().zip([7, 1]) {
+        let w = &all[i];
+        assert_eq!(
+            (g.time_ns, &g.msg, &g.stream, &g.level),
+            (w.time_ns, &w.msg, &w.stream, &w.level)
+        );
+        assert!(g.fields.iter().all(|(k, _)| k != "status"), "{g:?}");
+        assert!(g.fields.iter().any(|(k, _)| k == "ok"), "{g:?}");
+    }
+}

@@ -1196,19 +1196,28 @@ fn write(
     Ok(())
 }
 
+/// A fault-injection hook's counter, read once from its environment variable.
+type Countdown = std::sync::OnceLock<Option<AtomicU64>>;
+
+/// The counter of a fault-injection hook: the number in environment variable
+/// `var`, read on first use (`None`: the variable is not set, the hook is off).
+fn countdown<'a>(cell: &'a Countdown, var: &str) -> Option<&'a AtomicU64> {
+    cell.get_or_init(|| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(AtomicU64::new)
+    })
+    .as_ref()
+}
+
 /// A fault-injection hook for the crash tests: with
 /// `HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT=N`, the process aborts when its
 /// (N+1)-th Kafka batch is durable in the WAL but its offsets are not committed:
 /// the one moment a kill -9 rarely hits by chance.
 fn crash_point() {
-    static LEFT: std::sync::OnceLock<Option<AtomicU64>> = std::sync::OnceLock::new();
-    let left = LEFT.get_or_init(|| {
-        std::env::var("HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(AtomicU64::new)
-    });
-    if let Some(n) = left {
+    static LEFT: Countdown = Countdown::new();
+    if let Some(n) = countdown(&LEFT, "HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT") {
         if n.fetch_sub(1, Ordering::AcqRel) == 0 {
             eprintln!("heimdall: HEIMDALL_TEST_KAFKA_ABORT_BEFORE_COMMIT reached: aborting");
             std::process::abort();
@@ -1222,14 +1231,10 @@ fn crash_point() {
 /// lost inside librdkafka would leave it: the messages in between are never
 /// delivered unless the partition is sought back.
 fn skip_ahead_point(consumer: &BaseConsumer<Ctx>) {
-    static LEFT: std::sync::OnceLock<Option<AtomicU64>> = std::sync::OnceLock::new();
-    let left = LEFT.get_or_init(|| {
-        std::env::var("HEIMDALL_TEST_KAFKA_SKIP_AHEAD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(AtomicU64::new)
-    });
-    let Some(n) = left else { return };
+    static LEFT: Countdown = Countdown::new();
+    let Some(n) = countdown(&LEFT, "HEIMDALL_TEST_KAFKA_SKIP_AHEAD") else {
+        return;
+    };
     if n.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
