@@ -10,6 +10,14 @@ pub struct Query {
     pub pipes: Vec<Pipe>,
 }
 
+impl Query {
+    /// Whether the records go through nothing but limits (no pipe at all
+    /// included): they are shown as they are, hidden fields left out.
+    pub fn only_limits(&self) -> bool {
+        self.pipes.iter().all(|p| matches!(p, Pipe::Limit(_)))
+    }
+}
+
 /// Which records a query selects.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {

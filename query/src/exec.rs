@@ -137,7 +137,7 @@ pub fn run_batches_each_with(
     match answer(engine, tenant, q, limits, &mut after)? {
         // Records through nothing but limits go to Arrow straight from the records
         // (no table of cells, no `_time` text): what Flight DoGet streams.
-        Answer::Rows(mut rows) if q.pipes.iter().all(|p| matches!(p, Pipe::Limit(_))) => {
+        Answer::Rows(mut rows) if q.only_limits() => {
             for p in &q.pipes {
                 if let Pipe::Limit(n) = p {
                     rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX));

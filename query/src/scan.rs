@@ -683,10 +683,7 @@ pub(crate) fn scan_segment(
         return Ok(());
     }
     let mut floor = newest.and_then(|n| sink.keep_newest(n));
-    let only_limits = q
-        .pipes
-        .iter()
-        .all(|p| matches!(p, crate::ast::Pipe::Limit(_)));
+    let only_limits = q.only_limits();
     // Newest blocks first (blocks are in time order).
     for (b, meta) in blocks.iter().enumerate().rev() {
         if let Some(n) = newest {

@@ -327,27 +327,18 @@ impl SegmentReader {
         sorted.sort_unstable();
         sorted.dedup();
         let found = self.records_impl(block, Some(&sorted), want)?;
-        if sorted.len() < rows.len() {
-            // A row asked for twice: copies.
-            return Ok(rows
-                .iter()
-                .filter_map(|r| {
-                    sorted
-                        .binary_search(r)
-                        .ok()
-                        .and_then(|i| found.get(i).cloned())
-                })
-                .collect());
-        }
-        // Each row once: the records move into the asked order.
+        // Each record moves into the asked order; a row asked for twice is copied.
+        let repeats = sorted.len() < rows.len();
         let mut found: Vec<Option<Record>> = found.into_iter().map(Some).collect();
         Ok(rows
             .iter()
             .filter_map(|r| {
-                sorted
-                    .binary_search(r)
-                    .ok()
-                    .and_then(|i| found.get_mut(i).and_then(Option::take))
+                let slot = found.get_mut(sorted.binary_search(r).ok()?)?;
+                if repeats {
+                    slot.clone()
+                } else {
+                    slot.take()
+                }
             })
             .collect())
     }

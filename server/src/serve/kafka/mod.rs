@@ -812,12 +812,24 @@ fn reseek_after_pause(consumer: &BaseConsumer<Ctx>) {
         })
         .unwrap_or_default();
     for ((t, p), at) in targets {
-        if let Err(e) = consumer.seek(&t, p, Offset::Offset(at), BROKER_TIMEOUT) {
-            tracing::warn!(topic = %t, partition = p, error = %e, "seeking after a pause; deciding again");
-            if let Ok(mut parts) = ctx.parts.lock() {
-                if let Some(st) = parts.get_mut(&(t, p)) {
-                    st.claimed = false;
-                }
+        seek_or_decide_again(consumer, &t, p, at, "seeking after a pause");
+    }
+}
+
+/// Seeks a claimed partition to `offset`; if the seek fails, the partition is
+/// unclaimed, so that [`retry_claims`] decides its start, claims and seeks it again.
+fn seek_or_decide_again(
+    consumer: &BaseConsumer<Ctx>,
+    topic: &str,
+    p: i32,
+    offset: i64,
+    doing: &str,
+) {
+    if let Err(e) = consumer.seek(topic, p, Offset::Offset(offset), BROKER_TIMEOUT) {
+        tracing::warn!(topic, partition = p, error = %e, "{doing}; deciding again");
+        if let Ok(mut parts) = consumer.context().parts.lock() {
+            if let Some(st) = parts.get_mut(&(topic.to_string(), p)) {
+                st.claimed = false;
             }
         }
     }
@@ -917,14 +929,7 @@ fn unstall(consumer: &BaseConsumer<Ctx>, polled: Duration) {
         if let Err(e) = consumer.resume(&tpl) {
             tracing::debug!(topic = %t, partition = p, error = %e, "resuming a stalled partition");
         }
-        if let Err(e) = consumer.seek(&t, p, Offset::Offset(from), BROKER_TIMEOUT) {
-            tracing::warn!(topic = %t, partition = p, error = %e, "seeking a stalled partition; deciding again");
-            if let Ok(mut parts) = ctx.parts.lock() {
-                if let Some(st) = parts.get_mut(&(t, p)) {
-                    st.claimed = false;
-                }
-            }
-        }
+        seek_or_decide_again(consumer, &t, p, from, "seeking a stalled partition back");
     }
 }
 
@@ -979,14 +984,7 @@ fn accept(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32, offset: i64) -> boo
         seek = to,
         "offset gap: seeking back"
     );
-    if let Err(e) = consumer.seek(topic, p, Offset::Offset(to), BROKER_TIMEOUT) {
-        tracing::warn!(topic, partition = p, error = %e, "seeking back");
-        if let Ok(mut parts) = ctx.parts.lock() {
-            if let Some(st) = parts.get_mut(&(topic.to_string(), p)) {
-                st.claimed = false; // decided and sought again
-            }
-        }
-    }
+    seek_or_decide_again(consumer, topic, p, to, "seeking back over a gap");
     false
 }
 
