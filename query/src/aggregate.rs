@@ -182,9 +182,9 @@ pub struct Grouper {
     /// `&str`.
     /// Split into [`SHORT_PARTS`] tables by a hash of the key, so that a batch of
     /// keys visits one small (cache-resident) table at a time.
-    short: Vec<rustc_hash::FxHashMap<u128, u64>>,
+    short: Vec<rustc_hash::FxHashMap<Short, u64>>,
     /// Per part, the short keys waiting to be counted.
-    scratch: Vec<Vec<u128>>,
+    scratch: Vec<Vec<Short>>,
     /// How many.
     pending: usize,
     single: rustc_hash::FxHashMap<Box<str>, u64>,
@@ -200,7 +200,7 @@ pub struct Grouper {
 }
 
 /// Parts of a grouper's short-key table.
-const SHORT_PARTS: usize = 64;
+const SHORT_PARTS: usize = 256;
 
 /// What a held string costs beyond its bytes (the `String`, the map's node or slot),
 /// roughly: memory accounting of groups and `count_uniq` sets.
@@ -215,20 +215,26 @@ fn group_bytes(key: &[Option<String>], funcs: usize) -> usize {
     key + funcs * std::mem::size_of::<AggState>() + VALUE_OVERHEAD_BYTES
 }
 
-/// Short keys held back before they are counted (16 bytes each: 4 MiB).
-const SHORT_BATCH: usize = 1 << 18;
+/// Short keys held back before they are counted (16 bytes each: 512 KiB). With
+/// [`SHORT_PARTS`] parts, a part's table of a 100,000-key count is ~10 KiB (in
+/// L1) and takes ~128 keys per batch; docs/decisions/0009-count-by-batches.md.
+const SHORT_BATCH: usize = 1 << 15;
 
 /// The part of short key `k`: a hash unlike the table's own (whose high bits pick
 /// control tags), so that keys of one part still spread over their table.
-fn short_part_of(k: u128) -> usize {
-    let x = (k as u64) ^ ((k >> 64) as u64).rotate_left(29);
-    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+fn short_part_of(k: Short) -> usize {
+    let x = k.0 ^ k.1.rotate_left(29);
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHORT_PARTS.trailing_zeros())) as usize
 }
 
-/// A string of at most 15 bytes as one integer: bytes 0..8 in the low half, the
+/// A short key: a string of at most 15 bytes packed by [`pack_short`] (two words,
+/// not a `u128`: 8-byte alignment keeps a table slot at 24 bytes, not 32).
+type Short = (u64, u64);
+
+/// A string of at most 15 bytes as one integer pair: bytes 0..8 in the low half, the
 /// rest in the high half with the length in its top byte. Built from whole-word
 /// reads (overlapping, then shifted), no byte loop and no call to `memcpy`.
-fn pack_short(s: &str) -> u128 {
+fn pack_short(s: &str) -> Short {
     let b = s.as_bytes();
     let n = b.len().min(15);
     let word = |at: usize| -> u64 {
@@ -257,13 +263,13 @@ fn pack_short(s: &str) -> u128 {
         8 => (word(0), 0),
         _ => (word(0), word(n - 8) >> (8 * (16 - n))),
     };
-    u128::from(lo) | u128::from(hi | (n as u64) << 56) << 64
+    (lo, hi | (n as u64) << 56)
 }
 
-fn unpack_short(k: u128) -> String {
+fn unpack_short(k: Short) -> String {
     let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&(k as u64).to_le_bytes());
-    b[8..].copy_from_slice(&((k >> 64) as u64).to_le_bytes());
+    b[..8].copy_from_slice(&k.0.to_le_bytes());
+    b[8..].copy_from_slice(&k.1.to_le_bytes());
     let n = usize::from(b[15]).min(15);
     String::from_utf8_lossy(b.get(..n).unwrap_or(&[])).into_owned()
 }
@@ -315,10 +321,24 @@ impl Grouper {
     }
 
     /// Adds `n` records whose one key is `key`, to a grouper that
-    /// [`Self::counts_by_fields`] with one key.
+    /// [`Self::counts_by_fields`] with one key. Short keys counted once wait in a
+    /// batch ([`Self::add_single_keys`]).
     pub fn add_single_key_count(&mut self, key: Option<&str>, n: u64) {
         match key {
             None => self.single_none += n,
+            Some(k) if k.len() < 16 && n == 1 => {
+                let k = pack_short(k);
+                if self.scratch.is_empty() {
+                    self.scratch.resize_with(SHORT_PARTS, Vec::new);
+                }
+                if let Some(v) = self.scratch.get_mut(short_part_of(k)) {
+                    v.push(k);
+                    self.pending += 1;
+                }
+                if self.pending >= SHORT_BATCH {
+                    self.flush_pending();
+                }
+            }
             Some(k) if k.len() < 16 => {
                 let k = pack_short(k);
                 *self.short_part(k).entry(k).or_default() += n;
@@ -334,7 +354,7 @@ impl Grouper {
     }
 
     /// The table of short key `k`.
-    fn short_part(&mut self, k: u128) -> &mut rustc_hash::FxHashMap<u128, u64> {
+    fn short_part(&mut self, k: Short) -> &mut rustc_hash::FxHashMap<Short, u64> {
         if self.short.is_empty() {
             self.short.resize_with(SHORT_PARTS, Default::default);
         }
@@ -348,24 +368,7 @@ impl Grouper {
     /// are pending; then each part's table takes its keys in one go, while it is in
     /// cache. (So [`Self::len`] may lag by one batch.)
     pub fn add_single_keys<'k>(&mut self, keys: impl Iterator<Item = Option<&'k str>>) {
-        if self.scratch.is_empty() {
-            self.scratch.resize_with(SHORT_PARTS, Vec::new);
-        }
-        for k in keys {
-            match k {
-                Some(k) if k.len() < 16 => {
-                    let k = pack_short(k);
-                    if let Some(v) = self.scratch.get_mut(short_part_of(k)) {
-                        v.push(k);
-                        self.pending += 1;
-                    }
-                }
-                other => self.add_single_key_count(other, 1),
-            }
-        }
-        if self.pending >= SHORT_BATCH {
-            self.flush_pending();
-        }
+        keys.for_each(|k| self.add_single_key_count(k, 1));
     }
 
     /// Counts the pending short keys into their tables.
@@ -400,6 +403,49 @@ impl Grouper {
         for (k, n) in std::mem::take(&mut self.single) {
             self.add_counted(vec![Some(k.into())], n);
         }
+    }
+
+    /// The `n` largest one-key counts, ties in ascending key order (no key first),
+    /// without building a group per key: the n-th largest count is found first, and
+    /// only keys counted at least that often are unpacked and sorted.
+    fn top_single(&mut self, n: usize) -> Vec<(Option<String>, u64)> {
+        self.flush_pending();
+        let short = std::mem::take(&mut self.short);
+        let single = std::mem::take(&mut self.single);
+        let mut counts: Vec<u64> = short
+            .iter()
+            .flat_map(|t| t.values().copied())
+            .chain(single.values().copied())
+            .collect();
+        if self.single_none > 0 {
+            counts.push(self.single_none);
+        }
+        let least = match n {
+            0 => return Vec::new(),
+            n if n < counts.len() => {
+                let (_, nth, _) = counts.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
+                *nth
+            }
+            _ => 0,
+        };
+        let mut rows: Vec<(Option<String>, u64)> = short
+            .into_iter()
+            .flatten()
+            .filter(|(_, c)| *c >= least)
+            .map(|(k, c)| (Some(unpack_short(k)), c))
+            .chain(
+                single
+                    .into_iter()
+                    .filter(|(_, c)| *c >= least)
+                    .map(|(k, c)| (Some(k.into()), c)),
+            )
+            .collect();
+        if self.single_none > 0 && self.single_none >= least {
+            rows.push((None, self.single_none));
+        }
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(n);
+        rows
     }
 
     /// Adds a matching record.
@@ -580,6 +626,23 @@ impl Grouper {
                 return Table { columns, rows };
             }
         }
+        if let Pipe::Top { n, .. } = &self.pipe {
+            if self.groups.is_empty() && self.buckets.is_empty() {
+                let n = usize::try_from(*n).unwrap_or(usize::MAX);
+                let rows = self.top_single(n);
+                let Pipe::Top { mut by, .. } = self.pipe else {
+                    return Table::default();
+                };
+                by.push("count()".into());
+                return Table {
+                    columns: by,
+                    rows: rows
+                        .into_iter()
+                        .map(|(k, c)| vec![k.map_or(Cell::Null, Cell::Str), Cell::I64(c as i64)])
+                        .collect(),
+                };
+            }
+        }
         self.fold_single();
         let Grouper {
             pipe,
@@ -659,6 +722,49 @@ mod tests {
             prop_assert_eq!(unpack_short(pack_short(&a)), a.clone());
             prop_assert_eq!(pack_short(&a) == pack_short(&b), a == b);
         }
+    }
+
+    #[test]
+    fn top_counts_beyond_a_batch_match_a_plain_count() {
+        // More keys than a batch holds, short and long, many ties, records
+        // without the key, added one at a time and in counted runs, over two
+        // groupers merged: the top N must be what a plain count gives.
+        let mut x = 11u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let key = |v: u64| match v % 7 {
+            0 => None,
+            1 => Some(format!("a-long-key-of-more-than-fifteen-bytes-{}", v % 50)),
+            _ => Some(format!("k{}", v % 3_000)),
+        };
+        let mut plain: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+        let top = Pipe::Top {
+            n: 25,
+            by: vec!["f".into()],
+        };
+        let mut parts = [Grouper::new(&top).unwrap(), Grouper::new(&top).unwrap()];
+        for i in 0..(SHORT_BATCH as u64 * 3) {
+            let k = key(next());
+            let n = if i % 5 == 0 { 1 + next() % 4 } else { 1 };
+            *plain.entry(k.clone()).or_default() += n;
+            parts[(i % 2) as usize].add_single_key_count(k.as_deref(), n);
+        }
+        let [mut a, b] = parts;
+        a.merge(b);
+        let mut want: Vec<(Option<String>, u64)> = plain.into_iter().collect();
+        want.sort_by(|p, q| q.1.cmp(&p.1).then_with(|| p.0.cmp(&q.0)));
+        want.truncate(25);
+        let want: Vec<Vec<Cell>> = want
+            .into_iter()
+            .map(|(k, n)| vec![k.map_or(Cell::Null, Cell::Str), Cell::I64(n as i64)])
+            .collect();
+        let got = a.finish();
+        assert_eq!(got.columns, vec!["f".to_string(), "count()".to_string()]);
+        assert_eq!(got.rows, want);
     }
 
     #[test]

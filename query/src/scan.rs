@@ -596,9 +596,10 @@ pub(crate) fn holds_field(c: &ColumnMeta, k: &str) -> bool {
     }
 }
 
-/// Counts every row of block `b` by field `k` straight from the dictionary ids of
-/// its first column, when that column is a string column every row has a value in
-/// (then no other source can apply). Returns whether it could.
+/// Counts every row of block `b` by field `k` straight from its first column, when
+/// that column is a string column every row has a value in (then no other source
+/// can apply): by dictionary id, or value by value without copying them. Returns
+/// whether it could.
 pub(crate) fn count_whole_string_column(
     r: &SegmentReader,
     b: usize,
@@ -607,24 +608,7 @@ pub(crate) fn count_whole_string_column(
 ) -> Result<bool, QueryError> {
     let first = r.footer().columns.iter().position(|c| holds_field(c, k));
     let Some(col) = first else { return Ok(false) };
-    let Some(sc) = r.string_ids(col, b)? else {
-        return Ok(false);
-    };
-    let (None, Some(ids)) = (&sc.present, &sc.ids) else {
-        return Ok(false);
-    };
-    let mut counts = vec![0u64; sc.dict.len()];
-    for id in ids {
-        if let Some(c) = counts.get_mut(*id as usize) {
-            *c += 1;
-        }
-    }
-    for (v, n) in sc.dict.iter().zip(counts) {
-        if n > 0 {
-            g.add_single_key_count(Some(v), n);
-        }
-    }
-    Ok(true)
+    Ok(r.tally_every_row(col, b, |v, n| g.add_single_key_count(Some(v), n))?)
 }
 
 /// Whether a field condition can be tested on the field's text alone (one distinct

@@ -61,20 +61,15 @@ impl StrList {
 
 fn split_list(raw: &[u8], n: usize) -> Result<StrList, CodecError> {
     let mut r = Reader::new(raw);
-    let mut out = StrList {
-        text: String::with_capacity(raw.len()),
-        ends: Vec::with_capacity(n.min(raw.len())),
-    };
+    let mut text: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut ends: Vec<u32> = Vec::with_capacity(n.min(raw.len()));
     let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
     for _ in 0..n {
         let len = r.len(raw.len()).map_err(err)?;
-        let at = r.at;
-        let s = std::str::from_utf8(r.bytes(len).map_err(err)?)
-            .map_err(|_| CodecError::new(format!("string at byte {at} is not UTF-8")))?;
-        out.text.push_str(s);
-        let end = u32::try_from(out.text.len())
-            .map_err(|_| CodecError::new("string block over 4 GiB"))?;
-        out.ends.push(end);
+        text.extend_from_slice(r.bytes(len).map_err(err)?);
+        let end =
+            u32::try_from(text.len()).map_err(|_| CodecError::new("string block over 4 GiB"))?;
+        ends.push(end);
     }
     if !r.done() {
         return Err(CodecError::new(format!(
@@ -82,7 +77,18 @@ fn split_list(raw: &[u8], n: usize) -> Result<StrList, CodecError> {
             raw.len() - r.at
         )));
     }
-    Ok(out)
+    // One UTF-8 check of all the text, and each string's end on a character
+    // boundary: then every string is UTF-8 on its own (a check per string costs
+    // more than the check itself on short values).
+    let bad = |at: usize| {
+        let i = ends.partition_point(|e| (*e as usize) <= at);
+        CodecError::new(format!("string {i} is not UTF-8"))
+    };
+    let text = String::from_utf8(text).map_err(|e| bad(e.utf8_error().valid_up_to()))?;
+    if let Some(e) = ends.iter().find(|e| !text.is_char_boundary(**e as usize)) {
+        return Err(bad(*e as usize - 1));
+    }
+    Ok(StrList { text, ends })
 }
 
 /// Encodes a block of strings with the smaller codec.
@@ -152,26 +158,84 @@ pub fn decode(b: &[u8], n: usize) -> Result<Vec<String>, CodecError> {
 /// dictionary.
 pub fn decode_dict(mut b: &[u8], n: usize) -> Result<(StrList, Option<Vec<u32>>), CodecError> {
     let b = &mut b;
-    match take_u8(b, "string codec tag")? {
+    let tag = take_u8(b, "string codec tag")?;
+    decode_dict_tagged(b, n, tag)
+}
+
+/// [`decode_dict`] after the codec tag.
+fn decode_dict_tagged(
+    b: &mut &[u8],
+    n: usize,
+    tag: u8,
+) -> Result<(StrList, Option<Vec<u32>>), CodecError> {
+    match tag {
         ZSTD => Ok((split_list(&unzstd_frame(b)?, n)?, None)),
         DICT => {
             let d = take_u32(b, "dictionary size")? as usize;
             let dict = split_list(&unzstd_frame(b)?, d)?;
             let width = take_u8(b, "id width")?;
-            let ids = bits::unpack(b, n, width)?
-                .into_iter()
-                .map(|id| {
-                    u32::try_from(id)
-                        .ok()
-                        .filter(|i| (*i as usize) < dict.len())
-                        .ok_or_else(|| {
-                            CodecError::new(format!("id {id} outside a dictionary of {d}"))
-                        })
-                })
-                .collect::<Result<Vec<u32>, _>>()?;
+            let ids = bits::unpack_u32_below(b, n, width, dict.len())?;
             Ok((dict, Some(ids)))
         }
         other => Err(CodecError::new(format!("unknown string codec {other}"))),
+    }
+}
+
+/// Counts the `n` strings of a block without copying them: `f(value, rows)` once
+/// per distinct value of a dictionary-coded block (values no row uses skipped),
+/// once per row (`rows` = 1, in row order) of a zstd block, whose strings are cut
+/// straight from the decompressed text (checked as UTF-8 once, then cut on
+/// character boundaries).
+pub fn tally(mut b: &[u8], n: usize, mut f: impl FnMut(&str, u64)) -> Result<(), CodecError> {
+    let b = &mut b;
+    match take_u8(b, "string codec tag")? {
+        ZSTD => {
+            let raw = unzstd_frame(b)?;
+            // Lengths of 128 bytes and more make their varints non-UTF-8: then the
+            // strings are split and checked one by one.
+            let Ok(text) = std::str::from_utf8(&raw) else {
+                split_list(&raw, n)?.iter().for_each(|s| f(s, 1));
+                return Ok(());
+            };
+            let mut r = Reader::new(&raw);
+            let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
+            for i in 0..n {
+                let len = r.len(raw.len()).map_err(err)?;
+                let at = r.at;
+                r.bytes(len).map_err(err)?;
+                let s = text
+                    .get(at..at + len)
+                    .ok_or_else(|| CodecError::new(format!("string {i} is not UTF-8")))?;
+                f(s, 1);
+            }
+            if !r.done() {
+                return Err(CodecError::new(format!(
+                    "{} bytes after the last string",
+                    raw.len() - r.at
+                )));
+            }
+            Ok(())
+        }
+        tag => {
+            let (dict, ids) = decode_dict_tagged(b, n, tag)?;
+            match ids {
+                Some(ids) => {
+                    let mut counts = vec![0u64; dict.len()];
+                    for id in ids {
+                        if let Some(c) = counts.get_mut(id as usize) {
+                            *c += 1;
+                        }
+                    }
+                    for (v, c) in dict.iter().zip(counts) {
+                        if c > 0 {
+                            f(v, c);
+                        }
+                    }
+                }
+                None => dict.iter().for_each(|s| f(s, 1)),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -196,9 +260,54 @@ mod tests {
         }
 
         #[test]
+        fn a_string_cut_inside_a_character_is_refused(values in proptest::collection::vec("\\PC{1,6}", 1..20), pick in 0usize..20) {
+            // Re-split the same text with one string's length off by one byte.
+            let i = pick % values.len();
+            let mut raw = Vec::new();
+            for (j, v) in values.iter().enumerate() {
+                let mut len = v.len();
+                if j == i && v.chars().next().is_some_and(|c| c.len_utf8() > 1) {
+                    len = 1;
+                }
+                put_varint(&mut raw, len as u64);
+                raw.extend_from_slice(&v.as_bytes()[..len]);
+            }
+            let whole = values.iter().enumerate().all(|(j, v)| j != i || v.chars().next().is_none_or(|c| c.len_utf8() == 1));
+            prop_assert_eq!(split_list(&raw, values.len()).is_ok(), whole);
+        }
+
+        #[test]
+        fn tally_counts_what_decode_decodes(values in proptest::collection::vec("\\PC{0,20}|[a-c]{1,2}|x{120,140}", 0..100)) {
+            let b = encode(&values, 3);
+            let count = |vs: Vec<(String, u64)>| {
+                let mut m = std::collections::BTreeMap::new();
+                for (v, n) in vs {
+                    *m.entry(v).or_insert(0) += n;
+                }
+                m
+            };
+            let mut seen = Vec::new();
+            tally(&b, values.len(), |s, n| seen.push((s.to_string(), n))).unwrap();
+            if codec_name(&b) == "zstd" {
+                // Row by row, in order.
+                prop_assert_eq!(seen.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(), values.clone());
+            }
+            prop_assert_eq!(count(seen), count(values.into_iter().map(|v| (v, 1)).collect()));
+        }
+
+        #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), n in 0usize..50) {
             let _ = decode(&bytes, n);
+            let _ = tally(&bytes, n, |_, _| ());
         }
+    }
+
+    #[test]
+    fn strings_whose_text_is_utf8_only_together_are_refused() {
+        // "é" is 0xC3 0xA9: split into two one-byte strings, the text is valid
+        // UTF-8 but neither string is.
+        assert!(split_list(&[1, 0xC3, 1, 0xA9], 2).is_err());
+        assert_eq!(split_list(&[2, 0xC3, 0xA9], 1).unwrap().get(0), Some("é"));
     }
 
     #[test]

@@ -227,6 +227,34 @@ impl SegmentReader {
         }))
     }
 
+    /// Counts the values of string column `col` in block `block` ([`strs::tally`]:
+    /// `f(value, rows)`); `false` (and no call) when the column is not a string
+    /// column or some row of the block has no value in it.
+    pub fn tally_every_row(
+        &self,
+        col: usize,
+        block: usize,
+        f: impl FnMut(&str, u64),
+    ) -> Result<bool, SegmentError> {
+        let Some(c) = self.chunk(col, block)? else {
+            return Ok(false);
+        };
+        if c.present.is_some()
+            || !matches!(
+                c.kind,
+                ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str
+            )
+        {
+            return Ok(false);
+        }
+        strs::tally(&c.bytes, c.n, f).map_err(|e| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: c.offset,
+            what: e.what,
+        })?;
+        Ok(true)
+    }
+
     /// Decodes a template-coded `_msg` chunk of `n` rows into the messages; with
     /// `wanted`, only the rows marked are rebuilt (the others are empty strings).
     pub(super) fn messages(
