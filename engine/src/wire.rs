@@ -66,17 +66,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         match self.b.get(self.at..self.at.saturating_add(n)) {
             Some(s) => {
                 self.at += n;
                 Ok(s)
             }
-            None => {
-                let left = self.b.len().saturating_sub(self.at);
-                self.fail(format!("{n} bytes expected, {left} left"))
-            }
+            None => self.short(n),
         }
+    }
+
+    #[cold]
+    fn short(&self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let left = self.b.len().saturating_sub(self.at);
+        self.fail(format!("{n} bytes expected, {left} left"))
     }
 
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
@@ -110,12 +114,18 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint count or length, at most `max`.
+    #[inline]
     pub(crate) fn len(&mut self, max: usize) -> Result<usize, DecodeError> {
         let n = self.varint()?;
         match usize::try_from(n) {
             Ok(n) if n <= max => Ok(n),
-            _ => self.fail(format!("length {n} over the limit {max}")),
+            _ => self.over(n, max),
         }
+    }
+
+    #[cold]
+    fn over(&self, n: u64, max: usize) -> Result<usize, DecodeError> {
+        self.fail(format!("length {n} over the limit {max}"))
     }
 
     pub(crate) fn str(&mut self) -> Result<String, DecodeError> {

@@ -200,12 +200,19 @@ pub fn tally(mut b: &[u8], n: usize, mut f: impl FnMut(&str, u64)) -> Result<(),
             let mut r = Reader::new(&raw);
             let err = |e: crate::wire::DecodeError| CodecError::new(e.to_string());
             for i in 0..n {
-                let len = r.len(raw.len()).map_err(err)?;
+                // Lengths under 128 (one varint byte) without a call.
+                let len = match raw.get(r.at) {
+                    Some(&b) if b < 0x80 => {
+                        r.at += 1;
+                        usize::from(b)
+                    }
+                    _ => r.len(raw.len()).map_err(err)?,
+                };
                 let at = r.at;
-                r.bytes(len).map_err(err)?;
-                let s = text
-                    .get(at..at + len)
-                    .ok_or_else(|| CodecError::new(format!("string {i} is not UTF-8")))?;
+                let s = text.get(at..at + len).ok_or_else(|| {
+                    CodecError::new(format!("string {i} ends outside the block or is not UTF-8"))
+                })?;
+                r.at += len;
                 f(s, 1);
             }
             if !r.done() {
