@@ -213,7 +213,11 @@ fn main() -> Result<()> {
     println!("|---|---:|---:|---:|---:|");
     for sys in &systems {
         let (acc, templates) = score(&cfg, sys);
-        let events = sys.truth.iter().collect::<std::collections::HashSet<_>>().len();
+        let events = sys
+            .truth
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         println!(
             "| {} | {acc:.3} | {:.3} | {templates} | {events} |",
             sys.name, sys.drain

@@ -234,8 +234,12 @@ fn answer(
     let mut mem_err = None;
     // Only the newest N records wanted ([`Plan::newest`]: a leading `| limit N`, or
     // `| sort by (_time) desc | limit N`): the memtable (which may hold more than
-    // the row limit) gives its newest N, like the segments do.
-    let leading_limit = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
+    // the row limit) gives its newest N, like the segments do, and segments' rows
+    // are held as references until the N are known.
+    let leading_limit = plan.newest().filter(|_| sink.keeps_rows());
+    if leading_limit.is_some() {
+        sink = Sink::newest();
+    }
     // The newest N of the memtable, by reference (copied once, at the end), and
     // the time at or below which no record is needed any more (ties unspecified).
     let mut newest: Vec<&Record> = Vec::new();
@@ -289,7 +293,7 @@ fn answer(
     // Only the newest N: newest segments first, stop once N records newer than
     // everything left are in hand.
     if let Some(n) = leading_limit {
-        for s in &segments {
+        for (i, s) in segments.iter().enumerate() {
             // (Records of the oldest kept one's time may tie with it: which of
             // those a limit keeps is unspecified.)
             if sink
@@ -298,8 +302,15 @@ fn answer(
             {
                 break;
             }
-            scan_segment(s, &plan, &unbounded, &mut sink)?;
+            scan_segment(s, i, &plan, &unbounded, &mut sink)?;
         }
+        // Through nothing but limits, hidden fields (`_template`) are never shown:
+        // not decoded.
+        let only_limits = q.only_limits();
+        let shown =
+            |c: &engine::segment::ColumnMeta| !(only_limits && crate::table::hidden(&c.name));
+        let rows = sink.into_newest(n, &segments, &shown, limits)?;
+        return Ok(Answer::Rows(rows));
     } else {
         // Offloaded segments wait on the object store more than on the CPU: more
         // of them at once hide the requests' latency.
@@ -327,7 +338,7 @@ fn answer(
                             let Some(s) = segments.get(i) else {
                                 return Ok(mine);
                             };
-                            scan_segment(s, &plan, &share, &mut mine)?;
+                            scan_segment(s, i, &plan, &share, &mut mine)?;
                         }
                     })
                 })
@@ -347,5 +358,9 @@ fn answer(
             Answer::Rows(rows)
         }
         Sink::Groups(g) => Answer::Groups(g.finish()),
+        // (Only made for a leading limit, answered above.)
+        Sink::Newest { .. } => {
+            Answer::Rows(sink.into_newest(usize::MAX, &segments, &|_| true, limits)?)
+        }
     })
 }

@@ -21,11 +21,52 @@ use crate::prune::{candidates, Prepared};
 
 /// Where matching records go: kept (for queries returning records) or grouped.
 pub(crate) enum Sink {
-    Rows { rows: Vec<Record>, bytes: usize },
+    Rows {
+        rows: Vec<Record>,
+        bytes: usize,
+    },
+    /// Only the newest N wanted ([`Plan::newest`]): rows of segments are held as
+    /// references and their records built once, for the N kept
+    /// ([`Self::into_newest`]); the memtable's as records.
+    Newest {
+        held: Vec<(i64, Held)>,
+        /// Bytes of the records among `held`.
+        bytes: usize,
+    },
     Groups(Box<Grouper>),
 }
 
+/// One of the newest rows: a record, or where a segment's row is.
+pub(crate) enum Held {
+    Record(Box<Record>),
+    Row {
+        /// Index of the segment in the query's snapshot.
+        segment: u32,
+        block: u32,
+        row: u32,
+    },
+}
+
+/// Of one block: positions in the answer, and the block's rows to put there.
+type Wanted = (Vec<usize>, Vec<usize>);
+
+/// What a held row reference costs (its entry in `held`), for the memory limit.
+const HELD_REF_BYTES: usize = std::mem::size_of::<(i64, Held)>();
+
 impl Sink {
+    /// The sink of a query that wants only its newest records.
+    pub(crate) fn newest() -> Sink {
+        Sink::Newest {
+            held: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Whether matches are kept as rows (not grouped).
+    pub(crate) fn keeps_rows(&self) -> bool {
+        !matches!(self, Sink::Groups(_))
+    }
+
     pub(crate) fn new(pipes: &[Pipe]) -> Sink {
         match pipes.first().and_then(Grouper::new) {
             Some(g) => Sink::Groups(Box::new(g)),
@@ -42,6 +83,10 @@ impl Sink {
                 *bytes += engine::memtable::record_bytes(&rec);
                 rows.push(rec);
             }
+            Sink::Newest { held, bytes } => {
+                *bytes += engine::memtable::record_bytes(&rec);
+                held.push((rec.time_ns, Held::Record(Box::new(rec))));
+            }
             Sink::Groups(g) => g.add(&rec),
         }
         self.check(limits)
@@ -51,7 +96,7 @@ impl Sink {
     /// when kept, not to be grouped.
     pub(crate) fn add_ref(&mut self, rec: &Record, limits: &Limits) -> Result<(), QueryError> {
         match self {
-            Sink::Rows { .. } => return self.add(rec.clone(), limits),
+            Sink::Rows { .. } | Sink::Newest { .. } => return self.add(rec.clone(), limits),
             Sink::Groups(g) => g.add(rec),
         }
         self.check(limits)
@@ -69,6 +114,16 @@ impl Sink {
                 rows.extend(r2);
                 *bytes += b2;
             }
+            (
+                Sink::Newest { held, bytes },
+                Sink::Newest {
+                    held: h2,
+                    bytes: b2,
+                },
+            ) => {
+                held.extend(h2);
+                *bytes += b2;
+            }
             (Sink::Groups(g), Sink::Groups(g2)) => g.merge(*g2),
             _ => {}
         }
@@ -79,6 +134,18 @@ impl Sink {
     /// held); their memory estimate shrinks in proportion. Returns the time of the
     /// oldest kept once `n` are held: older records cannot be among the newest `n`.
     pub(crate) fn keep_newest(&mut self, n: usize) -> Option<i64> {
+        if let Sink::Newest { held, bytes } = self {
+            if held.len() < n {
+                return None;
+            }
+            held.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+            for (_, h) in held.drain(n..) {
+                if let Held::Record(r) = h {
+                    *bytes = bytes.saturating_sub(engine::memtable::record_bytes(&r));
+                }
+            }
+            return held.last().map(|(t, _)| *t);
+        }
         let Sink::Rows { rows, bytes } = self else {
             return None;
         };
@@ -94,10 +161,92 @@ impl Sink {
         rows.last().map(|r| r.time_ns)
     }
 
+    /// The newest `n` records of a [`Sink::Newest`], newest first (ties in no
+    /// particular order): the kept references' records built block by block, each
+    /// block's rows decoded once (on up to `limits.threads` threads), with only the
+    /// columns `shown` accepts. Fails when the records pass the memory limit.
+    pub(crate) fn into_newest(
+        mut self,
+        n: usize,
+        segments: &[SegmentHandle],
+        shown: &(dyn Fn(&ColumnMeta) -> bool + Sync),
+        limits: &Limits,
+    ) -> Result<Vec<Record>, QueryError> {
+        self.keep_newest(n);
+        let (mut held, mut bytes) = match self {
+            Sink::Newest { held, bytes } => (held, bytes),
+            Sink::Rows { rows, .. } => return Ok(rows),
+            Sink::Groups(_) => return Ok(Vec::new()),
+        };
+        held.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+        held.truncate(n);
+        let mut out: Vec<Option<Record>> = Vec::with_capacity(held.len());
+        // Per (segment, block): the positions in `out` and the rows wanted there.
+        let mut wanted: std::collections::BTreeMap<(u32, u32), Wanted> = Default::default();
+        for (pos, (_, h)) in held.into_iter().enumerate() {
+            match h {
+                Held::Record(r) => out.push(Some(*r)),
+                Held::Row {
+                    segment,
+                    block,
+                    row,
+                } => {
+                    out.push(None);
+                    let w = wanted.entry((segment, block)).or_default();
+                    w.0.push(pos);
+                    w.1.push(row as usize);
+                }
+            }
+        }
+        let wanted: Vec<((u32, u32), Wanted)> = wanted.into_iter().collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = limits.threads.clamp(1, wanted.len().max(1));
+        let parts: Vec<Result<Vec<(usize, Record)>, QueryError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut built = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(((seg, block), (pos, rows))) = wanted.get(i) else {
+                                return Ok(built);
+                            };
+                            let Some(s) = segments.get(*seg as usize) else {
+                                return Err(QueryError::Segment(SegmentError::NotFound(format!(
+                                    "segment {seg} of the query's {}",
+                                    segments.len()
+                                ))));
+                            };
+                            let recs = s.reader.records_at_with(*block as usize, rows, shown)?;
+                            built.extend(pos.iter().copied().zip(recs));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for part in parts {
+            for (pos, rec) in part? {
+                bytes += engine::memtable::record_bytes(&rec);
+                if let Some(slot) = out.get_mut(pos) {
+                    *slot = Some(rec);
+                }
+            }
+            if bytes > limits.memory_bytes {
+                return Err(QueryError::Memory(limits.memory_bytes));
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
     /// Records kept.
     fn rows_held(&self) -> usize {
         match self {
             Sink::Rows { rows, .. } => rows.len(),
+            Sink::Newest { held, .. } => held.len(),
             Sink::Groups(_) => 0,
         }
     }
@@ -110,6 +259,14 @@ impl Sink {
                     return Err(QueryError::TooManyRows(limits.max_rows));
                 }
                 if *bytes > limits.memory_bytes {
+                    return Err(QueryError::Memory(limits.memory_bytes));
+                }
+            }
+            Sink::Newest { held, bytes } => {
+                if held.len() > limits.max_rows {
+                    return Err(QueryError::TooManyRows(limits.max_rows));
+                }
+                if bytes.saturating_add(held.len() * HELD_REF_BYTES) > limits.memory_bytes {
                     return Err(QueryError::Memory(limits.memory_bytes));
                 }
             }
@@ -635,8 +792,11 @@ pub(crate) fn cost(f: &Filter) -> u8 {
 }
 
 /// Everything one segment contributes.
+/// `segment` is the segment's index in the query's snapshot (what a
+/// [`Sink::Newest`] refers to).
 pub(crate) fn scan_segment(
     seg: &SegmentHandle,
+    segment: usize,
     plan: &Plan<'_>,
     limits: &Limits,
     sink: &mut Sink,
@@ -662,7 +822,7 @@ pub(crate) fn scan_segment(
     };
     let cands = candidates(&q.filter, r, &prepared)?;
     // Only the newest N wanted: blocks all older than N records in hand are skipped.
-    let newest = plan.newest().filter(|_| matches!(sink, Sink::Rows { .. }));
+    let newest = plan.newest().filter(|_| sink.keeps_rows());
     if newest == Some(0) {
         return Ok(());
     }
@@ -793,6 +953,41 @@ pub(crate) fn scan_segment(
                 let shown = |c: &ColumnMeta| !(only_limits && crate::table::hidden(&c.name));
                 for rec in r.records_at_with(b, chosen, &shown)? {
                     sink.add(rec, limits)?;
+                }
+            }
+            Sink::Newest { held, .. } => {
+                // References only (the rows' times from the `_time` column): the
+                // records are built for the N kept at the end.
+                let chosen = chosen
+                    .get(..newest.unwrap_or(usize::MAX).min(chosen.len()))
+                    .unwrap_or(&[]);
+                let times = match r.column(ColumnKind::Time, "_time") {
+                    Some(c) => match r.read(c, b)? {
+                        Some(ColumnBlock {
+                            values: Values::I64(v),
+                            present: None,
+                        }) => v,
+                        _ => Vec::new(),
+                    },
+                    None => Vec::new(),
+                };
+                let at = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+                for row in chosen {
+                    let Some(t) = times.get(*row) else {
+                        return Err(QueryError::Segment(SegmentError::Corrupt {
+                            path: r.path().to_path_buf(),
+                            offset: 0,
+                            what: format!("block {b} has no time for row {row}"),
+                        }));
+                    };
+                    held.push((
+                        *t,
+                        Held::Row {
+                            segment: at(segment),
+                            block: at(b),
+                            row: at(*row),
+                        },
+                    ));
                 }
             }
         }

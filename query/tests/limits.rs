@@ -54,6 +54,80 @@ fn a_leading_limit_over_a_big_memtable_is_not_bound_by_the_row_limit() {
     ));
 }
 
+#[test]
+fn the_newest_records_come_whole_from_segments_and_memtable_and_within_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.wal.preallocate = false;
+    let e = Engine::open(cfg).unwrap();
+    let t = Tenant::default();
+    // Three segments whose times interleave (so no segment is skipped whole), each
+    // of several blocks, then records still in the memtable; every third record
+    // has a field, every fifth a level.
+    let rec = |i: i64| {
+        let mut r = line(i, format!("request {i} took {} ms", i % 97));
+        if i % 3 == 0 {
+            r.fields.push((
+                "user".into(),
+                engine::model::Value::Str(format!("u{}", i % 11)),
+            ));
+        }
+        if i % 5 == 0 {
+            r.level = Some("ERROR".into());
+        }
+        r
+    };
+    for part in 0..3 {
+        ingest(&e, &t, (0..20_000).map(|k| rec(k * 4 + part)).collect());
+        rt_flush(&e);
+    }
+    ingest(&e, &t, (0..3_000).map(|k| rec(k * 4 + 3)).collect());
+    let all: Vec<i64> = (0..20_000 * 4)
+        .filter(|i| i % 4 < 3 || *i < 12_000)
+        .collect();
+    let newest = |n: usize, keep: &dyn Fn(i64) -> bool| -> Vec<Vec<String>> {
+        let mut ts: Vec<i64> = all.iter().copied().filter(|i| keep(*i)).collect();
+        ts.sort_unstable_by(|a, b| b.cmp(a));
+        ts.truncate(n);
+        ts.into_iter()
+            .map(|i| {
+                let r = rec(i);
+                let user = r.fields.first().map(|f| f.1.to_text()).unwrap_or_default();
+                vec![r.msg, user, r.level.unwrap_or_default()]
+            })
+            .collect()
+    };
+    let limits = Limits::default();
+    let rows = |q: &str| -> Vec<Vec<String>> {
+        query(&e, &t, q, &limits)
+            .unwrap()
+            .rows
+            .iter()
+            .map(|row| row.iter().map(|c| c.text().unwrap_or_default()).collect())
+            .collect()
+    };
+    for n in [1, 10, 2_999, 3_001, 25_000] {
+        assert_eq!(
+            rows(&format!("* | limit {n} | fields _msg, user, level")),
+            newest(n, &|_| true),
+            "limit {n}"
+        );
+    }
+    assert_eq!(
+        rows("level:ERROR | sort by (_time) desc | limit 700 | fields _msg, user, level"),
+        newest(700, &|i| i % 5 == 0)
+    );
+    // The records kept count against the memory limit.
+    let small = Limits {
+        memory_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        query(&e, &t, "* | limit 50000", &small),
+        Err(QueryError::Memory(_))
+    ));
+}
+
 /// A record with a time and a message only.
 fn line(time_ns: i64, msg: String) -> Record {
     Record {
