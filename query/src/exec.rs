@@ -327,27 +327,15 @@ fn answer(
             memory_bytes: limits.memory_bytes / threads,
             ..limits.clone()
         };
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let parts: Vec<Result<Sink, QueryError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut mine = Sink::new(&q.pipes);
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(s) = segments.get(i) else {
-                                return Ok(mine);
-                            };
-                            scan_segment(s, i, &plan, &share, &mut mine)?;
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
+        let parts = crate::scan::on_threads(
+            threads,
+            segments.len(),
+            || Sink::new(&q.pipes),
+            |mine, i| match segments.get(i) {
+                Some(s) => scan_segment(s, i, &plan, &share, mine),
+                None => Ok(()),
+            },
+        );
         for p in parts {
             sink.merge(p?, limits)?;
         }

@@ -199,34 +199,20 @@ impl Sink {
             }
         }
         let wanted: Vec<((u32, u32), Wanted)> = wanted.into_iter().collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let threads = limits.threads.clamp(1, wanted.len().max(1));
-        let parts: Vec<Result<Vec<(usize, Record)>, QueryError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut built = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(((seg, block), (pos, rows))) = wanted.get(i) else {
-                                return Ok(built);
-                            };
-                            let Some(s) = segments.get(*seg as usize) else {
-                                return Err(QueryError::Segment(SegmentError::NotFound(format!(
-                                    "segment {seg} of the query's {}",
-                                    segments.len()
-                                ))));
-                            };
-                            let recs = s.reader.records_at_with(*block as usize, rows, shown)?;
-                            built.extend(pos.iter().copied().zip(recs));
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
+        let parts = on_threads(threads, wanted.len(), Vec::new, |built, i| {
+            let Some(((seg, block), (pos, rows))) = wanted.get(i) else {
+                return Ok(());
+            };
+            let Some(s) = segments.get(*seg as usize) else {
+                return Err(QueryError::Segment(SegmentError::NotFound(format!(
+                    "segment {seg} of the query's {}",
+                    segments.len()
+                ))));
+            };
+            let recs = s.reader.records_at_with(*block as usize, rows, shown)?;
+            built.extend(pos.iter().copied().zip(recs));
+            Ok(())
         });
         for part in parts {
             for (pos, rec) in part? {
@@ -791,6 +777,53 @@ pub(crate) fn cost(f: &Filter) -> u8 {
     }
 }
 
+/// The `_time` of every row of block `b` (empty when the column is missing or
+/// holds no plain integers).
+fn block_times(r: &SegmentReader, b: usize) -> Result<Vec<i64>, QueryError> {
+    let Some(c) = r.column(ColumnKind::Time, "_time") else {
+        return Ok(Vec::new());
+    };
+    Ok(match r.read(c, b)? {
+        Some(ColumnBlock {
+            values: Values::I64(v),
+            present: None,
+        }) => v,
+        _ => Vec::new(),
+    })
+}
+
+/// Runs `step(state, i)` for every `i` in `0..items` on `threads` threads, each
+/// taking the next item as it is free, with a state of its own (`init`); the
+/// threads' states (or the first error of each) in thread order.
+pub(crate) fn on_threads<S: Send>(
+    threads: usize,
+    items: usize,
+    init: impl Fn() -> S + Sync,
+    step: impl Fn(&mut S, usize) -> Result<(), QueryError> + Sync,
+) -> Vec<Result<S, QueryError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = init();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= items {
+                            return Ok(mine);
+                        }
+                        step(&mut mine, i)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Everything one segment contributes.
 /// `segment` is the segment's index in the query's snapshot (what a
 /// [`Sink::Newest`] refers to).
@@ -874,16 +907,7 @@ pub(crate) fn scan_segment(
             Sink::Groups(g) if g.time_bucket_counts().is_some() => {
                 // Counts per time bucket straight from the `_time` column.
                 let step = g.time_bucket_counts().unwrap_or(1).max(1);
-                let times = match r.column(ColumnKind::Time, "_time") {
-                    Some(c) => match r.read(c, b)? {
-                        Some(ColumnBlock {
-                            values: Values::I64(v),
-                            present: None,
-                        }) => v,
-                        _ => Vec::new(),
-                    },
-                    None => Vec::new(),
-                };
+                let times = block_times(r, b)?;
                 // Rows are in time order within a block: count runs of one bucket.
                 let mut run: Option<(i64, u64)> = None;
                 for i in &chosen {
@@ -961,16 +985,7 @@ pub(crate) fn scan_segment(
                 let chosen = chosen
                     .get(..newest.unwrap_or(usize::MAX).min(chosen.len()))
                     .unwrap_or(&[]);
-                let times = match r.column(ColumnKind::Time, "_time") {
-                    Some(c) => match r.read(c, b)? {
-                        Some(ColumnBlock {
-                            values: Values::I64(v),
-                            present: None,
-                        }) => v,
-                        _ => Vec::new(),
-                    },
-                    None => Vec::new(),
-                };
+                let times = block_times(r, b)?;
                 let at = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
                 for row in chosen {
                     let Some(t) = times.get(*row) else {
