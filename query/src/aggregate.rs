@@ -231,8 +231,8 @@ fn short_part_of(k: Short) -> usize {
 /// not a `u128`: 8-byte alignment keeps a table slot at 24 bytes, not 32).
 type Short = (u64, u64);
 
-/// A string of at most 15 bytes as one integer pair: bytes 0..8 in the low half, the
-/// rest in the high half with the length in its top byte. Built from whole-word
+/// A string of at most 15 bytes as two words: bytes 0..8 in the first, the rest in
+/// the second with the length in its top byte. Built from whole-word
 /// reads (overlapping, then shifted), no byte loop and no call to `memcpy`.
 fn pack_short(s: &str) -> Short {
     let b = s.as_bytes();
