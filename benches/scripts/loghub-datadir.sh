@@ -6,7 +6,9 @@
 #   benches/scripts/loghub-datadir.sh [HEIMDALL_BIN] [LOGHUB_DIR]
 #
 # Defaults: target/release/heimdall (build it first with
-# `cargo build --release -p heimdall-server`) and ../shared/data/loghub.
+# `cargo build --release -p heimdall-server`) and ../shared/data/loghub. A directory
+# of plain `*.log` files works too (e.g. the generated corpus of other log kinds:
+# `template-eval --generated 50000 --dump DIR`).
 set -euo pipefail
 bin=${1:-${CARGO_TARGET_DIR:-target}/release/heimdall}
 loghub=${2:-../shared/data/loghub}
@@ -29,8 +31,12 @@ row() {
         'BEGIN { printf "| %s | %d | %d | %d | %d | %d | %.2f | %.2f |\n", n, r, a, b, d, s, d / a, d / b }'
 }
 all=()
-for f in "$loghub"/*/*_2k.log; do
-    row "$(basename "$f" _2k.log)" "$f"
+shopt -s nullglob
+files=("$loghub"/*/*_2k.log)
+[ ${#files[@]} -gt 0 ] || files=("$loghub"/*.log)
+for f in "${files[@]}"; do
+    name=$(basename "$f" .log)
+    row "${name%_2k}" "$f"
     all+=("$f")
 done
-row "all ten, one data dir" "${all[@]}"
+row "all ${#all[@]}, one data dir" "${all[@]}"
