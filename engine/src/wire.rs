@@ -141,3 +141,38 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn varints_read_back_in_order_and_truncation_is_an_error(vs in proptest::collection::vec(any::<u64>().prop_map(|v| v >> (v % 64)), 1..40)) {
+            let mut b = Vec::new();
+            for v in &vs {
+                put_varint(&mut b, *v);
+            }
+            let mut r = Reader::new(&b);
+            for v in &vs {
+                prop_assert_eq!(r.varint().unwrap(), *v);
+            }
+            prop_assert!(r.done());
+            // The last varint cut short does not decode.
+            let last = {
+                let mut one = Vec::new();
+                put_varint(&mut one, *vs.last().unwrap());
+                one.len()
+            };
+            if last > 1 {
+                let cut = &b[..b.len() - 1];
+                let mut r = Reader::new(cut);
+                for v in &vs[..vs.len() - 1] {
+                    prop_assert_eq!(r.varint().unwrap(), *v);
+                }
+                prop_assert!(r.varint().is_err());
+            }
+        }
+    }
+}
