@@ -236,7 +236,7 @@ const MONTHS: &[&str] = &[
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// A small deterministic generator (splitmix64).
+/// A small deterministic generator (splitmix64, [`crate::gen`]'s mixer).
 #[derive(Debug)]
 pub struct Rng(u64);
 
@@ -246,11 +246,9 @@ impl Rng {
         Rng(seed)
     }
     fn next(&mut self) -> u64 {
+        let z = crate::gen::mix(self.0);
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        z
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
@@ -267,6 +265,24 @@ fn capitalized(w: &str) -> String {
     c.next()
         .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
         .unwrap_or_default()
+}
+
+/// `2026-MM-DD`.
+fn date(r: &mut Rng, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(out, "2026-{:02}-{:02}", 1 + r.below(12), 1 + r.below(28));
+}
+
+/// `HH:MM:SS`.
+fn hms(r: &mut Rng, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}",
+        r.below(24),
+        r.below(60),
+        r.below(60)
+    );
 }
 
 /// The text of one slot.
@@ -370,51 +386,33 @@ fn slot(name: &str, r: &mut Rng, out: &mut String) {
         "method" => write!(out, "{}", r.pick(METHODS)),
         "status" => write!(out, "{}", r.pick(STATUS)),
         "ua" => write!(out, "{}", r.pick(UAS)),
-        "clf" => write!(
-            out,
-            "{:02}/{}/2026:{:02}:{:02}:{:02} +0000",
-            1 + r.below(28),
-            r.pick(MONTHS),
-            r.below(24),
-            r.below(60),
-            r.below(60)
-        ),
-        "ymdhms" => write!(
-            out,
-            "2026-{:02}-{:02} {:02}:{:02}:{:02}",
-            1 + r.below(12),
-            1 + r.below(28),
-            r.below(24),
-            r.below(60),
-            r.below(60)
-        ),
-        "iso" => write!(
-            out,
-            "2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            1 + r.below(12),
-            1 + r.below(28),
-            r.below(24),
-            r.below(60),
-            r.below(60),
-            r.below(1000)
-        ),
-        "syslogts" => write!(
-            out,
-            "{} {:2} {:02}:{:02}:{:02}",
-            r.pick(MONTHS),
-            1 + r.below(28),
-            r.below(24),
-            r.below(60),
-            r.below(60)
-        ),
+        "clf" => {
+            let _ = write!(out, "{:02}/{}/2026:", 1 + r.below(28), r.pick(MONTHS));
+            hms(r, out);
+            write!(out, " +0000")
+        }
+        "ymdhms" => {
+            date(r, out);
+            out.push(' ');
+            hms(r, out);
+            Ok(())
+        }
+        "iso" => {
+            date(r, out);
+            out.push('T');
+            hms(r, out);
+            write!(out, ".{:03}Z", r.below(1000))
+        }
+        "syslogts" => {
+            let _ = write!(out, "{} {:2} ", r.pick(MONTHS), 1 + r.below(28));
+            hms(r, out);
+            Ok(())
+        }
         "mmdd" => write!(out, "{:02}{:02}", 1 + r.below(12), 1 + r.below(28)),
-        "hms" => write!(
-            out,
-            "{:02}:{:02}:{:02}",
-            r.below(24),
-            r.below(60),
-            r.below(60)
-        ),
+        "hms" => {
+            hms(r, out);
+            Ok(())
+        }
         other => write!(out, "{{{other}}}"),
     };
 }
