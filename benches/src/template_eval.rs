@@ -49,6 +49,11 @@ struct Args {
     /// stores as `_msg` of raw input, headers included), e.g. `heimdall-gen` output.
     #[arg(long)]
     raw: Option<PathBuf>,
+    /// Print where the miner and the ground truth disagree on one system or
+    /// generated kind (a name's prefix, case-insensitive): each true event split
+    /// over several templates or sharing one with another event, with examples.
+    #[arg(long)]
+    explain: Option<String>,
 }
 
 /// Drain's grouping accuracy (He et al., ICSE-SEIP 2019).
@@ -123,6 +128,48 @@ fn score(cfg: &MinerConfig, sys: &System) -> (f64, usize) {
     // Ids folded into another template count as that one (as queries resolve them).
     let pred: Vec<u64> = pred.into_iter().map(|id| m.canonical(id)).collect();
     (grouping_accuracy(&sys.truth, &pred), m.templates().len())
+}
+
+/// Where the miner's templates and the true events of `sys` disagree.
+fn explain(cfg: &MinerConfig, sys: &System) {
+    use std::collections::BTreeMap;
+    let mut m = Miner::new(cfg.clone());
+    let pred: Vec<u64> = sys.msgs.iter().map(|msg| m.mine(msg, 0)).collect();
+    let pred: Vec<u64> = pred.into_iter().map(|id| m.canonical(id)).collect();
+    let text = |id: u64| {
+        id.checked_sub(1)
+            .and_then(|i| m.templates().get(i as usize))
+            .map_or_else(|| "(other)".to_string(), |t| m.text(t))
+    };
+    // true event -> template -> (lines, first line)
+    let mut by_event: BTreeMap<&str, BTreeMap<u64, (usize, usize)>> = BTreeMap::new();
+    let mut events_of: BTreeMap<u64, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for (i, (t, p)) in sys.truth.iter().zip(&pred).enumerate() {
+        by_event.entry(t).or_default().entry(*p).or_insert((0, i)).0 += 1;
+        events_of.entry(*p).or_default().insert(t);
+    }
+    println!("{}: accuracy {:.3}", sys.name, score(cfg, sys).0);
+    for (event, templates) in &by_event {
+        let merged = templates
+            .keys()
+            .any(|p| events_of.get(p).is_some_and(|e| e.len() > 1));
+        if templates.len() == 1 && !merged {
+            continue;
+        }
+        let lines: usize = templates.values().map(|v| v.0).sum();
+        println!(
+            "\nevent {event} ({lines} lines) in {} templates:",
+            templates.len()
+        );
+        for (p, (count, first)) in templates.iter().take(8) {
+            let others = events_of.get(p).map_or(0, |e| e.len() - 1);
+            println!(
+                "  {count:>5} x [{p}] {}   (shared with {others} other events)\n        e.g. {}",
+                text(*p),
+                sys.msgs.get(*first).map_or("", String::as_str)
+            );
+        }
+    }
 }
 
 /// Leave-one-system-out: for each system, the grid setting with the best mean
@@ -257,6 +304,25 @@ fn main() -> Result<()> {
         siblings_max: a.siblings_max,
         ..MinerConfig::default()
     };
+    if let Some(name) = &a.explain {
+        let mut systems = load(&a.loghub)?;
+        for kind in heimdall_benches::corpus::kinds() {
+            let lines = heimdall_benches::corpus::generate(&kind, a.generated.unwrap_or(2000), 42);
+            systems.push(System {
+                name: kind.name,
+                drain: 0.0,
+                truth: lines.iter().map(|(_, t)| t.to_string()).collect(),
+                msgs: lines.into_iter().map(|(l, _)| l).collect(),
+            });
+        }
+        let want = name.to_ascii_lowercase();
+        let sys = systems
+            .iter()
+            .find(|s| s.name.to_ascii_lowercase().starts_with(&want))
+            .with_context(|| format!("no system or generated kind named {name}"))?;
+        explain(&cfg, sys);
+        return Ok(());
+    }
     if let Some(n) = a.generated {
         return generated(&cfg, n, a.dump.as_deref());
     }

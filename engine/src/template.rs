@@ -5,11 +5,12 @@
 //! The algorithm (measured first in `benches/prototypes/template_miner.py`): a
 //! message is split into tokens at whitespace, `,` and `=` (those two are tokens
 //! too); a token with a digit, or
-//! a month or weekday name, is a variable from the start. Messages with the same
-//! token count and the same first two constant tokens (at the same positions) form
-//! a group; a message joins the
-//! group's template with the largest share of equal positions if that share is at
-//! least [`MinerConfig::similarity`], else it starts a new template. Joining turns
+//! a month or weekday name, is a variable from the start. A message joins the
+//! template of its token count with the largest share of equal positions if that
+//! share is at least [`MinerConfig::similarity`], else it starts a new template;
+//! no token decides by where it sits (program and host names lead many raw lines),
+//! and an index of the templates' constant tokens finds that template without
+//! comparing every one (`best`). Joining turns
 //! the positions that differ into variables, with one exception: where both hold a
 //! word (a constant so far), the message starts a *sibling* template keeping its own
 //! word, until the siblings of that shape hold more than
@@ -80,23 +81,26 @@ struct Family {
     words: rustc_hash::FxHashSet<Vec<u32>>,
 }
 
-/// A group: token count, the first two constant tokens and their positions.
-type GroupKey = (u32, u32, u32, u32);
+/// The templates of one token count, with an index of their constant tokens.
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Template indexes, in id order.
+    members: Vec<u32>,
+    /// (position, token) -> the templates that held that token there when they
+    /// were made (a template that has since turned the position into a variable
+    /// is still listed: candidates are checked in full).
+    postings: FxHashMap<(u32, u32), Vec<u32>>,
+}
 
-/// Constants, not the first two tokens: a raw line's first tokens are mostly its
-/// timestamp (variables), which would put every line of a length in one group
-/// and make each message compare with all of them. Every member of a group holds
-/// these tokens at these positions, so a template keeps them and its own key is
-/// its group's (what [`Miner::restore`] relies on).
-fn group_key(toks: &[u32]) -> GroupKey {
-    let mut constants = toks
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| **t != WILD)
-        .map(|(i, t)| (i.min(0xffff) as u32, *t));
-    let (p1, t1) = constants.next().unwrap_or((0xffff, WILD));
-    let (p2, t2) = constants.next().unwrap_or((0xffff, WILD));
-    (toks.len() as u32, t1, t2, (p1 << 16) | p2)
+impl Bucket {
+    fn add(&mut self, idx: u32, toks: &[u32]) {
+        self.members.push(idx);
+        for (pos, t) in toks.iter().enumerate() {
+            if *t != WILD {
+                self.postings.entry((pos as u32, *t)).or_default().push(idx);
+            }
+        }
+    }
 }
 
 /// A family in a [`Frozen`] state: (shape, members, word tuples).
@@ -241,14 +245,16 @@ pub struct Miner {
     vocab: FxHashMap<Box<str>, u32>,
     /// Token id -> text (shared with [`Frozen`] states, so freezing copies no text).
     words: Vec<std::sync::Arc<str>>,
-    /// (token count, first two constant tokens) -> indexes into `templates`.
-    groups: FxHashMap<GroupKey, Vec<u32>>,
+    /// Token count -> its templates.
+    buckets: FxHashMap<u32, Bucket>,
     templates: Vec<Template>,
-    /// (group, template tokens with the differing positions as variables) -> its
-    /// siblings.
-    families: FxHashMap<(GroupKey, Vec<u32>), Family>,
+    /// Template tokens with the differing positions as variables -> its siblings.
+    families: FxHashMap<Vec<u32>, Family>,
     /// Reused per message.
     scratch: Vec<u32>,
+    /// Per template, the last message (by `epoch`) that checked it as a candidate.
+    checked: Vec<u32>,
+    epoch: u32,
 }
 
 const TIME_WORDS: [&str; 19] = [
@@ -361,52 +367,110 @@ impl Miner {
     /// The template id of `msg` (seen at `time_ns`), learning as it goes.
     pub fn mine(&mut self, msg: &str, time_ns: i64) -> u64 {
         let mut toks = std::mem::take(&mut self.scratch);
-        toks.clear();
-        for t in tokens(msg) {
-            let id = if is_variable(t) { WILD } else { self.intern(t) };
-            toks.push(id);
-        }
-        let key = group_key(&toks);
-        let mut best: Option<(usize, usize)> = None; // (same positions, template index)
-        if let Some(list) = self.groups.get(&key) {
-            for &ti in list {
-                let Some(t) = self.templates.get(ti as usize) else {
-                    continue;
-                };
-                let same = t.tokens.iter().zip(&toks).filter(|(a, b)| a == b).count();
-                if best.is_none_or(|(s, _)| same > s) {
-                    best = Some((same, ti as usize));
-                }
-            }
-        }
-        let n = toks.len().max(1);
-        let id = match best {
-            Some((same, ti)) if same as f64 >= self.cfg.similarity * n as f64 => {
-                self.join(key, ti, &toks, time_ns)
-            }
-            _ => self.create(key, &toks, time_ns, None),
+        self.tokenize(msg, &mut toks);
+        let id = match self.best(&toks) {
+            Some(ti) => self.join(ti, &toks, time_ns),
+            None => self.create(&toks, time_ns, None),
         };
         self.scratch = toks;
         id
     }
 
-    /// A new template of `toks` in group `key` (or [`OTHER`] at the cap), a
-    /// sibling in family `shape` if given.
-    fn create(
-        &mut self,
-        key: GroupKey,
-        toks: &[u32],
-        time_ns: i64,
-        shape: Option<Vec<u32>>,
-    ) -> u64 {
+    /// `msg` as token ids, [`WILD`] for a variable.
+    fn tokenize(&mut self, msg: &str, toks: &mut Vec<u32>) {
+        toks.clear();
+        for t in tokens(msg) {
+            let id = if is_variable(t) { WILD } else { self.intern(t) };
+            toks.push(id);
+        }
+    }
+
+    /// The template of the same token count with the most positions equal to
+    /// `toks` (the lowest id of equals), if at least [`MinerConfig::similarity`]
+    /// of them are; where the tokens sit decides nothing else.
+    ///
+    /// Exact without comparing every template: a template reaches the bar only
+    /// by matching at least `need` of the message's constant tokens (its
+    /// variables can match at most the message's variables), so it must hold
+    /// one of any `constants - need + 1` of them: the rarest are looked up
+    /// (prefix filtering, as in set-similarity joins).
+    fn best(&mut self, toks: &[u32]) -> Option<usize> {
+        let n = toks.len();
+        let bucket = self.buckets.get(&(n as u32))?;
+        // The least number of equal positions that meets the bar.
+        let bar = ((self.cfg.similarity * n as f64).ceil() as usize).clamp(1, n.max(1));
+        let wild = toks.iter().filter(|t| **t == WILD).count();
+        let need = bar.saturating_sub(wild);
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.checked.iter_mut().for_each(|c| *c = 0);
+            self.epoch = 1;
+        }
+        self.checked.resize(self.templates.len(), 0);
+        let mut best: Option<(usize, u32)> = None; // (equal positions, index)
+        let mut consider = |ti: u32, best: &mut Option<(usize, u32)>| {
+            let Some(mark) = self.checked.get_mut(ti as usize) else {
+                return;
+            };
+            if *mark == self.epoch {
+                return;
+            }
+            *mark = self.epoch;
+            let Some(t) = self.templates.get(ti as usize) else {
+                return;
+            };
+            if t.alias_of.is_some() {
+                return;
+            }
+            let same = t.tokens.iter().zip(toks).filter(|(a, b)| a == b).count();
+            if same >= bar && best.is_none_or(|(s, i)| same > s || (same == s && ti < i)) {
+                *best = Some((same, ti));
+            }
+        };
+        if need == 0 {
+            for &ti in &bucket.members {
+                consider(ti, &mut best);
+            }
+        } else {
+            let mut lists: Vec<&[u32]> = toks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| **t != WILD)
+                .map(|(pos, t)| {
+                    bucket
+                        .postings
+                        .get(&(pos as u32, *t))
+                        .map_or(&[][..], Vec::as_slice)
+                })
+                .collect();
+            let constants = lists.len();
+            if need > constants {
+                return None;
+            }
+            lists.sort_unstable_by_key(|l| l.len());
+            for list in lists.iter().take(constants - need + 1) {
+                for &ti in *list {
+                    consider(ti, &mut best);
+                }
+            }
+        }
+        best.map(|(_, ti)| ti as usize)
+    }
+
+    /// A new template of `toks` (or [`OTHER`] at the cap), a sibling in family
+    /// `shape` if given.
+    fn create(&mut self, toks: &[u32], time_ns: i64, shape: Option<Vec<u32>>) -> u64 {
         if self.templates.len() >= self.cfg.templates_max {
             return OTHER;
         }
         let id = self.templates.len() as u64 + 1;
         let idx = self.templates.len() as u32;
-        self.groups.entry(key).or_default().push(idx);
+        self.buckets
+            .entry(toks.len() as u32)
+            .or_default()
+            .add(idx, toks);
         if let Some(shape) = shape {
-            if let Some(f) = self.families.get_mut(&(key, shape)) {
+            if let Some(f) = self.families.get_mut(&shape) {
                 f.members.push(idx);
             }
         }
@@ -421,9 +485,9 @@ impl Miner {
         id
     }
 
-    /// `toks` joins template `ti` of group `key`: a sibling when they differ in
-    /// words (and the family is small), else the template generalises.
-    fn join(&mut self, key: GroupKey, ti: usize, toks: &[u32], time_ns: i64) -> u64 {
+    /// `toks` joins template `ti`: a sibling when they differ in words (and the
+    /// family is small), else the template generalises.
+    fn join(&mut self, ti: usize, toks: &[u32], time_ns: i64) -> u64 {
         let Some(t) = self.templates.get(ti) else {
             return OTHER;
         };
@@ -454,32 +518,24 @@ impl Miner {
             let (mine, theirs) = (at(toks), at(&t.tokens));
             let f = self
                 .families
-                .entry((key, shape.clone()))
+                .entry(shape.clone())
                 .or_insert_with(|| Family {
                     members: vec![ti as u32],
                     words: [theirs].into_iter().collect(),
                 });
             f.words.insert(mine);
             if f.words.len() <= self.cfg.siblings_max {
-                return self.create(key, toks, time_ns, Some(shape));
+                return self.create(toks, time_ns, Some(shape));
             }
             // Too many words: the siblings fold into this template.
             let members = std::mem::replace(&mut f.members, vec![ti as u32]);
             let target = ti as u64 + 1;
-            // Members still in the group (not folded elsewhere already) fold here.
-            let mut folded = Vec::new();
-            if let Some(list) = self.groups.get_mut(&key) {
-                list.retain(|m| {
-                    let fold = *m as usize != ti && members.contains(m);
-                    if fold {
-                        folded.push(*m);
-                    }
-                    !fold
-                });
-            }
-            for m in folded {
+            // Members not folded elsewhere already fold here.
+            for m in members {
                 if let Some(s) = self.templates.get_mut(m as usize) {
-                    s.alias_of = Some(target);
+                    if m as usize != ti && s.alias_of.is_none() {
+                        s.alias_of = Some(target);
+                    }
                 }
             }
         }
@@ -528,7 +584,7 @@ impl Miner {
             families: self
                 .families
                 .iter()
-                .map(|((_, shape), f)| {
+                .map(|(shape, f)| {
                     (
                         shape.clone(),
                         f.members.clone(),
@@ -562,10 +618,10 @@ impl Miner {
         }
         for (i, t) in m.templates.iter().enumerate() {
             if t.alias_of.is_none() {
-                m.groups
-                    .entry(group_key(&t.tokens))
+                m.buckets
+                    .entry(t.tokens.len() as u32)
                     .or_default()
-                    .push(i as u32);
+                    .add(i as u32, &t.tokens);
             }
         }
         for f in &state.families {
@@ -576,8 +632,7 @@ impl Miner {
                 .iter()
                 .filter_map(|id| id.checked_sub(1).and_then(|i| u32::try_from(i).ok()))
                 .collect();
-            m.families
-                .insert((group_key(&shape), shape), Family { members, words });
+            m.families.insert(shape, Family { members, words });
         }
         m
     }
@@ -752,6 +807,62 @@ mod tests {
         assert_eq!(a.snapshot(), b.snapshot());
         // The lines exercised folding (five names, five disks: over the cap of 3).
         assert!(a.templates().iter().any(|t| t.alias_of.is_some()));
+    }
+
+    /// The indexed search finds what comparing every template of the length
+    /// finds, as templates generalise, fold and multiply.
+    #[test]
+    fn the_search_equals_comparing_every_template() {
+        let brute = |m: &Miner, toks: &[u32]| -> Option<usize> {
+            let n = toks.len();
+            let bar = ((m.cfg.similarity * n as f64).ceil() as usize).clamp(1, n.max(1));
+            let mut best: Option<(usize, usize)> = None;
+            for (i, t) in m.templates.iter().enumerate() {
+                if t.alias_of.is_some() || t.tokens.len() != n {
+                    continue;
+                }
+                let same = t.tokens.iter().zip(toks).filter(|(a, b)| a == b).count();
+                if same >= bar && best.is_none_or(|(s, _)| same > s) {
+                    best = Some((same, i));
+                }
+            }
+            best.map(|(_, i)| i)
+        };
+        let words = ["a", "b", "c", "d", "e", "f", "7", "8", "x1"];
+        let mut x = 11u64;
+        let mut next = |k: usize| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as usize % k
+        };
+        let mut folded = 0;
+        for similarity in [0.5, 0.75, 0.9] {
+            let mut m = Miner::new(MinerConfig {
+                similarity,
+                ..MinerConfig::default()
+            });
+            let mut found = 0;
+            for _ in 0..3000 {
+                let len = 1 + next(6);
+                let msg: Vec<&str> = (0..len).map(|_| words[next(words.len())]).collect();
+                let msg = msg.join(" ");
+                let mut toks = Vec::new();
+                m.tokenize(&msg, &mut toks);
+                let want = brute(&m, &toks);
+                assert_eq!(m.best(&toks), want, "{msg}");
+                found += usize::from(want.is_some());
+                m.mine(&msg, 0);
+            }
+            // Both outcomes were exercised, and folding too.
+            assert!(found > 300 && found < 2900, "{found}");
+            folded += m
+                .templates()
+                .iter()
+                .filter(|t| t.alias_of.is_some())
+                .count();
+        }
+        assert!(folded > 0);
     }
 
     #[test]
