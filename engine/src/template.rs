@@ -72,13 +72,38 @@ pub struct Template {
 }
 
 /// Sibling templates: the same tokens but at some positions, where each holds its
-/// own word.
+/// own word. A position whose words have been few (at most
+/// [`MinerConfig::siblings_max`]) *splits*: each word keeps its own template. One
+/// with more, or with a variable, is *free*: the siblings that differ only at free
+/// positions are one template. Counted per position, so a few-valued word (a
+/// protocol, an action) keeps lines apart however many values a name beside it
+/// takes.
 #[derive(Debug, Default)]
 struct Family {
+    /// The tokens the members share, [`WILD`] where they differ.
+    shape: Vec<u32>,
     /// Indexes into the templates.
     members: Vec<u32>,
-    /// The word tuples seen at the differing positions.
-    words: rustc_hash::FxHashSet<Vec<u32>>,
+    /// Per position where the shape has a variable: the words seen there (up to
+    /// one more than the cap; [`WILD`] stands for a variable seen there).
+    values: FxHashMap<u32, Vec<u32>>,
+}
+
+impl Family {
+    /// Whether position `p` is free.
+    fn free(&self, p: usize, cap: usize) -> bool {
+        self.values
+            .get(&(p as u32))
+            .is_some_and(|v| v.len() > cap || v.contains(&WILD))
+    }
+
+    /// Notes `word` at position `p`.
+    fn see(&mut self, p: usize, word: u32, cap: usize) {
+        let v = self.values.entry(p as u32).or_default();
+        if v.len() <= cap && !v.contains(&WILD) && !v.contains(&word) {
+            v.push(word);
+        }
+    }
 }
 
 /// The templates of one token count, with an index of their constant tokens.
@@ -103,8 +128,8 @@ impl Bucket {
     }
 }
 
-/// A family in a [`Frozen`] state: (shape, members, word tuples).
-type FrozenFamily = (Vec<u32>, Vec<u32>, Vec<Vec<u32>>);
+/// A family in a [`Frozen`] state: (shape, members, words per position).
+type FrozenFamily = (Vec<u32>, Vec<u32>, Vec<(u32, Vec<u32>)>);
 
 /// A miner's state frozen at one instant ([`Miner::freeze`]).
 #[derive(Debug, Clone)]
@@ -137,22 +162,23 @@ impl Frozen {
         let mut families: Vec<SavedFamily> = self
             .families
             .iter()
-            .map(|(shape, members, tuples)| {
-                let mut words: Vec<Vec<Option<String>>> = tuples
+            .map(|(shape, members, values)| {
+                let mut values: Vec<(u32, Vec<Option<String>>)> = values
                     .iter()
-                    .map(|w| w.iter().map(word).collect())
+                    .map(|(p, w)| (*p, w.iter().map(word).collect()))
                     .collect();
-                words.sort();
+                values.sort();
                 SavedFamily {
                     shape: shape.iter().map(word).collect(),
                     members: members.iter().map(|m| u64::from(*m) + 1).collect(),
-                    words,
+                    words: Vec::new(),
+                    values,
                 }
             })
             .collect();
         families.sort_by(|a, b| a.members.cmp(&b.members));
         MinerState {
-            version: 1,
+            version: 2,
             templates,
             families,
         }
@@ -162,7 +188,8 @@ impl Frozen {
 /// A miner's state as plain data ([`Miner::snapshot`]), serialisable.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MinerState {
-    /// Format version, 1.
+    /// Format version: 2 (1, with sibling families counted by word tuples, is
+    /// read too).
     pub version: u32,
     /// Every template, in id order.
     pub templates: Vec<SavedTemplate>,
@@ -171,10 +198,10 @@ pub struct MinerState {
 }
 
 impl MinerState {
-    /// Checks what a miner restored from this state relies on: version 1, ids 1..=n
+    /// Checks what a miner restored from this state relies on: version 1 or 2, ids 1..=n
     /// in order, aliases and family members naming existing templates.
     pub fn validate(&self) -> Result<(), String> {
-        if self.version != 1 {
+        if self.version != 1 && self.version != 2 {
             return Err(format!("miner state version {}", self.version));
         }
         let n = self.templates.len() as u64;
@@ -233,8 +260,13 @@ pub struct SavedFamily {
     pub shape: Vec<Option<String>>,
     /// Member template ids.
     pub members: Vec<u64>,
-    /// The word tuples seen where they differ.
+    /// Version 1: the word tuples seen where they differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<Vec<Option<String>>>,
+    /// Version 2: per position where the shape has a variable, the words seen
+    /// there (`None` for a variable).
+    #[serde(default)]
+    pub values: Vec<(u32, Vec<Option<String>>)>,
 }
 
 /// The miner.
@@ -248,8 +280,10 @@ pub struct Miner {
     /// Token count -> its templates.
     buckets: FxHashMap<u32, Bucket>,
     templates: Vec<Template>,
-    /// Template tokens with the differing positions as variables -> its siblings.
-    families: FxHashMap<Vec<u32>, Family>,
+    /// Sibling families.
+    families: Vec<Family>,
+    /// Template index -> its family.
+    family_of: FxHashMap<u32, u32>,
     /// Reused per message.
     scratch: Vec<u32>,
     /// Per template, the last message (by `epoch`) that checked it as a candidate.
@@ -458,8 +492,8 @@ impl Miner {
     }
 
     /// A new template of `toks` (or [`OTHER`] at the cap), a sibling in family
-    /// `shape` if given.
-    fn create(&mut self, toks: &[u32], time_ns: i64, shape: Option<Vec<u32>>) -> u64 {
+    /// `family` if given.
+    fn create(&mut self, toks: &[u32], time_ns: i64, family: Option<u32>) -> u64 {
         if self.templates.len() >= self.cfg.templates_max {
             return OTHER;
         }
@@ -469,9 +503,10 @@ impl Miner {
             .entry(toks.len() as u32)
             .or_default()
             .add(idx, toks);
-        if let Some(shape) = shape {
-            if let Some(f) = self.families.get_mut(&shape) {
+        if let Some(fi) = family {
+            if let Some(f) = self.families.get_mut(fi as usize) {
                 f.members.push(idx);
+                self.family_of.insert(idx, fi);
             }
         }
         self.templates.push(Template {
@@ -503,47 +538,132 @@ impl Miner {
             .iter()
             .any(|&i| toks.get(i).is_some_and(|w| *w != WILD));
         if words_differ && self.cfg.siblings_max > 0 {
-            let shape: Vec<u32> = t
-                .tokens
-                .iter()
-                .enumerate()
-                .map(|(i, a)| if differ.contains(&i) { WILD } else { *a })
-                .collect();
-            let at = |v: &[u32]| -> Vec<u32> {
-                differ
-                    .iter()
-                    .map(|&i| v.get(i).copied().unwrap_or(WILD))
-                    .collect()
-            };
-            let (mine, theirs) = (at(toks), at(&t.tokens));
-            let f = self
-                .families
-                .entry(shape.clone())
-                .or_insert_with(|| Family {
-                    members: vec![ti as u32],
-                    words: [theirs].into_iter().collect(),
-                });
-            f.words.insert(mine);
-            if f.words.len() <= self.cfg.siblings_max {
-                return self.create(toks, time_ns, Some(shape));
-            }
-            // Too many words: the siblings fold into this template.
-            let members = std::mem::replace(&mut f.members, vec![ti as u32]);
-            let target = ti as u64 + 1;
-            // Members not folded elsewhere already fold here.
-            for m in members {
-                if let Some(s) = self.templates.get_mut(m as usize) {
-                    if m as usize != ti && s.alias_of.is_none() {
-                        s.alias_of = Some(target);
-                    }
-                }
-            }
+            return self.sibling(ti, &differ, toks, time_ns);
         }
         let Some(t) = self.templates.get_mut(ti) else {
             return OTHER;
         };
         for (a, b) in t.tokens.iter_mut().zip(toks) {
             if a != b {
+                *a = WILD;
+            }
+        }
+        t.count += 1;
+        t.first_seen = t.first_seen.min(time_ns);
+        t.last_seen = t.last_seen.max(time_ns);
+        t.id
+    }
+
+    /// `toks` differs from template `ti` in words at some of `differ`: the
+    /// family of `ti` (a new one if it has none) takes those positions, and the
+    /// message joins the sibling with its words at the splitting positions, or
+    /// starts one. Positions that become free fold the siblings that differ only
+    /// there into the first of them.
+    fn sibling(&mut self, ti: usize, differ: &[usize], toks: &[u32], time_ns: i64) -> u64 {
+        let cap = self.cfg.siblings_max;
+        let fi = match self.family_of.get(&(ti as u32)) {
+            Some(f) => *f,
+            None => {
+                let fi = self.families.len() as u32;
+                self.families.push(Family {
+                    shape: self
+                        .templates
+                        .get(ti)
+                        .map(|t| t.tokens.clone())
+                        .unwrap_or_default(),
+                    members: vec![ti as u32],
+                    values: FxHashMap::default(),
+                });
+                self.family_of.insert(ti as u32, fi);
+                fi
+            }
+        };
+        let templates = &self.templates;
+        let Some(f) = self.families.get_mut(fi as usize) else {
+            return OTHER;
+        };
+        let was_free: Vec<bool> = (0..f.shape.len()).map(|p| f.free(p, cap)).collect();
+        for &p in differ {
+            if let Some(s) = f.shape.get_mut(p) {
+                if *s != WILD {
+                    // The members held the shape's word there.
+                    let word = *s;
+                    *s = WILD;
+                    f.see(p, word, cap);
+                }
+            }
+        }
+        for (p, (s, w)) in f.shape.iter().zip(toks).enumerate() {
+            if *s == WILD && (f.values.contains_key(&(p as u32)) || *w == WILD) {
+                let v = f.values.entry(p as u32).or_default();
+                if !v.contains(&WILD) && (*w == WILD || (v.len() <= cap && !v.contains(w))) {
+                    v.push(*w);
+                }
+            }
+        }
+        let free: Vec<bool> = (0..f.shape.len()).map(|p| f.free(p, cap)).collect();
+        // Splitting positions: variables of the shape holding words, not free.
+        let splits: Vec<usize> = (0..f.shape.len())
+            .filter(|p| {
+                f.values.contains_key(&(*p as u32)) && !free.get(*p).copied().unwrap_or(true)
+            })
+            .collect();
+        let key = |v: &[u32]| -> Vec<u32> {
+            splits
+                .iter()
+                .map(|p| v.get(*p).copied().unwrap_or(WILD))
+                .collect()
+        };
+        // Newly free positions: siblings with equal words at the splitting
+        // positions fold into the first of them.
+        let mut folds: Vec<(u32, u32)> = Vec::new();
+        if free != was_free {
+            let mut first: FxHashMap<Vec<u32>, u32> = FxHashMap::default();
+            let mut live = Vec::new();
+            for &m in &f.members {
+                let Some(t) = templates.get(m as usize) else {
+                    continue;
+                };
+                if t.alias_of.is_some() {
+                    continue;
+                }
+                match first.get(&key(&t.tokens)) {
+                    Some(&into) => folds.push((m, into)),
+                    None => {
+                        first.insert(key(&t.tokens), m);
+                        live.push(m);
+                    }
+                }
+            }
+            f.members = live;
+        }
+        let target = f.members.iter().copied().find(|m| {
+            templates
+                .get(*m as usize)
+                .is_some_and(|t| key(&t.tokens) == key(toks))
+        });
+        let shape_free: Vec<usize> = (0..f.shape.len())
+            .filter(|p| free.get(*p).copied().unwrap_or(false))
+            .collect();
+        for (m, into) in folds {
+            if let Some(t) = self.templates.get_mut(m as usize) {
+                t.alias_of = Some(u64::from(into) + 1);
+            }
+        }
+        let Some(target) = target else {
+            let mut mine = toks.to_vec();
+            for p in &shape_free {
+                if let Some(w) = mine.get_mut(*p) {
+                    *w = WILD;
+                }
+            }
+            return self.create(&mine, time_ns, Some(fi));
+        };
+        let Some(t) = self.templates.get_mut(target as usize) else {
+            return OTHER;
+        };
+        for (p, (a, b)) in t.tokens.iter_mut().zip(toks).enumerate() {
+            if a != b || shape_free.contains(&p) {
                 *a = WILD;
             }
         }
@@ -584,11 +704,11 @@ impl Miner {
             families: self
                 .families
                 .iter()
-                .map(|(shape, f)| {
+                .map(|f| {
                     (
-                        shape.clone(),
+                        f.shape.clone(),
                         f.members.clone(),
-                        f.words.iter().cloned().collect(),
+                        f.values.iter().map(|(p, v)| (*p, v.clone())).collect(),
                     )
                 })
                 .collect(),
@@ -626,13 +746,45 @@ impl Miner {
         }
         for f in &state.families {
             let shape = ids(&mut m, &f.shape);
-            let words = f.words.iter().map(|w| ids(&mut m, w)).collect();
-            let members = f
+            let members: Vec<u32> = f
                 .members
                 .iter()
                 .filter_map(|id| id.checked_sub(1).and_then(|i| u32::try_from(i).ok()))
                 .collect();
-            m.families.insert(shape, Family { members, words });
+            let mut values: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+            if state.version >= 2 {
+                for (p, w) in &f.values {
+                    let w = ids(&mut m, w);
+                    values.insert(*p, w);
+                }
+            } else {
+                // Version 1 counted word tuples: the members' words stand for them.
+                for (p, s) in shape.iter().enumerate() {
+                    if *s != WILD {
+                        continue;
+                    }
+                    let mut v: Vec<u32> = Vec::new();
+                    for t in members.iter().filter_map(|i| m.templates.get(*i as usize)) {
+                        if let Some(w) = t.tokens.get(p) {
+                            if !v.contains(w) {
+                                v.push(*w);
+                            }
+                        }
+                    }
+                    values.insert(p as u32, v);
+                }
+            }
+            let fi = m.families.len() as u32;
+            m.families.push(Family {
+                shape,
+                members,
+                values,
+            });
+            if let Some(f) = m.families.last() {
+                for t in &f.members {
+                    m.family_of.insert(*t, fi);
+                }
+            }
         }
         m
     }
@@ -807,6 +959,36 @@ mod tests {
         assert_eq!(a.snapshot(), b.snapshot());
         // The lines exercised folding (five names, five disks: over the cap of 3).
         assert!(a.templates().iter().any(|t| t.alias_of.is_some()));
+    }
+
+    /// A word with few values (an action) keeps lines apart while a name beside
+    /// it takes many: the name's position folds, the action's does not, and a
+    /// program or host name leading the line decides nothing.
+    #[test]
+    fn few_valued_words_split_and_many_valued_names_fold() {
+        let names = ["ann", "bo", "cy", "di", "ed", "flo", "gus", "hal", "ivy"];
+        let hosts = ["web", "db", "cache", "edge", "proxy", "queue"];
+        let mut m = Miner::default();
+        let mut ids = std::collections::BTreeMap::<&str, std::collections::BTreeSet<u64>>::new();
+        for i in 0..400 {
+            let action = ["login", "delete"][i % 2];
+            let line = format!(
+                "{} audit: user {} did {action} on object",
+                hosts[(i / 2) % hosts.len()],
+                names[(i / 3) % names.len()]
+            );
+            let id = m.mine(&line, 0);
+            ids.entry(action).or_default().insert(id);
+        }
+        let canon = |set: &std::collections::BTreeSet<u64>| -> std::collections::BTreeSet<u64> {
+            set.iter().map(|id| m.canonical(*id)).collect()
+        };
+        let (login, delete) = (canon(&ids["login"]), canon(&ids["delete"]));
+        assert_eq!(login.len(), 1, "{login:?}");
+        assert_eq!(delete.len(), 1, "{delete:?}");
+        assert_ne!(login, delete);
+        let t = &m.templates()[(*login.iter().next().unwrap() - 1) as usize];
+        assert_eq!(m.text(t), "<*> audit: user <*> did login on object");
     }
 
     /// The indexed search finds what comparing every template of the length
