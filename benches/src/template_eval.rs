@@ -26,17 +26,24 @@ struct Args {
     #[arg(long, default_value = "../shared/data/loghub")]
     loghub: PathBuf,
     /// Least share of equal token positions to join a template.
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(long, default_value_t = 0.65)]
     similarity: f64,
     /// Distinct words a position may hold in sibling templates before they fold.
     #[arg(long, default_value_t = 3)]
     siblings_max: usize,
+    /// Tokens of a message that allow no difference (see `MinerConfig::rigid`).
+    #[arg(long, default_value_t = 2)]
+    rigid: usize,
     /// Passes over the whole corpus for the speed figure.
     #[arg(long, default_value_t = 200)]
     repeat: usize,
     /// Leave-one-system-out evaluation over a grid of settings (no speed run).
     #[arg(long)]
     loso: bool,
+    /// With `--loso`: a system's accuracy is the mean of its `Content` column's
+    /// and its whole lines' (headers included, as the engine mines raw input).
+    #[arg(long)]
+    lines: bool,
     /// Score the generated corpus of other log kinds (`heimdall_benches::corpus`,
     /// ground truth by construction): `--generated N` lines per kind (no speed run).
     #[arg(long)]
@@ -87,6 +94,9 @@ struct System {
     drain: f64,
     msgs: Vec<String>,
     truth: Vec<String>,
+    /// The whole lines (`{name}_2k.log`, headers included: what the engine mines
+    /// from raw input), one per message; empty for generated kinds.
+    lines: Vec<String>,
 }
 
 fn load(loghub: &std::path::Path) -> Result<Vec<System>> {
@@ -105,17 +115,31 @@ fn load(loghub: &std::path::Path) -> Result<Vec<System>> {
                 .with_context(|| format!("no {c} column in {}", path.display()))
         };
         let (content, event) = (col("Content")?, col("EventId")?);
+        let raw = loghub.join(name).join(format!("{name}_2k.log"));
+        let lines: Vec<String> = std::fs::read_to_string(&raw)
+            .with_context(|| format!("reading {}", raw.display()))?
+            .lines()
+            .map(str::to_string)
+            .collect();
         let mut sys = System {
             name,
             drain,
             msgs: Vec::new(),
             truth: Vec::new(),
+            lines,
         };
         for rec in r.records() {
             let rec = rec?;
             sys.msgs.push(rec.get(content).unwrap_or("").to_string());
             sys.truth.push(rec.get(event).unwrap_or("").to_string());
         }
+        anyhow::ensure!(
+            sys.lines.len() == sys.msgs.len(),
+            "{}: {} lines but {} structured rows",
+            raw.display(),
+            sys.lines.len(),
+            sys.msgs.len()
+        );
         out.push(sys);
     }
     Ok(out)
@@ -123,8 +147,20 @@ fn load(loghub: &std::path::Path) -> Result<Vec<System>> {
 
 /// Grouping accuracy of a fresh miner with `cfg` on `sys`, and its template count.
 fn score(cfg: &MinerConfig, sys: &System) -> (f64, usize) {
+    score_of(cfg, sys, &sys.msgs)
+}
+
+/// The same on the whole lines (1.0 where there are none).
+fn score_lines(cfg: &MinerConfig, sys: &System) -> f64 {
+    if sys.lines.is_empty() {
+        return 1.0;
+    }
+    score_of(cfg, sys, &sys.lines).0
+}
+
+fn score_of(cfg: &MinerConfig, sys: &System, msgs: &[String]) -> (f64, usize) {
     let mut m = Miner::new(cfg.clone());
-    let pred: Vec<u64> = sys.msgs.iter().map(|msg| m.mine(msg, 0)).collect();
+    let pred: Vec<u64> = msgs.iter().map(|msg| m.mine(msg, 0)).collect();
     // Ids folded into another template count as that one (as queries resolve them).
     let pred: Vec<u64> = pred.into_iter().map(|id| m.canonical(id)).collect();
     (grouping_accuracy(&sys.truth, &pred), m.templates().len())
@@ -173,22 +209,34 @@ fn explain(cfg: &MinerConfig, sys: &System) {
 }
 
 /// Leave-one-system-out: for each system, the grid setting with the best mean
-/// accuracy on the other nine (ties: the earlier in the grid), scored on it.
-fn loso(systems: &[System], default: &MinerConfig) {
+/// accuracy on the other nine (ties: the earlier in the grid), scored on it. With
+/// `lines`, a system's accuracy is the mean of its `Content` column's and its
+/// whole lines' (the engine mines whole raw lines, headers included).
+fn loso(systems: &[System], default: &MinerConfig, lines: bool) {
     let mut grid = Vec::new();
-    for s in (10..=19).map(|i| f64::from(i) * 0.05) {
+    for s in (8..=19).map(|i| f64::from(i) * 0.05) {
         for siblings_max in 1..=6 {
-            grid.push(MinerConfig {
-                similarity: s,
-                siblings_max,
-                ..MinerConfig::default()
-            });
+            for rigid in 0..=3 {
+                grid.push(MinerConfig {
+                    similarity: s,
+                    siblings_max,
+                    rigid,
+                    ..MinerConfig::default()
+                });
+            }
         }
     }
+    let both = |cfg: &MinerConfig, sys: &System| {
+        if lines {
+            (score(cfg, sys).0 + score_lines(cfg, sys)) / 2.0
+        } else {
+            score(cfg, sys).0
+        }
+    };
     // acc[g][s]: setting g on system s.
     let acc: Vec<Vec<f64>> = grid
         .iter()
-        .map(|cfg| systems.iter().map(|sys| score(cfg, sys).0).collect())
+        .map(|cfg| systems.iter().map(|sys| both(cfg, sys)).collect())
         .collect();
     let mean_without = |g: usize, out: Option<usize>| -> f64 {
         let (sum, n) = acc[g]
@@ -208,24 +256,35 @@ fn loso(systems: &[System], default: &MinerConfig) {
         })
     };
     println!(
-        "grid: similarity 0.50..0.95 step 0.05 x siblings_max 1..6 ({} settings); default similarity {} siblings_max {}",
+        "grid: similarity 0.40..0.95 step 0.05 x siblings_max 1..6 x rigid 0..3 ({} settings); default similarity {} siblings_max {} rigid {}",
         grid.len(),
         default.similarity,
-        default.siblings_max
+        default.siblings_max,
+        default.rigid
     );
-    println!("| held out | chosen on the other nine (similarity, siblings) | their mean | held-out accuracy | default settings |");
+    if lines {
+        println!("accuracy = mean of the Content column's and the whole lines'");
+    } else {
+        println!("accuracy = the Content column's (whole lines shown beside)");
+    }
+    println!("| held out | chosen on the other nine (similarity, siblings, rigid) | their mean | held-out accuracy (Content / lines) | default settings (Content / lines) |");
     println!("|---|---|---:|---:|---:|");
     let (mut sum, mut worst, mut dsum) = (0.0, f64::MAX, 0.0);
     for (s, sys) in systems.iter().enumerate() {
         let g = best(Some(s));
         let held = acc[g][s];
-        let d = score(default, sys).0;
+        let d = both(default, sys);
         println!(
-            "| {} | {:.2}, {} | {:.3} | {held:.3} | {d:.3} |",
+            "| {} | {:.2}, {}, {} | {:.3} | {held:.3} ({:.3} / {:.3}) | {d:.3} ({:.3} / {:.3}) |",
             sys.name,
             grid[g].similarity,
             grid[g].siblings_max,
-            mean_without(g, Some(s))
+            grid[g].rigid,
+            mean_without(g, Some(s)),
+            score(&grid[g], sys).0,
+            score_lines(&grid[g], sys),
+            score(default, sys).0,
+            score_lines(default, sys),
         );
         sum += held;
         dsum += d;
@@ -239,9 +298,10 @@ fn loso(systems: &[System], default: &MinerConfig) {
         dsum / n
     );
     println!(
-        "\nbest single setting on all ten (chosen and scored on the same data): similarity {:.2}, siblings_max {}: mean {:.3}",
+        "\nbest single setting on all ten (chosen and scored on the same data): similarity {:.2}, siblings_max {}, rigid {}: mean {:.3}",
         grid[all].similarity,
         grid[all].siblings_max,
+        grid[all].rigid,
         mean_without(all, None)
     );
 }
@@ -258,6 +318,7 @@ fn generated(cfg: &MinerConfig, n: usize, dump: Option<&std::path::Path>) -> Res
             drain: 0.0,
             truth: lines.iter().map(|(_, t)| t.to_string()).collect(),
             msgs: lines.into_iter().map(|(l, _)| l).collect(),
+            lines: Vec::new(),
         };
         if let Some(dir) = dump {
             std::fs::create_dir_all(dir)?;
@@ -302,6 +363,7 @@ fn main() -> Result<()> {
     let cfg = MinerConfig {
         similarity: a.similarity,
         siblings_max: a.siblings_max,
+        rigid: a.rigid,
         ..MinerConfig::default()
     };
     if let Some(name) = &a.explain {
@@ -313,6 +375,7 @@ fn main() -> Result<()> {
                 drain: 0.0,
                 truth: lines.iter().map(|(_, t)| t.to_string()).collect(),
                 msgs: lines.into_iter().map(|(l, _)| l).collect(),
+                lines: Vec::new(),
             });
         }
         let want = name.to_ascii_lowercase();
@@ -328,7 +391,7 @@ fn main() -> Result<()> {
     }
     let systems = load(&a.loghub)?;
     if a.loso {
-        loso(&systems, &cfg);
+        loso(&systems, &cfg, a.lines);
         return Ok(());
     }
     let corpus: Vec<&str> = systems
@@ -382,6 +445,7 @@ fn main() -> Result<()> {
         let mut m = Miner::new(MinerConfig {
             similarity: a.similarity,
             siblings_max: a.siblings_max,
+            rigid: a.rigid,
             ..MinerConfig::default()
         });
         let t = Instant::now();

@@ -42,14 +42,29 @@ pub struct MinerConfig {
     /// Distinct words a position may hold in sibling templates before they fold
     /// into one with a variable there.
     pub siblings_max: usize,
+    /// Tokens of a message that allow no difference: a message of `n` tokens may
+    /// differ from its template at `(1 - similarity) * (n - rigid)` positions,
+    /// rounded down, so the shorter the message, the closer the match.
+    pub rigid: usize,
+}
+
+impl MinerConfig {
+    /// The least number of equal positions for a message of `n` tokens to join a
+    /// template.
+    pub fn bar(&self, n: usize) -> usize {
+        let slack = (1.0 - self.similarity) * n.saturating_sub(self.rigid) as f64;
+        n.saturating_sub((slack + 1e-9).floor() as usize)
+            .clamp(1, n.max(1))
+    }
 }
 
 impl Default for MinerConfig {
     fn default() -> Self {
         MinerConfig {
-            similarity: 0.75,
+            similarity: 0.65,
             templates_max: 100_000,
             siblings_max: 3,
+            rigid: 2,
         }
     }
 }
@@ -432,7 +447,7 @@ impl Miner {
         let n = toks.len();
         let bucket = self.buckets.get(&(n as u32))?;
         // The least number of equal positions that meets the bar.
-        let bar = ((self.cfg.similarity * n as f64).ceil() as usize).clamp(1, n.max(1));
+        let bar = self.cfg.bar(n);
         let wild = toks.iter().filter(|t| **t == WILD).count();
         let need = bar.saturating_sub(wild);
         self.epoch = self.epoch.wrapping_add(1);
@@ -997,7 +1012,7 @@ mod tests {
     fn the_search_equals_comparing_every_template() {
         let brute = |m: &Miner, toks: &[u32]| -> Option<usize> {
             let n = toks.len();
-            let bar = ((m.cfg.similarity * n as f64).ceil() as usize).clamp(1, n.max(1));
+            let bar = m.cfg.bar(n);
             let mut best: Option<(usize, usize)> = None;
             for (i, t) in m.templates.iter().enumerate() {
                 if t.alias_of.is_some() || t.tokens.len() != n {
