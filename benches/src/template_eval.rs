@@ -61,6 +61,9 @@ struct Args {
     /// over several templates or sharing one with another event, with examples.
     #[arg(long)]
     explain: Option<String>,
+    /// With `--explain`: on a Loghub system's whole lines instead of `Content`.
+    #[arg(long)]
+    whole_lines: bool,
 }
 
 /// Drain's grouping accuracy (He et al., ICSE-SEIP 2019).
@@ -383,7 +386,18 @@ fn main() -> Result<()> {
             .iter()
             .find(|s| s.name.to_ascii_lowercase().starts_with(&want))
             .with_context(|| format!("no system or generated kind named {name}"))?;
-        explain(&cfg, sys);
+        if a.whole_lines && !sys.lines.is_empty() {
+            let whole = System {
+                name: sys.name,
+                drain: sys.drain,
+                msgs: sys.lines.clone(),
+                truth: sys.truth.clone(),
+                lines: Vec::new(),
+            };
+            explain(&cfg, &whole);
+        } else {
+            explain(&cfg, sys);
+        }
         return Ok(());
     }
     if let Some(n) = a.generated {
