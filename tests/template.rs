@@ -1,7 +1,7 @@
 //! The template miner's grouping accuracy on the ten Loghub systems, computed as
 //! the logparser benchmark does, with the one default configuration: a regression
-//! floor under the targets of the template-mining issue (mean >= 0.90, no system
-//! below 0.80). The full table and the speed are `template-eval`'s
+//! floor at the targets of the generalisation issue (mean >= 0.95, no system below
+//! 0.85; the held-out figures are `template-eval --loso`'s). The full table and the speed are `template-eval`'s
 //! (docs/benchmarks.md).
 
 use engine::template::{grouping_accuracy, Miner, MinerConfig};
@@ -34,9 +34,9 @@ fn one_configuration_groups_every_loghub_system_well() {
         all.push((system, grouping_accuracy(&truth, &ids)));
     }
     let mean = all.iter().map(|(_, a)| a).sum::<f64>() / all.len() as f64;
-    assert!(mean >= 0.90, "mean {mean:.3}: {all:?}");
+    assert!(mean >= 0.95, "mean {mean:.3}: {all:?}");
     for (s, a) in &all {
-        assert!(*a >= 0.80, "{s} {a:.3}: {all:?}");
+        assert!(*a >= 0.85, "{s} {a:.3}: {all:?}");
     }
 }
 
