@@ -126,9 +126,9 @@ impl Family {
 struct Bucket {
     /// Template indexes, in id order.
     members: Vec<u32>,
-    /// (position, token) -> the templates that held that token there when they
-    /// were made (a template that has since turned the position into a variable
-    /// is still listed: candidates are checked in full).
+    /// (position, token) -> the templates that hold that token there, [`WILD`]
+    /// included (a template that has since turned a word into a variable is
+    /// still listed under the word too: candidates are checked in full).
     postings: FxHashMap<(u32, u32), Vec<u32>>,
 }
 
@@ -136,9 +136,7 @@ impl Bucket {
     fn add(&mut self, idx: u32, toks: &[u32]) {
         self.members.push(idx);
         for (pos, t) in toks.iter().enumerate() {
-            if *t != WILD {
-                self.postings.entry((pos as u32, *t)).or_default().push(idx);
-            }
+            self.postings.entry((pos as u32, *t)).or_default().push(idx);
         }
     }
 }
@@ -448,8 +446,6 @@ impl Miner {
         let bucket = self.buckets.get(&(n as u32))?;
         // The least number of equal positions that meets the bar.
         let bar = self.cfg.bar(n);
-        let wild = toks.iter().filter(|t| **t == WILD).count();
-        let need = bar.saturating_sub(wild);
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.checked.iter_mut().for_each(|c| *c = 0);
@@ -457,53 +453,51 @@ impl Miner {
         }
         self.checked.resize(self.templates.len(), 0);
         let mut best: Option<(usize, u32)> = None; // (equal positions, index)
-        let mut consider = |ti: u32, best: &mut Option<(usize, u32)>| {
-            let Some(mark) = self.checked.get_mut(ti as usize) else {
-                return;
-            };
-            if *mark == self.epoch {
-                return;
-            }
-            *mark = self.epoch;
-            let Some(t) = self.templates.get(ti as usize) else {
-                return;
-            };
-            if t.alias_of.is_some() {
-                return;
-            }
-            let same = t.tokens.iter().zip(toks).filter(|(a, b)| a == b).count();
-            if same >= bar && best.is_none_or(|(s, i)| same > s || (same == s && ti < i)) {
-                *best = Some((same, ti));
-            }
-        };
-        if need == 0 {
-            for &ti in &bucket.members {
-                consider(ti, &mut best);
-            }
-        } else {
-            let mut lists: Vec<&[u32]> = toks
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| **t != WILD)
-                .map(|(pos, t)| {
-                    bucket
-                        .postings
-                        .get(&(pos as u32, *t))
-                        .map_or(&[][..], Vec::as_slice)
-                })
-                .collect();
-            let constants = lists.len();
-            if need > constants {
-                return None;
-            }
-            lists.sort_unstable_by_key(|l| l.len());
-            for list in lists.iter().take(constants - need + 1) {
-                for &ti in *list {
-                    consider(ti, &mut best);
+        let mut lists: Vec<&[u32]> = toks
+            .iter()
+            .enumerate()
+            .map(|(pos, t)| {
+                bucket
+                    .postings
+                    .get(&(pos as u32, *t))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .collect();
+        lists.sort_unstable_by_key(|l| l.len());
+        for list in lists.iter().take(n + 1 - bar.min(n)) {
+            for &ti in *list {
+                let Some(mark) = self.checked.get_mut(ti as usize) else {
+                    continue;
+                };
+                if *mark == self.epoch {
+                    continue;
+                }
+                *mark = self.epoch;
+                let Some(t) = self.templates.get(ti as usize) else {
+                    continue;
+                };
+                if t.alias_of.is_some() {
+                    continue;
+                }
+                let same = t.tokens.iter().zip(toks).filter(|(a, b)| a == b).count();
+                if same >= bar && best.is_none_or(|(s, i)| same > s || (same == s && ti < i)) {
+                    best = Some((same, ti));
                 }
             }
         }
         best.map(|(_, ti)| ti as usize)
+    }
+
+    /// Template `ti` (of `n` tokens) now holds a variable at each of `positions`.
+    fn went_wild(&mut self, ti: usize, n: usize, positions: &[usize]) {
+        if let Some(b) = self.buckets.get_mut(&(n as u32)) {
+            for p in positions {
+                b.postings
+                    .entry((*p as u32, WILD))
+                    .or_default()
+                    .push(ti as u32);
+            }
+        }
     }
 
     /// A new template of `toks` (or [`OTHER`] at the cap), a sibling in family
@@ -558,15 +552,19 @@ impl Miner {
         let Some(t) = self.templates.get_mut(ti) else {
             return OTHER;
         };
-        for (a, b) in t.tokens.iter_mut().zip(toks) {
-            if a != b {
+        let mut wild = Vec::new();
+        for (p, (a, b)) in t.tokens.iter_mut().zip(toks).enumerate() {
+            if a != b && *a != WILD {
                 *a = WILD;
+                wild.push(p);
             }
         }
         t.count += 1;
         t.first_seen = t.first_seen.min(time_ns);
         t.last_seen = t.last_seen.max(time_ns);
-        t.id
+        let id = t.id;
+        self.went_wild(ti, toks.len(), &wild);
+        id
     }
 
     /// `toks` differs from template `ti` in words at some of `differ`: the
@@ -677,15 +675,19 @@ impl Miner {
         let Some(t) = self.templates.get_mut(target as usize) else {
             return OTHER;
         };
+        let mut wild = Vec::new();
         for (p, (a, b)) in t.tokens.iter_mut().zip(toks).enumerate() {
-            if a != b || shape_free.contains(&p) {
+            if (a != b || shape_free.contains(&p)) && *a != WILD {
                 *a = WILD;
+                wild.push(p);
             }
         }
         t.count += 1;
         t.first_seen = t.first_seen.min(time_ns);
         t.last_seen = t.last_seen.max(time_ns);
-        t.id
+        let id = t.id;
+        self.went_wild(target as usize, toks.len(), &wild);
+        id
     }
 
     /// The template `id` stands for now: itself, or the template it was folded
@@ -1089,6 +1091,35 @@ mod tests {
 #[cfg(test)]
 mod cost {
     use super::*;
+
+    /// Not a test: the cost of messages of variables only (every template of their
+    /// length could match) beside 20,000 templates of that length.
+    /// `cargo test --release -p heimdall-engine --lib variables_only_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn variables_only_cost() {
+        let mut m = Miner::new(MinerConfig::default());
+        let word = |i: u64| -> String {
+            format!("{i:x}")
+                .chars()
+                .map(|c| (b'g' + c as u8 % 16) as char)
+                .collect()
+        };
+        for i in 0..20_000u64 {
+            let line: Vec<String> = (0..10).map(|j| word(i * 31 + j * 7919)).collect();
+            m.mine(&line.join(" "), 0);
+        }
+        let t = std::time::Instant::now();
+        for i in 0..20_000u64 {
+            let line: Vec<String> = (0..10).map(|j| format!("{}", i * 10 + j)).collect();
+            m.mine(&line.join(" "), 0);
+        }
+        eprintln!(
+            "20,000 variable-only lines beside {} templates: {:?}",
+            m.templates().len(),
+            t.elapsed()
+        );
+    }
 
     /// Not a test: how long a snapshot (taken under the engine's gate at each
     /// flush) of a miner at the default cap takes. `cargo test --release -p
