@@ -942,6 +942,36 @@ mod tests {
         }
     }
 
+    /// A state written by the miner before families counted words per position
+    /// (version 1: word tuples) is read: the same templates and aliases, and the
+    /// family goes on from its members' words.
+    #[test]
+    fn a_version_1_state_is_read() {
+        let text = r#"{"version":1,"templates":[
+            {"id":1,"tokens":["session","opened","for","user","alice"],"count":3,"first_seen":1,"last_seen":2,"alias_of":null},
+            {"id":2,"tokens":["session","opened","for","user","bob"],"count":1,"first_seen":1,"last_seen":1,"alias_of":null},
+            {"id":3,"tokens":["disk",null,"full"],"count":2,"first_seen":1,"last_seen":1,"alias_of":null}],
+            "families":[{"shape":["session","opened","for","user",null],"members":[1,2],"words":[["alice"],["bob"]]}]}"#;
+        let state: MinerState = serde_json::from_str(text).unwrap();
+        state.validate().unwrap();
+        let mut m = Miner::restore(MinerConfig::default(), &state);
+        assert_eq!(m.mine("session opened for user alice", 3), 1);
+        assert_eq!(m.mine("session opened for user bob", 3), 2);
+        assert_eq!(m.mine("disk 7 full", 3), 3);
+        // A third name is a sibling; a fourth folds the family into the first.
+        let carol = m.mine("session opened for user carol", 3);
+        assert_eq!(carol, 4);
+        assert_eq!(m.mine("session opened for user dave", 3), 1);
+        assert_eq!((m.canonical(2), m.canonical(4)), (1, 1));
+        // Saved again, it is version 2 and restores to the same miner.
+        let again = m.snapshot();
+        assert_eq!(again.version, 2);
+        assert_eq!(
+            Miner::restore(MinerConfig::default(), &again).snapshot(),
+            again
+        );
+    }
+
     #[test]
     fn a_restored_miner_gives_the_same_ids() {
         let lines: Vec<String> = (0..400)
