@@ -112,10 +112,10 @@ impl Family {
             .is_some_and(|v| v.len() > cap || v.contains(&WILD))
     }
 
-    /// Notes `word` at position `p`.
+    /// Notes `word` (or a variable, [`WILD`]) at position `p`.
     fn see(&mut self, p: usize, word: u32, cap: usize) {
         let v = self.values.entry(p as u32).or_default();
-        if v.len() <= cap && !v.contains(&WILD) && !v.contains(&word) {
+        if !v.contains(&WILD) && (word == WILD || (v.len() <= cap && !v.contains(&word))) {
             v.push(word);
         }
     }
@@ -606,13 +606,20 @@ impl Miner {
                 }
             }
         }
-        for (p, (s, w)) in f.shape.iter().zip(toks).enumerate() {
-            if *s == WILD && (f.values.contains_key(&(p as u32)) || *w == WILD) {
-                let v = f.values.entry(p as u32).or_default();
-                if !v.contains(&WILD) && (*w == WILD || (v.len() <= cap && !v.contains(w))) {
-                    v.push(*w);
-                }
-            }
+        // The message's words where the family's members differ (and its
+        // variables wherever the shape has one).
+        let seen: Vec<(usize, u32)> = f
+            .shape
+            .iter()
+            .zip(toks)
+            .enumerate()
+            .filter(|(p, (s, w))| {
+                **s == WILD && (f.values.contains_key(&(*p as u32)) || **w == WILD)
+            })
+            .map(|(p, (_, w))| (p, *w))
+            .collect();
+        for (p, w) in seen {
+            f.see(p, w, cap);
         }
         let free: Vec<bool> = (0..f.shape.len()).map(|p| f.free(p, cap)).collect();
         // Splitting positions: variables of the shape holding words, not free.
