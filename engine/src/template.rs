@@ -32,6 +32,15 @@ pub const OTHER: u64 = 0;
 /// A variable position in a template.
 const WILD: u32 = u32::MAX;
 
+/// A variable position that has held many different words (see [`Family`]): it
+/// matches any token, where [`WILD`] matches only a variable.
+const FREE: u32 = u32::MAX - 1;
+
+/// Whether template token `a` matches message token `b`.
+fn matches(a: u32, b: u32) -> bool {
+    a == b || a == FREE
+}
+
 /// Settings; the defaults are the one configuration used for every log.
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
@@ -156,7 +165,7 @@ impl Frozen {
     /// The state as plain data.
     pub fn state(&self) -> MinerState {
         let word = |t: &u32| {
-            (*t != WILD)
+            (*t != WILD && *t != FREE)
                 .then(|| self.words.get(*t as usize).map(|w| w.to_string()))
                 .flatten()
         };
@@ -170,6 +179,9 @@ impl Frozen {
                 first_seen: t.first_seen,
                 last_seen: t.last_seen,
                 alias_of: t.alias_of,
+                free: (0..t.tokens.len() as u32)
+                    .filter(|p| t.tokens.get(*p as usize) == Some(&FREE))
+                    .collect(),
             })
             .collect();
         let mut families: Vec<SavedFamily> = self
@@ -253,6 +265,10 @@ pub struct SavedTemplate {
     pub last_seen: i64,
     /// Folded into this template.
     pub alias_of: Option<u64>,
+    /// Version 2: the positions of variables that match any token (their
+    /// tokens are `None`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub free: Vec<u32>,
 }
 
 impl SavedTemplate {
@@ -453,19 +469,22 @@ impl Miner {
         }
         self.checked.resize(self.templates.len(), 0);
         let mut best: Option<(usize, u32)> = None; // (equal positions, index)
-        let mut lists: Vec<&[u32]> = toks
+                                                   // Per position, the templates holding the message's token there and those
+                                                   // holding a free variable there.
+        let list = |pos: usize, t: u32| {
+            bucket
+                .postings
+                .get(&(pos as u32, t))
+                .map_or(&[][..], Vec::as_slice)
+        };
+        let mut lists: Vec<[&[u32]; 2]> = toks
             .iter()
             .enumerate()
-            .map(|(pos, t)| {
-                bucket
-                    .postings
-                    .get(&(pos as u32, *t))
-                    .map_or(&[][..], Vec::as_slice)
-            })
+            .map(|(pos, t)| [list(pos, *t), list(pos, FREE)])
             .collect();
-        lists.sort_unstable_by_key(|l| l.len());
-        for list in lists.iter().take(n + 1 - bar.min(n)) {
-            for &ti in *list {
+        lists.sort_unstable_by_key(|[a, b]| a.len() + b.len());
+        for pair in lists.iter().take(n + 1 - bar.min(n)) {
+            for &ti in pair.iter().flat_map(|l| l.iter()) {
                 let Some(mark) = self.checked.get_mut(ti as usize) else {
                     continue;
                 };
@@ -479,7 +498,12 @@ impl Miner {
                 if t.alias_of.is_some() {
                     continue;
                 }
-                let same = t.tokens.iter().zip(toks).filter(|(a, b)| a == b).count();
+                let same = t
+                    .tokens
+                    .iter()
+                    .zip(toks)
+                    .filter(|(a, b)| matches(**a, **b))
+                    .count();
                 if same >= bar && best.is_none_or(|(s, i)| same > s || (same == s && ti < i)) {
                     best = Some((same, ti));
                 }
@@ -488,12 +512,13 @@ impl Miner {
         best.map(|(_, ti)| ti as usize)
     }
 
-    /// Template `ti` (of `n` tokens) now holds a variable at each of `positions`.
-    fn went_wild(&mut self, ti: usize, n: usize, positions: &[usize]) {
+    /// Template `ti` (of `n` tokens) now holds a variable at each of `positions`
+    /// ([`WILD`] or [`FREE`]).
+    fn went_wild(&mut self, ti: usize, n: usize, positions: &[(usize, u32)]) {
         if let Some(b) = self.buckets.get_mut(&(n as u32)) {
-            for p in positions {
+            for (p, v) in positions {
                 b.postings
-                    .entry((*p as u32, WILD))
+                    .entry((*p as u32, *v))
                     .or_default()
                     .push(ti as u32);
             }
@@ -540,7 +565,7 @@ impl Miner {
             .iter()
             .zip(toks)
             .enumerate()
-            .filter(|(_, (a, b))| a != b && **a != WILD)
+            .filter(|(_, (a, b))| !matches(**a, **b) && **a != WILD)
             .map(|(i, _)| i)
             .collect();
         let words_differ = differ
@@ -554,9 +579,9 @@ impl Miner {
         };
         let mut wild = Vec::new();
         for (p, (a, b)) in t.tokens.iter_mut().zip(toks).enumerate() {
-            if a != b && *a != WILD {
+            if !matches(*a, *b) && *a != WILD {
                 *a = WILD;
-                wild.push(p);
+                wild.push((p, WILD));
             }
         }
         t.count += 1;
@@ -582,7 +607,12 @@ impl Miner {
                     shape: self
                         .templates
                         .get(ti)
-                        .map(|t| t.tokens.clone())
+                        .map(|t| {
+                            t.tokens
+                                .iter()
+                                .map(|x| if *x == FREE { WILD } else { *x })
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     members: vec![ti as u32],
                     values: FxHashMap::default(),
@@ -662,8 +692,17 @@ impl Miner {
                 .get(*m as usize)
                 .is_some_and(|t| key(&t.tokens) == key(toks))
         });
-        let shape_free: Vec<usize> = (0..f.shape.len())
+        // Free positions, with what they become: a variable matching any token
+        // where words were seen, else one matching variables only.
+        let shape_free: Vec<(usize, u32)> = (0..f.shape.len())
             .filter(|p| free.get(*p).copied().unwrap_or(false))
+            .map(|p| {
+                let words = f
+                    .values
+                    .get(&(p as u32))
+                    .is_some_and(|v| v.iter().any(|w| *w != WILD));
+                (p, if words { FREE } else { WILD })
+            })
             .collect();
         for (m, into) in folds {
             if let Some(t) = self.templates.get_mut(m as usize) {
@@ -672,21 +711,30 @@ impl Miner {
         }
         let Some(target) = target else {
             let mut mine = toks.to_vec();
-            for p in &shape_free {
+            for (p, v) in &shape_free {
                 if let Some(w) = mine.get_mut(*p) {
-                    *w = WILD;
+                    *w = *v;
                 }
             }
-            return self.create(&mine, time_ns, Some(fi));
+            let id = self.create(&mine, time_ns, Some(fi));
+            if !shape_free.is_empty() && id != OTHER {
+                self.absorb(id as usize - 1);
+            }
+            return id;
         };
         let Some(t) = self.templates.get_mut(target as usize) else {
             return OTHER;
         };
         let mut wild = Vec::new();
         for (p, (a, b)) in t.tokens.iter_mut().zip(toks).enumerate() {
-            if (a != b || shape_free.contains(&p)) && *a != WILD {
-                *a = WILD;
-                wild.push(p);
+            let to = match shape_free.iter().find(|(q, _)| *q == p) {
+                Some((_, v)) => *v,
+                None if !matches(*a, *b) => WILD,
+                None => continue,
+            };
+            if *a != to && *a != FREE {
+                *a = to;
+                wild.push((p, to));
             }
         }
         t.count += 1;
@@ -694,7 +742,54 @@ impl Miner {
         t.last_seen = t.last_seen.max(time_ns);
         let id = t.id;
         self.went_wild(target as usize, toks.len(), &wild);
+        if wild.iter().any(|(_, v)| *v == FREE) {
+            self.absorb(target as usize);
+        }
         id
+    }
+
+    /// Template `ti` just got variables that match any token: the templates of
+    /// its length it now matches everywhere (lines seen before those positions
+    /// were learned, each with its own words) fold into it.
+    fn absorb(&mut self, ti: usize) {
+        let Some(t) = self.templates.get(ti) else {
+            return;
+        };
+        let tokens = t.tokens.clone();
+        let Some(bucket) = self.buckets.get(&(tokens.len() as u32)) else {
+            return;
+        };
+        let candidates: Vec<u32> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x != FREE)
+            .map(|(p, x)| {
+                bucket
+                    .postings
+                    .get(&(p as u32, *x))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|l| l.len())
+            .unwrap_or(&bucket.members)
+            .to_vec();
+        let target = ti as u64 + 1;
+        for u in candidates {
+            if u as usize == ti {
+                continue;
+            }
+            let Some(other) = self.templates.get_mut(u as usize) else {
+                continue;
+            };
+            if other.alias_of.is_none()
+                && other.tokens.len() == tokens.len()
+                && tokens
+                    .iter()
+                    .zip(&other.tokens)
+                    .all(|(a, b)| matches(*a, *b))
+            {
+                other.alias_of = Some(target);
+            }
+        }
     }
 
     /// The template `id` stands for now: itself, or the template it was folded
@@ -750,7 +845,12 @@ impl Miner {
                 .collect()
         };
         for t in &state.templates {
-            let tokens = ids(&mut m, &t.tokens);
+            let mut tokens = ids(&mut m, &t.tokens);
+            for p in &t.free {
+                if let Some(x) = tokens.get_mut(*p as usize) {
+                    *x = FREE;
+                }
+            }
             m.templates.push(Template {
                 id: t.id,
                 tokens,
@@ -827,7 +927,7 @@ impl Miner {
                 out.push(' ');
             }
             match self.words.get(*tok as usize) {
-                Some(w) if *tok != WILD => out.push_str(w),
+                Some(w) if *tok != WILD && *tok != FREE => out.push_str(w),
                 _ => out.push_str("<*>"),
             }
         }
@@ -1045,6 +1145,53 @@ mod tests {
         assert_eq!(m.text(t), "<*> audit: user <*> did login on object");
     }
 
+    /// Names without digits in several places (host, unit, description): the
+    /// first lines each start a template, then the positions fold into variables
+    /// that match any word, and the templates of the lines seen before fold into
+    /// the one that learned it. Another verb stays apart.
+    #[test]
+    fn lines_seen_before_a_position_was_learned_fold_in() {
+        let hosts = [
+            "alpha-web",
+            "bravo-db",
+            "cache-edge",
+            "delta-queue",
+            "echo-api",
+        ];
+        let units = ["nginx", "redis", "cron", "sshd", "kafka", "proxy", "mailer"];
+        let words = ["Fast", "Web", "Cache", "Mail", "Store", "Queue"];
+        let names = ["Alpha", "Bravo", "Delta", "Omega"];
+        let mut m = Miner::default();
+        let (mut started, mut stopping) = (Vec::new(), Vec::new());
+        for i in 0..60 {
+            let line = |verb: &str| {
+                format!(
+                    "Mar 3 10:00:{:02} {} systemd[1]: {verb} {}.service - {} {} Daemon.",
+                    i % 60,
+                    hosts[i % hosts.len()],
+                    units[i % units.len()],
+                    words[i % words.len()],
+                    names[i % names.len()]
+                )
+            };
+            started.push(m.mine(&line("Started"), 0));
+            stopping.push(m.mine(&line("Stopping"), 0));
+        }
+        let canon = |ids: &[u64]| -> std::collections::BTreeSet<u64> {
+            ids.iter().map(|id| m.canonical(*id)).collect()
+        };
+        let (a, b) = (canon(&started), canon(&stopping));
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert_ne!(a, b);
+        // The learned template, restored, still takes new names.
+        let mut again = Miner::restore(MinerConfig::default(), &m.snapshot());
+        let next = "Mar 3 11:00:00 zulu-new systemd[1]: Started other.service - New Name Daemon.";
+        let id = again.mine(next, 0);
+        assert_eq!(again.canonical(id), *a.iter().next().unwrap());
+        assert_eq!(m.mine(next, 0), id);
+    }
+
     /// The indexed search finds what comparing every template of the length
     /// finds, as templates generalise, fold and multiply.
     #[test]
@@ -1057,7 +1204,12 @@ mod tests {
                 if t.alias_of.is_some() || t.tokens.len() != n {
                     continue;
                 }
-                let same = t.tokens.iter().zip(toks).filter(|(a, b)| a == b).count();
+                let same = t
+                    .tokens
+                    .iter()
+                    .zip(toks)
+                    .filter(|(a, b)| matches(**a, **b))
+                    .count();
                 if same >= bar && best.is_none_or(|(s, _)| same > s) {
                     best = Some((same, i));
                 }
