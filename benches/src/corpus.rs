@@ -530,6 +530,37 @@ mod tests {
         }
     }
 
+    /// A miner restored from its saved state (through JSON, as the engine keeps
+    /// it) gives the same ids as the one that went on, on every generated kind:
+    /// families, folds, free variables and absorbed templates included.
+    #[test]
+    fn a_restored_miner_goes_on_with_the_same_ids_on_every_kind() {
+        use engine::template::{Miner, MinerConfig, MinerState};
+        let mut folded = 0;
+        for kind in kinds() {
+            let lines = generate(&kind, 3000, 9);
+            let (first, rest) = lines.split_at(1000);
+            let mut a = Miner::new(MinerConfig::default());
+            for (l, _) in first {
+                a.mine(l, 0);
+            }
+            let json = serde_json::to_string(&a.snapshot()).unwrap();
+            let state: MinerState = serde_json::from_str(&json).unwrap();
+            state.validate().unwrap();
+            let mut b = Miner::restore(MinerConfig::default(), &state);
+            for (l, _) in rest {
+                assert_eq!(a.mine(l, 1), b.mine(l, 1), "{}: {l}", kind.name);
+            }
+            assert_eq!(a.snapshot(), b.snapshot(), "{}", kind.name);
+            folded += a
+                .templates()
+                .iter()
+                .filter(|t| t.alias_of.is_some())
+                .count();
+        }
+        assert!(folded > 100, "{folded}");
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_lines() {
         let k = kinds();
