@@ -41,6 +41,14 @@ fn matches(a: u32, b: u32) -> bool {
     a == b || a == FREE
 }
 
+/// How many positions of template tokens `t` match message tokens `toks`.
+fn matching(t: &[u32], toks: &[u32]) -> usize {
+    t.iter()
+        .zip(toks)
+        .filter(|(a, b)| matches(**a, **b))
+        .count()
+}
+
 /// Settings; the defaults are the one configuration used for every log.
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
@@ -498,12 +506,7 @@ impl Miner {
                 if t.alias_of.is_some() {
                     continue;
                 }
-                let same = t
-                    .tokens
-                    .iter()
-                    .zip(toks)
-                    .filter(|(a, b)| matches(**a, **b))
-                    .count();
+                let same = matching(&t.tokens, toks);
                 if same >= bar && best.is_none_or(|(s, i)| same > s || (same == s && ti < i)) {
                     best = Some((same, ti));
                 }
@@ -782,10 +785,7 @@ impl Miner {
             };
             if other.alias_of.is_none()
                 && other.tokens.len() == tokens.len()
-                && tokens
-                    .iter()
-                    .zip(&other.tokens)
-                    .all(|(a, b)| matches(*a, *b))
+                && matching(&tokens, &other.tokens) == tokens.len()
             {
                 other.alias_of = Some(target);
             }
@@ -1204,12 +1204,7 @@ mod tests {
                 if t.alias_of.is_some() || t.tokens.len() != n {
                     continue;
                 }
-                let same = t
-                    .tokens
-                    .iter()
-                    .zip(toks)
-                    .filter(|(a, b)| matches(**a, **b))
-                    .count();
+                let same = matching(&t.tokens, toks);
                 if same >= bar && best.is_none_or(|(s, _)| same > s) {
                     best = Some((same, i));
                 }
