@@ -501,7 +501,8 @@ mod tests {
     /// A regression floor under the miner's scores on the generated corpus (the
     /// table is `template-eval --generated 2000`, docs/benchmarks.md): lines led by
     /// host and program names without digits group (0.000 with a grouping key of
-    /// the first constant tokens), and the kinds at 1.000 stay there.
+    /// the first constant tokens), user agents of any length are one value (0.211
+    /// before), and the kinds at 1.000 stay there.
     #[test]
     fn the_miner_holds_its_scores_on_the_generated_kinds() {
         use engine::template::{grouping_accuracy, Miner, MinerConfig};
@@ -515,17 +516,28 @@ mod tests {
             scores.push((kind.name, grouping_accuracy(&truth, &ids)));
         }
         let mean = scores.iter().map(|(_, a)| a).sum::<f64>() / scores.len() as f64;
-        assert!(mean >= 0.85, "mean {mean:.3}: {scores:?}");
+        // The bars (mean >= 0.95, none below 0.85), and above them where
+        // the kinds are now.
+        assert!(mean >= 0.95, "mean {mean:.3}: {scores:?}");
+        for (name, a) in &scores {
+            assert!(*a >= 0.90, "{name} {a:.3}: {scores:?}");
+        }
         let of = |name: &str| {
             scores
                 .iter()
                 .find(|(n, _)| n.starts_with(name))
                 .map_or(0.0, |(_, a)| *a)
         };
-        assert!(of("program and host") >= 0.90, "{scores:?}");
-        assert!(of("proxy") >= 0.90, "{scores:?}");
-        assert!(of("systemd") >= 0.95, "{scores:?}");
-        for name in ["PostgreSQL", "Kubernetes", "Java", "JSON", "key=value"] {
+        for name in [
+            "nginx",
+            "PostgreSQL",
+            "systemd",
+            "Kubernetes",
+            "Java",
+            "JSON",
+            "key=value",
+            "proxy",
+        ] {
             assert!(of(name) >= 0.99, "{name}: {scores:?}");
         }
     }

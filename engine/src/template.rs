@@ -372,11 +372,48 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Fewest tokens of a quoted run that [`tokens`] takes as one (a request line
+/// `"GET /x HTTP/1.1"` has three and stays apart).
+const QUOTED_MIN: usize = 4;
+
+/// Most tokens [`tokens`] looks ahead for the end of a quoted run.
+const QUOTED_MAX: usize = 64;
+
 /// The miner's tokens of a message: runs between whitespace, `,` and `=`, and
-/// each `,` and `=` itself (so `uid=0` and `uid= 0` both read `uid`, `=`, `0`).
-/// Whitespace is Unicode's (`char::is_whitespace`); ASCII bytes are classified by
-/// a table. Each token is a slice of `msg` (its offset is the pointer difference).
+/// each `,` and `=` itself (so `uid=0` and `uid= 0` both read `uid`, `=`, `0`);
+/// but a double-quoted run of [`QUOTED_MIN`] tokens or more with a digit in it is
+/// one token (a user agent, a quoted free-text message: one value, whatever its
+/// length; it has a digit, so it is a variable). Whitespace is Unicode's
+/// (`char::is_whitespace`); ASCII bytes are classified by a table. Each token is a
+/// slice of `msg` (its offset is the pointer difference).
 pub fn tokens(msg: &str) -> impl Iterator<Item = &str> {
+    let mut raw = plain_tokens(msg);
+    let offset = move |t: &str| (t.as_ptr() as usize).saturating_sub(msg.as_ptr() as usize);
+    std::iter::from_fn(move || {
+        let t = raw.next()?;
+        if t.starts_with('"') && (t.len() == 1 || !t.ends_with('"')) {
+            let mut ahead = raw.clone();
+            let mut digit = t.bytes().any(|b| b.is_ascii_digit());
+            for n in 2..=QUOTED_MAX {
+                let Some(u) = ahead.next() else {
+                    break;
+                };
+                digit |= u.bytes().any(|b| b.is_ascii_digit());
+                if u.ends_with('"') {
+                    if n >= QUOTED_MIN && digit {
+                        raw = ahead;
+                        return msg.get(offset(t)..offset(u) + u.len());
+                    }
+                    break;
+                }
+            }
+        }
+        Some(t)
+    })
+}
+
+/// [`tokens`] without quoted runs.
+fn plain_tokens(msg: &str) -> impl Iterator<Item = &str> + Clone {
     let b = msg.as_bytes();
     let mut i = 0;
     // (class, length) of the character at `at` (< b.len()); a non-ASCII one is
@@ -585,6 +622,11 @@ impl Miner {
             if !matches(*a, *b) && *a != WILD {
                 *a = WILD;
                 wild.push((p, WILD));
+            } else if *a == WILD && *b != WILD {
+                // A word where the template has a variable from numbers: the place
+                // holds words too, so from now on it matches any token.
+                *a = FREE;
+                wild.push((p, FREE));
             }
         }
         t.count += 1;
@@ -592,6 +634,9 @@ impl Miner {
         t.last_seen = t.last_seen.max(time_ns);
         let id = t.id;
         self.went_wild(ti, toks.len(), &wild);
+        if wild.iter().any(|(_, v)| *v == FREE) {
+            self.absorb(ti);
+        }
         id
     }
 
@@ -999,6 +1044,37 @@ mod tests {
         let h = m.mine("connection at Sun Jul 3", 0);
         let i = m.mine("connection at Mon Aug 4", 0);
         assert_eq!(h, i);
+    }
+
+    #[test]
+    fn a_long_quoted_run_with_a_digit_is_one_token() {
+        let ua =
+            r#"1.2.3.4 "GET /x HTTP/1.1" 200 "Mozilla/5.0 (X11; Linux x86_64) like Gecko" end"#;
+        let t: Vec<&str> = tokens(ua).collect();
+        assert_eq!(
+            t,
+            [
+                "1.2.3.4",
+                "\"GET",
+                "/x",
+                "HTTP/1.1\"",
+                "200",
+                "\"Mozilla/5.0 (X11; Linux x86_64) like Gecko\"",
+                "end"
+            ]
+        );
+        // Without a digit, or unclosed, or short: plain tokens.
+        assert_eq!(tokens(r#"say "hello there dear world" ok"#).count(), 6);
+        assert_eq!(tokens(r#"x "a b c d 1 e"#).count(), 7);
+        assert_eq!(tokens(r#""a 1 b""#).count(), 3);
+        // One value, whatever its length: two user agents, one template.
+        let mut m = Miner::default();
+        let a = m.mine(r#"GET /a 200 "curl/8.5.0" done"#, 0);
+        let b = m.mine(
+            r#"GET /a 200 "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0" done"#,
+            0,
+        );
+        assert_eq!(a, b);
     }
 
     #[test]
