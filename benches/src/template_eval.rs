@@ -148,6 +148,18 @@ fn load(loghub: &std::path::Path) -> Result<Vec<System>> {
     Ok(out)
 }
 
+/// `n` lines of a generated kind (seed 42) with their true templates.
+fn generated_system(kind: &heimdall_benches::corpus::Kind, n: usize) -> System {
+    let lines = heimdall_benches::corpus::generate(kind, n, 42);
+    System {
+        name: kind.name,
+        drain: 0.0,
+        truth: lines.iter().map(|(_, t)| t.to_string()).collect(),
+        msgs: lines.into_iter().map(|(l, _)| l).collect(),
+        lines: Vec::new(),
+    }
+}
+
 /// Grouping accuracy of a fresh miner with `cfg` on `sys`, and its template count.
 fn score(cfg: &MinerConfig, sys: &System) -> (f64, usize) {
     score_of(cfg, sys, &sys.msgs)
@@ -187,7 +199,11 @@ fn explain(cfg: &MinerConfig, sys: &System) {
         by_event.entry(t).or_default().entry(*p).or_insert((0, i)).0 += 1;
         events_of.entry(*p).or_default().insert(t);
     }
-    println!("{}: accuracy {:.3}", sys.name, score(cfg, sys).0);
+    println!(
+        "{}: accuracy {:.3}",
+        sys.name,
+        grouping_accuracy(&sys.truth, &pred)
+    );
     for (event, templates) in &by_event {
         let merged = templates
             .keys()
@@ -315,14 +331,7 @@ fn generated(cfg: &MinerConfig, n: usize, dump: Option<&std::path::Path>) -> Res
     println!("|---|---:|---:|---:|");
     let (mut sum, mut worst, mut kinds) = (0.0, f64::MAX, 0usize);
     for kind in heimdall_benches::corpus::kinds() {
-        let lines = heimdall_benches::corpus::generate(&kind, n, 42);
-        let sys = System {
-            name: kind.name,
-            drain: 0.0,
-            truth: lines.iter().map(|(_, t)| t.to_string()).collect(),
-            msgs: lines.into_iter().map(|(l, _)| l).collect(),
-            lines: Vec::new(),
-        };
+        let sys = generated_system(&kind, n);
         if let Some(dir) = dump {
             std::fs::create_dir_all(dir)?;
             let slug: String = kind
@@ -372,14 +381,7 @@ fn main() -> Result<()> {
     if let Some(name) = &a.explain {
         let mut systems = load(&a.loghub)?;
         for kind in heimdall_benches::corpus::kinds() {
-            let lines = heimdall_benches::corpus::generate(&kind, a.generated.unwrap_or(2000), 42);
-            systems.push(System {
-                name: kind.name,
-                drain: 0.0,
-                truth: lines.iter().map(|(_, t)| t.to_string()).collect(),
-                msgs: lines.into_iter().map(|(l, _)| l).collect(),
-                lines: Vec::new(),
-            });
+            systems.push(generated_system(&kind, a.generated.unwrap_or(2000)));
         }
         let want = name.to_ascii_lowercase();
         let sys = systems

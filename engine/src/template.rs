@@ -9,7 +9,7 @@
 //! template of its token count with the largest share of equal positions if that
 //! share is at least [`MinerConfig::similarity`], else it starts a new template;
 //! no token decides by where it sits (program and host names lead many raw lines),
-//! and an index of the templates' constant tokens finds that template without
+//! and an index of the templates' tokens by position finds that template without
 //! comparing every one (`best`). Joining turns
 //! the positions that differ into variables, with one exception: where both hold a
 //! word (a constant so far), the message starts a *sibling* template keeping its own
@@ -498,10 +498,10 @@ impl Miner {
     /// of them are; where the tokens sit decides nothing else.
     ///
     /// Exact without comparing every template: a template reaches the bar only
-    /// by matching at least `need` of the message's constant tokens (its
-    /// variables can match at most the message's variables), so it must hold
-    /// one of any `constants - need + 1` of them: the rarest are looked up
-    /// (prefix filtering, as in set-similarity joins).
+    /// by matching the message at `bar` of its `n` positions (holding its token
+    /// there, a variable included, or a [`FREE`] variable), so it is listed under
+    /// one of any `n - bar + 1` of them: the shortest lists are read (prefix
+    /// filtering, as in set-similarity joins).
     fn best(&mut self, toks: &[u32]) -> Option<usize> {
         let n = toks.len();
         let bucket = self.buckets.get(&(n as u32))?;
