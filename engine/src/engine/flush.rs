@@ -172,6 +172,7 @@ impl Engine {
         frozen: &Memtable,
         first_seq: u64,
     ) -> Result<Vec<SegmentEntry>> {
+        slow_disk_hook();
         let parts: Vec<(u64, SegmentGroup<'_>)> = frozen
             .segments(self.cfg.pack_bytes)
             .into_iter()
@@ -214,5 +215,21 @@ impl Engine {
         }
         entries.sort_by_key(|(i, _)| *i);
         Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+}
+
+/// A fault-injection hook for the overload tests: with
+/// `HEIMDALL_TEST_FLUSH_DELAY_MS=N`, every flush waits N ms before it writes, as
+/// on a disk slower than the writers, so that a test's surge meets the backlog
+/// limit on any machine (a fast disk otherwise keeps up with a client in Python).
+fn slow_disk_hook() {
+    static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("HEIMDALL_TEST_FLUSH_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(ms) = delay {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
     }
 }
