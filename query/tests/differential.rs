@@ -13,15 +13,29 @@ use rand::{Rng, SeedableRng};
 
 type TestRng = SmallRng;
 
-const WORDS: [&str; 12] = [
+const WORDS: [&str; 15] = [
     "error", "ERROR", "disk", "full", "timeout", "user", "login", "ok", "blk_7", "R02", "42",
-    "4242",
+    "4242", "08", "45", "02T08",
+];
+
+/// Times of day with dates: stored as time runs (one number per row), whose
+/// tokens ("08", "45", "02T08") queries must still find.
+const TIMES: [&str; 5] = [
+    "2023-11-02 08:30:45",
+    "2023-11-02T08:30:45.123",
+    "Nov  2 08:45:08",
+    "12:08:45,999",
+    "02/11/23 8:30:45",
 ];
 
 fn message(rng: &mut TestRng) -> String {
     let n = rng.gen_range(1..7);
     let seps = [" ", ", ", ":", "/", "-", "="];
     let mut m = String::new();
+    if rng.gen_bool(0.3) {
+        m.push_str(TIMES[rng.gen_range(0..TIMES.len())]);
+        m.push(' ');
+    }
     for i in 0..n {
         if i > 0 {
             m.push_str(seps[rng.gen_range(0..seps.len())]);
@@ -108,7 +122,10 @@ fn atom(rng: &mut TestRng) -> String {
             "~\"user.log\"",
             // Upper case in a template word (the dictionary keeps it folded).
             "~\"RROR\"",
-        ][rng.gen_range(0..10)]
+            // Inside and across the tokens of a time run.
+            "~\"0:4\"",
+            "~\"2T0\"",
+        ][rng.gen_range(0..12)]
         .into(),
         10 => [
             "{service=\"api\"}",

@@ -138,7 +138,8 @@ fn note(list: &mut Vec<u32>, block: u32) {
 pub(crate) struct IndexBuilder<'a> {
     templates: FxHashMap<Vec<u8>, u32>,
     template_list: Vec<Vec<u8>>,
-    template_slots: Vec<usize>,
+    /// Per template, per placeholder: whether it is a time run.
+    template_slots: Vec<Vec<bool>>,
     template_words: Vec<Vec<u32>>,
     template_last: Vec<u32>,
     /// Word key -> word id; postings per word id.
@@ -152,9 +153,11 @@ pub(crate) struct IndexBuilder<'a> {
     int_list: Vec<u64>,
     int_post: Vec<Vec<u32>>,
     fields: FxHashMap<Vec<u8>, Vec<u32>>,
-    /// Per row: template id; per variable: temporary id << 1 | is_int.
+    /// Per row: template id; per variable: temporary id << 1 | is_int; per time
+    /// run: its number.
     pub(crate) row_templates: Vec<u32>,
     pub(crate) row_vars: Vec<u32>,
+    pub(crate) row_times: Vec<u64>,
     block: u32,
     blocks: u32,
     key: Vec<u8>,
@@ -171,8 +174,8 @@ pub(crate) struct Finished {
     pub(crate) dir_len: usize,
     /// Ordinal of every row variable, in `row_vars` order.
     pub(crate) row_ordinals: Vec<u32>,
-    /// Placeholders per template.
-    pub(crate) template_slots: Vec<usize>,
+    /// Per template, per placeholder: whether it is a time run.
+    pub(crate) template_slots: Vec<Vec<bool>>,
 }
 
 impl<'a> IndexBuilder<'a> {
@@ -204,38 +207,64 @@ impl<'a> IndexBuilder<'a> {
                 }
             }
         }
-        for v in &self.vbuf {
-            match *v {
-                Var::Int(x) => {
-                    let id = *self.ints.entry(x).or_insert_with(|| {
-                        self.int_list.push(x);
-                        self.int_post.push(Vec::new());
-                        self.int_list.len() as u32 - 1
-                    });
-                    if let Some(p) = self.int_post.get_mut(id as usize) {
-                        note(p, block);
-                    }
+        for i in 0..self.vbuf.len() {
+            match self.vbuf.get(i).copied() {
+                Some(Var::Int(x)) => {
+                    let id = self.int_id(x, block);
                     self.row_vars.push(id << 1 | 1);
                 }
-                Var::Str(s) => {
-                    let id = *self.strs.entry(s).or_insert_with(|| {
-                        self.str_list.push(s);
-                        self.str_post.push(Vec::new());
-                        self.str_list.len() as u32 - 1
-                    });
-                    if let Some(p) = self.str_post.get_mut(id as usize) {
-                        note(p, block);
-                    }
+                Some(Var::Str(s)) => {
+                    let id = self.str_id(s, block);
                     self.row_vars.push(id << 1);
                 }
+                Some(Var::Time(x, text)) => {
+                    // Its tokens are indexed like any variable's; the row keeps
+                    // the number.
+                    for tok in token::tokens(text) {
+                        match message::canonical_int(tok) {
+                            Some(x) => self.int_id(x, block),
+                            None => self.str_id(tok, block),
+                        };
+                    }
+                    self.row_times.push(x);
+                }
+                None => {}
             }
         }
+    }
+
+    /// The temporary id of integer variable `x`, posted in `block`.
+    fn int_id(&mut self, x: u64, block: u32) -> u32 {
+        let id = *self.ints.entry(x).or_insert_with(|| {
+            self.int_list.push(x);
+            self.int_post.push(Vec::new());
+            self.int_list.len() as u32 - 1
+        });
+        if let Some(p) = self.int_post.get_mut(id as usize) {
+            note(p, block);
+        }
+        id
+    }
+
+    /// The temporary id of string variable `s`, posted in `block`.
+    fn str_id(&mut self, s: &'a str, block: u32) -> u32 {
+        let id = *self.strs.entry(s).or_insert_with(|| {
+            self.str_list.push(s);
+            self.str_post.push(Vec::new());
+            self.str_list.len() as u32 - 1
+        });
+        if let Some(p) = self.str_post.get_mut(id as usize) {
+            note(p, block);
+        }
+        id
     }
 
     fn new_template(&mut self) -> u32 {
         let t = self.template_list.len() as u32;
         let mut words = Vec::new();
+        let mut slots = Vec::new();
         if let Ok(tpl) = Template::parse(&self.tbuf) {
+            slots = tpl.slots.iter().map(|s| !s.has_ordinals()).collect();
             for w in tpl.words() {
                 put_msg_key(&mut self.key, w);
                 let id = match self.words.get(self.key.as_slice()) {
@@ -255,7 +284,7 @@ impl<'a> IndexBuilder<'a> {
         }
         self.templates.insert(self.tbuf.clone(), t);
         self.template_list.push(self.tbuf.clone());
-        self.template_slots.push(self.vbuf.len());
+        self.template_slots.push(slots);
         self.template_words.push(words);
         self.template_last.push(0);
         t

@@ -12,8 +12,22 @@
 //! term dictionary, which are also the inverted index: a value is stored once and is
 //! its own index entry. A block's `_msg` chunk holds only template ids and ordinals.
 //!
-//! Template bytes: [`PH_INT`] and [`PH_STR`] stand for a variable; a separator byte
-//! equal to one of the three reserved bytes is written as [`ESC`] + the byte.
+//! A *time run* is stored as one number instead: a time of day `H:MM:SS` (hour of
+//! one or two digits), optionally after a date of digit fields joined by `-`, `/`
+//! or `.` and then one ` ` or `T` (`2015-10-18 18:01:47`, `03-17 16:13:38`,
+//! `14 15:16:01` after a month name, `2026-01-02T03:04:05`), optionally followed
+//! by a fraction (`.811`, `,978`): its digits, read as one decimal number of at
+//! most 19 digits, with the fields' widths and separators in the template. Read in
+//! row order those numbers mostly grow by small steps, so a block stores each as
+//! the difference from the previous row's (where an ordinal per field cost bytes
+//! per field, and made `08` and `38` two templates). Its tokens stay in the
+//! dictionaries (the index finds them as before); a search checks them on the
+//! rebuilt run (`docs/decisions/0011-time-runs.md`).
+//!
+//! Template bytes: [`PH_INT`] and [`PH_STR`] stand for a variable; [`ESC`] 0x01, a
+//! field count `n`, `n` widths and `n - 1` separator bytes stand for a time run; a
+//! separator byte equal to one of the three reserved bytes is written as [`ESC`] +
+//! the byte.
 
 use rustc_hash::FxHashMap;
 
@@ -29,6 +43,13 @@ pub(crate) const PH_STR: u8 = 0x12;
 pub(crate) const ESC: u8 = 0x13;
 /// Codec tag of a template-coded `_msg` chunk (after the presence byte).
 pub(crate) const TAG_TEMPLATE: u8 = 2;
+/// Codec tag of a template-coded `_msg` chunk with time runs: the runs' numbers
+/// follow the template ids.
+pub(crate) const TAG_TEMPLATE_TIME: u8 = 3;
+/// After [`ESC`] in a template: a time run's format follows.
+const TIME_MARK: u8 = 0x01;
+/// Most digits of a time run (the number fits a `u64`).
+const TIME_DIGITS_MAX: usize = 19;
 
 /// A token of a message that is stored outside its template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +58,136 @@ pub(crate) enum Var<'a> {
     Int(u64),
     /// Any other token with a digit, exactly as written.
     Str(&'a str),
+    /// A time run (its format is in the template): its digits as one number, and
+    /// its text.
+    Time(u64, &'a str),
+}
+
+/// The format of a time run: its digit fields' widths and the byte between each
+/// two fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TimeFormat {
+    pub(crate) widths: Vec<u8>,
+    pub(crate) seps: Vec<u8>,
+}
+
+impl TimeFormat {
+    /// Appends the run holding `value`; `None` when `value` has more digits than
+    /// the format (a corrupt chunk).
+    pub(crate) fn render(&self, value: u64, out: &mut String) -> Option<()> {
+        let total: usize = self.widths.iter().map(|w| usize::from(*w)).sum();
+        let mut digits = [0u8; TIME_DIGITS_MAX];
+        let mut v = value;
+        for i in (0..total).rev() {
+            *digits.get_mut(i)? = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        if v != 0 {
+            return None;
+        }
+        let mut at = 0;
+        for (k, w) in self.widths.iter().enumerate() {
+            if k > 0 {
+                out.push(char::from(*self.seps.get(k - 1)?));
+            }
+            let field = digits.get(at..at + usize::from(*w))?;
+            out.push_str(std::str::from_utf8(field).ok()?);
+            at += usize::from(*w);
+        }
+        Some(())
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(ESC);
+        out.push(TIME_MARK);
+        out.push(self.widths.len() as u8);
+        out.extend_from_slice(&self.widths);
+        out.extend_from_slice(&self.seps);
+    }
+}
+
+/// Whether `b` may join two fields of a time run.
+fn time_sep(b: u8) -> bool {
+    matches!(b, b'-' | b'/' | b'.' | b':' | b',' | b' ' | b'T')
+}
+
+/// The time run starting at byte `start` of `msg` (the start of a token), if
+/// there is one: its end, its number and its format (see the module docs). It
+/// ends where a token ends.
+fn time_run(msg: &str, start: usize) -> Option<(usize, u64, TimeFormat)> {
+    let b = msg.as_bytes();
+    // Digit fields joined by single separator bytes, as far as they go.
+    let (mut ends, mut seps): (Vec<usize>, Vec<u8>) = (Vec::new(), Vec::new());
+    let mut i = start;
+    loop {
+        let d = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == d || i - d > TIME_DIGITS_MAX {
+            return None;
+        }
+        ends.push(i);
+        match (b.get(i), b.get(i + 1)) {
+            (Some(&s), Some(n)) if time_sep(s) && n.is_ascii_digit() && ends.len() < 12 => {
+                seps.push(s);
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    let width = |k: usize| -> usize {
+        let from = if k == 0 {
+            start
+        } else {
+            ends.get(k - 1).map_or(0, |e| e + 1)
+        };
+        ends.get(k).map_or(0, |e| e - from)
+    };
+    // The time of day: the first two `:` in a row.
+    let j = seps.windows(2).position(|w| w == b"::")?;
+    if !(1..=2).contains(&width(j)) || width(j + 1) != 2 || width(j + 2) != 2 {
+        return None;
+    }
+    if j > 0 {
+        let (date, joint) = (seps.get(..j - 1)?, *seps.get(j - 1)?);
+        if !matches!(joint, b' ' | b'T') || !date.iter().all(|s| matches!(s, b'-' | b'/' | b'.')) {
+            return None;
+        }
+    }
+    // Fields: the date, the time, and a fraction when one follows.
+    let mut n = j + 3;
+    if seps.get(j + 2).is_some_and(|s| matches!(s, b'.' | b',')) {
+        n += 1;
+    }
+    // It must end where a token ends, within the digit budget.
+    let ends_token = |n: usize| {
+        let e = ends.get(n - 1).copied().unwrap_or(0);
+        let total: usize = (0..n).map(width).sum();
+        total <= TIME_DIGITS_MAX
+            && msg
+                .get(e..)
+                .and_then(|r| r.chars().next())
+                .is_none_or(|c| !crate::token::is_token_char(c))
+    };
+    if n > j + 3 && !ends_token(n) {
+        n -= 1;
+    }
+    if !ends_token(n) {
+        return None;
+    }
+    let end = ends.get(n - 1).copied()?;
+    let mut value = 0u64;
+    for d in b.get(start..end)? {
+        if d.is_ascii_digit() {
+            value = value * 10 + u64::from(d - b'0');
+        }
+    }
+    let format = TimeFormat {
+        widths: (0..n).map(|k| width(k) as u8).collect(),
+        seps: seps.get(..n - 1)?.to_vec(),
+    };
+    Some((end, value, format))
 }
 
 /// The value of `tok` if it is a canonical decimal integer: `0`, or 1 to 19 ASCII
@@ -123,6 +274,11 @@ pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var
         }
         push_separator(template, bytes.get(sep_start..i).unwrap_or(&[]));
         let start = i;
+        if let Some(end) = push_time(msg, start, template, vars) {
+            i = end;
+            sep_start = end;
+            continue;
+        }
         let mut numeric = false;
         while let Some((true, num, len)) = class(msg, i) {
             numeric |= num;
@@ -132,6 +288,23 @@ pub(crate) fn split<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var
         sep_start = i;
     }
     push_separator(template, bytes.get(sep_start..).unwrap_or(&[]));
+}
+
+/// Appends the time run at `start` (a token's start), if there is one: its end.
+#[inline]
+fn push_time<'a>(
+    msg: &'a str,
+    start: usize,
+    template: &mut Vec<u8>,
+    vars: &mut Vec<Var<'a>>,
+) -> Option<usize> {
+    if !msg.as_bytes().get(start).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    let (end, value, format) = time_run(msg, start)?;
+    format.encode(template);
+    vars.push(Var::Time(value, msg.get(start..end)?));
+    Some(end)
 }
 
 /// Appends a token to the template (a word) or as a placeholder and variable.
@@ -190,6 +363,16 @@ fn split_ascii<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>
             continue;
         }
         let start = i;
+        if c == DIGIT {
+            let at = template.len();
+            push_separator(template, bytes.get(sep_start..start).unwrap_or(&[]));
+            if let Some(end) = push_time(msg, start, template, vars) {
+                i = end;
+                sep_start = end;
+                continue;
+            }
+            template.truncate(at);
+        }
         let mut numeric = false;
         while let Some(c) = class(i).filter(|c| *c != SEP) {
             numeric |= c == DIGIT;
@@ -202,17 +385,36 @@ fn split_ascii<'a>(msg: &'a str, template: &mut Vec<u8>, vars: &mut Vec<Var<'a>>
     push_separator(template, bytes.get(sep_start..).unwrap_or(&[]));
 }
 
+/// A placeholder of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// An integer variable (an ordinal into the integer dictionary).
+    Int,
+    /// A string variable (an ordinal into the term dictionary).
+    Str,
+    /// A time run (a number in the chunk's time stream).
+    Time(TimeFormat),
+}
+
+impl Slot {
+    /// Whether the slot's values are ordinals (else numbers of time runs).
+    pub(crate) fn has_ordinals(&self) -> bool {
+        !matches!(self, Slot::Time(_))
+    }
+}
+
 /// A segment's templates, decoded: text pieces and placeholders.
 #[derive(Debug, Default)]
 pub(crate) struct Template {
     /// Literal text between placeholders: `pieces.len() == slots.len() + 1`.
     pub(crate) pieces: Vec<String>,
-    /// Per placeholder, whether it is an integer (else a string variable).
-    pub(crate) slots: Vec<bool>,
+    /// The placeholders.
+    pub(crate) slots: Vec<Slot>,
 }
 
 impl Template {
-    /// Parses template bytes; errors on a dangling escape or invalid UTF-8.
+    /// Parses template bytes; errors on a dangling escape, a bad time format or
+    /// invalid UTF-8.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Template, String> {
         let mut t = Template::default();
         let mut piece = Vec::new();
@@ -221,9 +423,32 @@ impl Template {
             match b {
                 PH_INT | PH_STR => {
                     t.pieces.push(utf8(std::mem::take(&mut piece))?);
-                    t.slots.push(b == PH_INT);
+                    t.slots
+                        .push(if b == PH_INT { Slot::Int } else { Slot::Str });
                 }
-                ESC => piece.push(*it.next().ok_or("template ends inside an escape")?),
+                ESC => match *it.next().ok_or("template ends inside an escape")? {
+                    TIME_MARK => {
+                        let mut next = || {
+                            it.next()
+                                .copied()
+                                .ok_or("template ends inside a time format")
+                        };
+                        let n = usize::from(next()?);
+                        let widths = (0..n).map(|_| next()).collect::<Result<Vec<u8>, _>>()?;
+                        let seps = (1..n).map(|_| next()).collect::<Result<Vec<u8>, _>>()?;
+                        let total: usize = widths.iter().map(|w| usize::from(*w)).sum();
+                        if n == 0
+                            || widths.contains(&0)
+                            || total > TIME_DIGITS_MAX
+                            || !seps.iter().all(|s| time_sep(*s))
+                        {
+                            return Err("bad time format".into());
+                        }
+                        t.pieces.push(utf8(std::mem::take(&mut piece))?);
+                        t.slots.push(Slot::Time(TimeFormat { widths, seps }));
+                    }
+                    lit => piece.push(lit),
+                },
                 _ => piece.push(b),
             }
         }
@@ -242,18 +467,40 @@ fn utf8(b: Vec<u8>) -> Result<String, String> {
 }
 
 /// Encodes one block's messages: `templates[i]` is row i's template id; `ordinals`
-/// holds every row's variable ordinals back to back; `slots_of(t)` is the number of
-/// placeholders of template `t`.
-pub(crate) fn encode_chunk(
+/// holds every row's variable ordinals back to back, `times` every row's time-run
+/// numbers back to back; `slots_of(t)` tells, per placeholder of template `t`,
+/// whether it is a time run.
+pub(crate) fn encode_chunk<'s>(
     out: &mut Vec<u8>,
     templates: &[u32],
     ordinals: &[u32],
-    slots_of: impl Fn(u32) -> usize,
+    times: &[u64],
+    slots_of: impl Fn(u32) -> &'s [bool],
     level: i32,
 ) {
     let mut raw = Vec::with_capacity(templates.len() * 3);
     for t in templates {
         put_varint(&mut raw, u64::from(*t));
+    }
+    // Time runs in row order, each the difference from the previous row's run in
+    // the same place (the k-th run of a row follows the k-th of the row before).
+    if !times.is_empty() {
+        let mut prev: Vec<u64> = Vec::new();
+        let mut at = 0;
+        for t in templates {
+            let runs = slots_of(*t).iter().filter(|x| **x).count();
+            for k in 0..runs {
+                if prev.len() <= k {
+                    prev.push(0);
+                }
+                let v = times.get(at).copied().unwrap_or(0);
+                at += 1;
+                if let Some(p) = prev.get_mut(k) {
+                    put_varint(&mut raw, zigzag(v.wrapping_sub(*p) as i64));
+                    *p = v;
+                }
+            }
+        }
     }
     // Variables as columns: per template (in order of first appearance in the block),
     // per placeholder, the ordinals of that template's rows, delta + zigzag coded.
@@ -262,11 +509,13 @@ pub(crate) fn encode_chunk(
     let mut at = 0;
     for t in templates {
         starts.push(at);
-        at += slots_of(*t);
+        at += slots_of(*t).iter().filter(|x| !**x).count();
     }
     let groups = Groups::new(templates, |t| Some(t as usize));
     for (t, rows) in groups.iter() {
-        for slot in 0..slots_of(t) {
+        let slots = slots_of(t);
+        let ordinal_slots = slots.iter().filter(|x| !**x).count();
+        for slot in 0..ordinal_slots {
             let mut prev = 0i64;
             for row in rows {
                 let s = starts.get(*row as usize).copied().unwrap_or(0);
@@ -276,7 +525,11 @@ pub(crate) fn encode_chunk(
             }
         }
     }
-    out.push(TAG_TEMPLATE);
+    out.push(if times.is_empty() {
+        TAG_TEMPLATE
+    } else {
+        TAG_TEMPLATE_TIME
+    });
     zstd_frame(out, &raw, level);
 }
 
@@ -368,10 +621,13 @@ impl Groups {
 pub(crate) struct DecodedChunk {
     /// Template id per row.
     pub(crate) templates: Vec<u32>,
-    /// Per row, where its ordinals start in `ordinals`.
+    /// Per row, where its placeholders' values start in `ordinals`.
     pub(crate) starts: Vec<usize>,
-    /// Every row's variable ordinals, back to back.
+    /// Every row's placeholder values, back to back: an ordinal, or for a time run
+    /// its number's index in `times`.
     pub(crate) ordinals: Vec<u32>,
+    /// The time runs' numbers.
+    pub(crate) times: Vec<u64>,
 }
 
 /// Decodes a chunk of `n` rows given the segment's templates.
@@ -443,12 +699,20 @@ impl ChunkVisitor for Collect<'_> {
     }
 
     fn slot(&mut self, t: u32, slot: usize) -> bool {
-        if !self.allocated {
-            self.out.ordinals = vec![0; self.total];
-            self.allocated = true;
-        }
+        self.allocate();
         self.slot = slot;
         self.wanted.is_none() || self.want_template.get(t as usize).copied().unwrap_or(false)
+    }
+
+    fn time(&mut self, i: usize, slot: usize, value: u64) {
+        self.allocate();
+        let start = self.out.starts.get(i).copied().unwrap_or(usize::MAX);
+        if start != usize::MAX {
+            if let Some(x) = self.out.ordinals.get_mut(start + slot) {
+                *x = self.out.times.len() as u32;
+                self.out.times.push(value);
+            }
+        }
     }
 
     fn ordinal(&mut self, i: usize, o: u32) {
@@ -457,6 +721,15 @@ impl ChunkVisitor for Collect<'_> {
             if let Some(x) = self.out.ordinals.get_mut(start + self.slot) {
                 *x = o;
             }
+        }
+    }
+}
+
+impl Collect<'_> {
+    fn allocate(&mut self) {
+        if !self.allocated {
+            self.out.ordinals = vec![0; self.total];
+            self.allocated = true;
         }
     }
 }
@@ -471,6 +744,9 @@ pub(crate) trait ChunkVisitor {
     fn slot(&mut self, t: u32, slot: usize) -> bool;
     /// Row `i`'s variable in the placeholder last agreed to by [`Self::slot`].
     fn ordinal(&mut self, i: usize, o: u32);
+    /// Row `i`'s time run in placeholder `slot` holds `value` (reported in row
+    /// order, before any ordinal).
+    fn time(&mut self, i: usize, slot: usize, value: u64);
 }
 
 thread_local! {
@@ -491,12 +767,13 @@ pub(crate) fn scan_chunk(
     v: &mut impl ChunkVisitor,
 ) -> Result<(), CodecError> {
     let b = &mut b;
-    match crate::codec::take_u8(b, "message codec tag")? {
-        TAG_TEMPLATE => {}
+    let times = match crate::codec::take_u8(b, "message codec tag")? {
+        TAG_TEMPLATE => false,
+        TAG_TEMPLATE_TIME => true,
         other => return Err(CodecError::new(format!("unknown message codec {other}"))),
-    }
+    };
     let mut raw = SCAN_BUF.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    let res = scan_raw(b, &mut raw, n, templates, ordinals, v);
+    let res = scan_raw(b, &mut raw, n, templates, ordinals, times, v);
     SCAN_BUF.with(|c| *c.borrow_mut() = raw);
     res
 }
@@ -507,6 +784,7 @@ fn scan_raw(
     n: usize,
     templates: &[Template],
     ordinals: bool,
+    times: bool,
     v: &mut impl ChunkVisitor,
 ) -> Result<(), CodecError> {
     unzstd_frame_into(b, raw)?;
@@ -532,12 +810,45 @@ fn scan_raw(
     if !ordinals {
         return Ok(());
     }
+    let tpl_slots = |t: u32| {
+        templates
+            .get(t as usize)
+            .map_or(&[][..], |x| x.slots.as_slice())
+    };
+    if times {
+        let mut prev: Vec<u64> = Vec::new();
+        for (i, t) in ids.iter().enumerate() {
+            let mut k = 0;
+            for (slot, s) in tpl_slots(*t).iter().enumerate() {
+                if s.has_ordinals() {
+                    continue;
+                }
+                if prev.len() <= k {
+                    prev.push(0);
+                }
+                if let Some(p) = prev.get_mut(k) {
+                    *p = p.wrapping_add(unzigzag(r.varint().map_err(err)?) as u64);
+                    v.time(i, slot, *p);
+                }
+                k += 1;
+            }
+        }
+    } else if ids
+        .iter()
+        .any(|t| tpl_slots(*t).iter().any(|s| !s.has_ordinals()))
+    {
+        return Err(CodecError::new(
+            "a template has a time run the chunk does not hold",
+        ));
+    }
     let groups = Groups::new(&ids, |t| {
         (templates.len() <= GROUPS_DENSE_MAX).then_some(t as usize)
     });
     for (t, rows) in groups.iter() {
-        let slots = templates.get(t as usize).map_or(0, |x| x.slots.len());
-        for slot in 0..slots {
+        for (slot, s) in tpl_slots(t).iter().enumerate() {
+            if !s.has_ordinals() {
+                continue;
+            }
             if !v.slot(t, slot) {
                 for _ in rows {
                     r.varint().map_err(err)?;
@@ -560,12 +871,14 @@ fn scan_raw(
     Ok(())
 }
 
-/// Rebuilds a message from its template and variables; `int(o)` / `string(o)` look
-/// up ordinals and fail on ones outside the dictionaries.
+/// Rebuilds a message from its template and placeholder values (`ordinals`, with a
+/// time run's number at `times[o]`); `int(o)` / `string(o)` look up ordinals and
+/// fail on ones outside the dictionaries.
 pub(crate) fn render<'d>(
     out: &mut String,
     tpl: &Template,
     ordinals: &[u32],
+    times: &[u64],
     int: impl Fn(u32) -> Result<u64, CodecError>,
     string: impl Fn(u32) -> Result<&'d str, CodecError>,
 ) -> Result<(), CodecError> {
@@ -573,13 +886,14 @@ pub(crate) fn render<'d>(
     if let Some(p) = pieces.next() {
         out.push_str(p);
     }
-    for ((is_int, o), p) in tpl.slots.iter().zip(ordinals).zip(pieces) {
-        if *is_int {
-            let v = int(*o)?;
-            push_u64(out, v);
-        } else {
-            let s = string(*o)?;
-            out.push_str(s);
+    for ((slot, o), p) in tpl.slots.iter().zip(ordinals).zip(pieces) {
+        match slot {
+            Slot::Int => push_u64(out, int(*o)?),
+            Slot::Str => out.push_str(string(*o)?),
+            Slot::Time(f) => times
+                .get(*o as usize)
+                .and_then(|v| f.render(*v, out))
+                .ok_or_else(|| CodecError::new("a time run outside its format"))?,
         }
         out.push_str(p);
     }
@@ -618,28 +932,34 @@ mod tests {
             .iter()
             .filter_map(|v| match v {
                 Var::Str(s) => Some(s.to_string()),
-                Var::Int(_) => None,
+                _ => None,
             })
             .collect();
         let ints: Vec<u64> = vars
             .iter()
             .filter_map(|v| match v {
                 Var::Int(i) => Some(*i),
-                Var::Str(_) => None,
+                _ => None,
             })
             .collect();
-        let (mut si, mut ii) = (0u32, 0u32);
+        let times: Vec<u64> = vars
+            .iter()
+            .filter_map(|v| match v {
+                Var::Time(x, _) => Some(*x),
+                _ => None,
+            })
+            .collect();
+        let (mut si, mut ii, mut ti) = (0u32, 0u32, 0u32);
         let ords: Vec<u32> = vars
             .iter()
-            .map(|v| match v {
-                Var::Int(_) => {
-                    ii += 1;
-                    ii - 1
-                }
-                Var::Str(_) => {
-                    si += 1;
-                    si - 1
-                }
+            .map(|v| {
+                let c = match v {
+                    Var::Int(_) => &mut ii,
+                    Var::Str(_) => &mut si,
+                    Var::Time(..) => &mut ti,
+                };
+                *c += 1;
+                *c - 1
             })
             .collect();
         let mut out = String::new();
@@ -647,6 +967,7 @@ mod tests {
             &mut out,
             &tpl,
             &ords,
+            &times,
             |o| ints.get(o as usize).copied().ok_or(CodecError::new("int")),
             |o| {
                 strs.get(o as usize)
@@ -684,6 +1005,64 @@ mod tests {
         assert!(is_variable("R02") && !is_variable("INFO"));
     }
 
+    /// The time runs `split` finds in `msg`, as text.
+    fn runs(msg: &str) -> Vec<&str> {
+        let (mut tb, mut vars) = (Vec::new(), Vec::new());
+        split(msg, &mut tb, &mut vars);
+        vars.iter()
+            .filter_map(|v| match v {
+                Var::Time(_, t) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn time_runs_are_times_of_day_with_their_dates() {
+        let cases: [(&str, &[&str]); 14] = [
+            (
+                "2015-10-18 18:01:47,978 INFO [main]",
+                &["2015-10-18 18:01:47,978"],
+            ),
+            ("03-17 16:13:38.811  1702  2395 D", &["03-17 16:13:38.811"]),
+            ("Jun 14 15:16:01 combo sshd", &["14 15:16:01"]),
+            ("[Sun Dec 04 04:47:44 2005] [notice]", &["04 04:47:44"]),
+            ("17/06/09 20:10:40 INFO x", &["17/06/09 20:10:40"]),
+            (
+                "ts=2026-01-02T03:04:05.123456Z level=info",
+                &["2026-01-02T03:04:05"],
+            ),
+            ("at 2026-01-02T03:04:05+00:00 ok", &["2026-01-02T03:04:05"]),
+            (
+                "from 9:05:01 to 12:30:45 13:00:00",
+                &["9:05:01", "12:30:45", "13:00:00"],
+            ),
+            (
+                "2026-01-02 03:04:05.123456789 nanos",
+                &["2026-01-02 03:04:05"],
+            ),
+            ("10.0.0.1:8080 1.2.3.4:80 v1.2.3", &[]),
+            ("12:34 and 1:2:3 and 12:345:67", &[]),
+            ("a12:30:45 12:30:45b 12:30:45_x", &[]),
+            ("1 2015-10-18 18:01:47", &["2015-10-18 18:01:47"]),
+            ("2026-01-02 03:04:05é 03:04:05 é", &["03:04:05"]),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(runs(msg), want, "{msg}");
+            assert_eq!(rebuild(msg), msg);
+        }
+        // `08` and `38` share a template.
+        let tpl = |m: &str| {
+            let (mut tb, mut vars) = (Vec::new(), Vec::new());
+            split(m, &mut tb, &mut vars);
+            tb
+        };
+        assert_eq!(tpl("x 10:08:38 y"), tpl("x 10:38:08 y"));
+        assert!(Template::parse(b"a\x13\x01\x02\x02").is_err());
+        assert!(Template::parse(b"a\x13\x01\x01\x00").is_err());
+        assert!(Template::parse(b"a\x13\x01\x02\x02\x02:").is_ok());
+    }
+
     #[test]
     fn reserved_bytes_round_trip() {
         for m in [
@@ -706,7 +1085,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn split_agrees_with_the_tokenizer(msg in "\\PC{0,40}|[a-zA-Z0-9 ._\u{663}\u{e9}\u{11}-]{0,40}") {
+        fn split_agrees_with_the_tokenizer(msg in "\\PC{0,40}|[a-zA-Z0-9 ._\u{663}\u{e9}\u{11}-]{0,40}|([0-9]{1,3}[:.,/ T-]){0,9}[0-9a-z\u{e9}\u{663}]{0,3}") {
             let mut tb = Vec::new();
             let mut vars = Vec::new();
             split(&msg, &mut tb, &mut vars);
@@ -718,11 +1097,21 @@ mod tests {
                 .filter(|t| is_variable(t))
                 .map(|t| canonical_int(t).map_or(Var::Str(t), Var::Int))
                 .collect();
+            // A time run stands for its tokens.
+            let vars: Vec<Var<'_>> = vars
+                .into_iter()
+                .flat_map(|v| match v {
+                    Var::Time(_, text) => token::tokens(text)
+                        .map(|t| canonical_int(t).map_or(Var::Str(t), Var::Int))
+                        .collect(),
+                    v => vec![v],
+                })
+                .collect();
             prop_assert_eq!(vars, want_vars);
         }
 
         #[test]
-        fn any_message_round_trips(msg in "\\PC{0,40}|[a-z0-9 ._\u{11}\u{12}\u{13}-]{0,40}") {
+        fn any_message_round_trips(msg in "\\PC{0,40}|[a-z0-9 ._\u{11}\u{12}\u{13}-]{0,40}|[0-9 :.,/T-]{0,40}|([0-9]{1,3}[:.,/ T-]){0,9}[0-9a-z\u{e9}]{0,3}") {
             prop_assert_eq!(rebuild(&msg), msg);
         }
 
@@ -730,21 +1119,77 @@ mod tests {
         fn chunks_round_trip(rows in proptest::collection::vec((0u32..4, proptest::collection::vec(0u32..1000, 3)), 0..200)) {
             // Template t has t placeholders.
             let templates: Vec<Template> = (0..4)
-                .map(|t| Template { pieces: vec![String::new(); t + 1], slots: vec![true; t] })
+                .map(|t| Template { pieces: vec![String::new(); t + 1], slots: vec![Slot::Int; t] })
                 .collect();
+            let masks: Vec<Vec<bool>> = (0..4).map(|t| vec![false; t]).collect();
             let ids: Vec<u32> = rows.iter().map(|(t, _)| *t).collect();
             let ords: Vec<u32> = rows.iter().flat_map(|(t, o)| o[..*t as usize].to_vec()).collect();
             let mut b = Vec::new();
-            encode_chunk(&mut b, &ids, &ords, |t| t as usize, 3);
+            encode_chunk(&mut b, &ids, &ords, &[], |t| masks[t as usize].as_slice(), 3);
             let d = decode_chunk(&b, ids.len(), &templates).unwrap();
             prop_assert_eq!(d.templates, ids);
             prop_assert_eq!(d.ordinals, ords);
         }
 
         #[test]
+        fn chunks_with_time_runs_round_trip(rows in proptest::collection::vec((0u32..3, proptest::collection::vec(0u32..1000, 2), proptest::collection::vec(any::<u64>(), 2)), 0..200)) {
+            // Template 0: nothing; 1: a run; 2: an integer, a run, an integer, a run.
+            let f = TimeFormat { widths: vec![19], seps: vec![] };
+            let templates = [
+                Template { pieces: vec![String::new()], slots: vec![] },
+                Template { pieces: vec![String::new(); 2], slots: vec![Slot::Time(f.clone())] },
+                Template {
+                    pieces: vec![String::new(); 5],
+                    slots: vec![Slot::Int, Slot::Time(f.clone()), Slot::Int, Slot::Time(f)],
+                },
+            ];
+            let masks = [vec![], vec![true], vec![false, true, false, true]];
+            let ids: Vec<u32> = rows.iter().map(|(t, ..)| *t).collect();
+            let mut ords = Vec::new();
+            let mut times = Vec::new();
+            let mut want = Vec::new();
+            for (t, o, x) in &rows {
+                for (k, is_time) in masks[*t as usize].iter().enumerate() {
+                    if *is_time {
+                        want.push(Err(x[k / 2] % 10_000_000_000_000_000_000));
+                        times.push(x[k / 2] % 10_000_000_000_000_000_000);
+                    } else {
+                        want.push(Ok(o[k / 2]));
+                        ords.push(o[k / 2]);
+                    }
+                }
+            }
+            let mut b = Vec::new();
+            encode_chunk(&mut b, &ids, &ords, &times, |t| masks[t as usize].as_slice(), 3);
+            let d = decode_chunk(&b, ids.len(), &templates).unwrap();
+            prop_assert_eq!(&d.templates, &ids);
+            let got: Vec<Result<u32, u64>> = ids
+                .iter()
+                .zip(&d.starts)
+                .flat_map(|(t, s)| {
+                    let d = &d;
+                    masks[*t as usize].iter().enumerate().map(move |(k, is_time)| {
+                        let o = d.ordinals[s + k];
+                        if *is_time { Err(d.times[o as usize]) } else { Ok(o) }
+                    })
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
         fn garbage_chunks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), n in 0usize..50) {
-            let templates = vec![Template { pieces: vec![String::new(); 2], slots: vec![false] }];
+            let templates = vec![
+                Template { pieces: vec![String::new(); 2], slots: vec![Slot::Str] },
+                Template {
+                    pieces: vec![String::new(); 2],
+                    slots: vec![Slot::Time(TimeFormat { widths: vec![2, 2], seps: vec![b':'] })],
+                },
+            ];
             let _ = decode_chunk(&bytes, n, &templates);
+            let mut tagged = vec![TAG_TEMPLATE_TIME];
+            tagged.extend_from_slice(&bytes);
+            let _ = decode_chunk(&tagged, n, &templates);
         }
     }
 }

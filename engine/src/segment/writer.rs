@@ -341,15 +341,16 @@ pub fn encode_segment(
         start = end;
     }
     let row_templates = std::mem::take(&mut index.row_templates);
+    let row_times = std::mem::take(&mut index.row_times);
     let finished = index.finish(opts.zstd_level);
     let slots_of = |t: u32| {
         finished
             .template_slots
             .get(t as usize)
-            .copied()
-            .unwrap_or(0)
+            .map_or(&[][..], Vec::as_slice)
     };
     let mut var_at = 0usize;
+    let mut time_at = 0usize;
     let mut start = 0;
     while start < n {
         let end = (start + block_rows).min(n);
@@ -363,14 +364,29 @@ pub fn encode_segment(
             let encoded = match builder {
                 Builder::Msg => {
                     let templates = row_templates.get(start..end).unwrap_or(&[]);
-                    let vars: usize = templates.iter().map(|t| slots_of(*t)).sum();
+                    let (mut vars, mut runs) = (0, 0);
+                    for t in templates {
+                        let slots = slots_of(*t);
+                        let n = slots.iter().filter(|x| **x).count();
+                        runs += n;
+                        vars += slots.len() - n;
+                    }
                     let ordinals = finished
                         .row_ordinals
                         .get(var_at..var_at + vars)
                         .unwrap_or(&[]);
+                    let times = row_times.get(time_at..time_at + runs).unwrap_or(&[]);
                     var_at += vars;
+                    time_at += runs;
                     let mut out = vec![0u8];
-                    message::encode_chunk(&mut out, templates, ordinals, slots_of, opts.zstd_level);
+                    message::encode_chunk(
+                        &mut out,
+                        templates,
+                        ordinals,
+                        times,
+                        slots_of,
+                        opts.zstd_level,
+                    );
                     Some(out)
                 }
                 _ => encode_chunk(builder, start..end, opts.zstd_level),

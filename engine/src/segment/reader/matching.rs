@@ -96,9 +96,44 @@ pub(super) enum Matcher {
     },
 }
 
-/// Predicates prepared for one segment ([`SegmentReader::msg_matchers`]).
+/// How one query condition is checked against the tokens of a time run (see
+/// [`message`]): on the run's text, rebuilt.
 #[derive(Debug)]
-pub struct MsgMatchers(Vec<Matcher>);
+pub(super) enum TokenTest {
+    /// No token of a time run can match (a phrase of template words: a run's
+    /// tokens all have digits; or a word that is not in the segment).
+    No,
+    /// A token equals this (normalized).
+    Word(String),
+    /// A token starts with this (normalized).
+    Prefix(String),
+    /// A token holds one of these (ASCII-lower-cased).
+    Contains(Vec<Vec<u8>>),
+}
+
+impl TokenTest {
+    /// Whether a token of `run` (a time run's text) passes.
+    pub(super) fn run(&self, run: &str) -> bool {
+        let mut toks = crate::token::tokens(run);
+        match self {
+            TokenTest::No => false,
+            TokenTest::Word(w) => toks.any(|t| crate::token::normalize(t) == w.as_str()),
+            TokenTest::Prefix(p) => {
+                toks.any(|t| crate::token::normalize(t).starts_with(p.as_str()))
+            }
+            TokenTest::Contains(subs) => toks.any(|t| {
+                let folded: Vec<u8> = t.bytes().map(|b| b.to_ascii_lowercase()).collect();
+                subs.iter()
+                    .any(|s| memchr::memmem::find(&folded, s).is_some())
+            }),
+        }
+    }
+}
+
+/// Predicates prepared for one segment ([`SegmentReader::msg_matchers`]): per
+/// predicate, how it is checked on ordinals and on time runs.
+#[derive(Debug)]
+pub struct MsgMatchers(Vec<Matcher>, Vec<TokenTest>);
 
 impl MsgMatchers {
     /// Whether predicate `i` can match no row of the segment (its words are not in
@@ -199,6 +234,10 @@ impl Matcher {
 /// Marks, per matcher, the block rows whose template or variables match.
 pub(super) struct MarkRows<'a> {
     matchers: &'a [Matcher],
+    tests: &'a [TokenTest],
+    /// The row's template id, per chunk row (to find a time run's format).
+    row_templates: Vec<u32>,
+    run: String,
     templates: &'a [Template],
     /// Block row of each chunk row.
     block_rows: &'a [usize],
@@ -221,10 +260,36 @@ impl MarkRows<'_> {
 
 impl message::ChunkVisitor for MarkRows<'_> {
     fn row(&mut self, i: usize, t: u32) {
+        self.row_templates.push(t);
         for m in 0..self.matchers.len() {
             if self.matchers.get(m).is_some_and(|x| x.template(t)) {
                 self.mark(i, m);
             }
+        }
+    }
+
+    fn time(&mut self, i: usize, slot: usize, value: u64) {
+        if self.tests.iter().all(|t| matches!(t, TokenTest::No)) {
+            return;
+        }
+        let t = self.row_templates.get(i).copied().unwrap_or(u32::MAX);
+        let Some(message::Slot::Time(f)) = self
+            .templates
+            .get(t as usize)
+            .and_then(|tpl| tpl.slots.get(slot))
+        else {
+            return;
+        };
+        self.run.clear();
+        if f.render(value, &mut self.run).is_none() {
+            return;
+        }
+        for m in 0..self.tests.len() {
+            let run = std::mem::take(&mut self.run);
+            if self.tests.get(m).is_some_and(|x| x.run(&run)) {
+                self.mark(i, m);
+            }
+            self.run = run;
         }
     }
 
@@ -233,8 +298,7 @@ impl message::ChunkVisitor for MarkRows<'_> {
             .templates
             .get(t as usize)
             .and_then(|tpl| tpl.slots.get(slot))
-            .copied()
-            .unwrap_or(false);
+            .is_some_and(|s| *s == message::Slot::Int);
         self.slot.clear();
         for (m, x) in self.matchers.iter().enumerate() {
             if x.wants(int) {
@@ -539,17 +603,36 @@ impl SegmentReader {
     /// Prepares predicates for [`Self::msg_rows_with`] (once per segment: it reads the
     /// templates and dictionary blocks).
     pub fn msg_matchers(&self, preds: &[MsgPredicate<'_>]) -> Result<MsgMatchers, SegmentError> {
-        Ok(MsgMatchers(
-            preds
-                .iter()
-                .map(|p| match p {
-                    MsgPredicate::Word(w) => self.matcher(w),
-                    MsgPredicate::Prefix(w) => self.prefix_matcher(w),
-                    MsgPredicate::Phrase(toks) => self.phrase_matcher(toks),
-                    MsgPredicate::Contains(subs) => self.contains_matcher(subs),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ))
+        let matchers = preds
+            .iter()
+            .map(|p| match p {
+                MsgPredicate::Word(w) => self.matcher(w),
+                MsgPredicate::Prefix(w) => self.prefix_matcher(w),
+                MsgPredicate::Phrase(toks) => self.phrase_matcher(toks),
+                MsgPredicate::Contains(subs) => self.contains_matcher(subs),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // A time run's tokens are dictionary entries too: a condition none of
+        // whose entries is in the segment cannot match one.
+        let tests = preds
+            .iter()
+            .zip(&matchers)
+            .map(|(p, m)| match (p, m) {
+                (_, Matcher::Never | Matcher::Templates(_)) => TokenTest::No,
+                (MsgPredicate::Word(w), _) => TokenTest::Word(crate::token::normalize(w).into()),
+                (MsgPredicate::Prefix(w), _) => {
+                    TokenTest::Prefix(crate::token::normalize(w).into())
+                }
+                (MsgPredicate::Contains(subs), _) => TokenTest::Contains(
+                    subs.iter()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.bytes().map(|b| b.to_ascii_lowercase()).collect())
+                        .collect(),
+                ),
+                (MsgPredicate::Phrase(_), _) => TokenTest::No,
+            })
+            .collect();
+        Ok(MsgMatchers(matchers, tests))
     }
 
     /// [`Self::msg_rows`] with prepared predicates.
@@ -558,6 +641,7 @@ impl SegmentReader {
         block: usize,
         matchers: &MsgMatchers,
     ) -> Result<Vec<Vec<bool>>, SegmentError> {
+        let tests = &matchers.1;
         let matchers = &matchers.0;
         let rows = self.footer.blocks.get(block).map_or(0, |b| b.rows as usize);
         let mut out = vec![vec![false; rows]; matchers.len()];
@@ -575,6 +659,9 @@ impl SegmentReader {
         let ordinals = matchers.iter().any(Matcher::needs_ordinals);
         let mut v = MarkRows {
             matchers,
+            tests,
+            row_templates: Vec::with_capacity(c.n),
+            run: String::new(),
             templates,
             block_rows: &block_rows,
             out: &mut out,

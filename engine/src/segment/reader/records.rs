@@ -285,6 +285,7 @@ impl SegmentReader {
                         &mut m,
                         tpl,
                         ords,
+                        &chunk.times,
                         |o| self.int_value(o).map_err(err),
                         |o| self.term_text(o).map_err(err),
                     )?;
