@@ -215,8 +215,12 @@ pub(crate) fn file_name(checkpoint: u64) -> String {
 pub(crate) fn encode(saved: &Saved) -> Vec<u8> {
     // Serialising plain strings and integers cannot fail.
     let json = serde_json::to_vec(saved).unwrap_or_default();
-    // Level 9: the file is rewritten once per flush, a few MB at most.
-    frame(&json, 9)
+    // The file is rewritten once per flush: level 19 while small (a few ms), 9
+    // beyond (a few MB of state at most).
+    frame(
+        &json,
+        crate::segment::index::small_frame_level(json.len(), 9),
+    )
 }
 
 /// Magic, version, checksum, then `json` compressed at zstd `level`.

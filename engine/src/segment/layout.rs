@@ -12,8 +12,11 @@ use crate::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
 
 /// First and last eight bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"HMDLSEG\0";
-/// Format version this build writes (3: the overflow column kind).
-pub const FORMAT_VERSION: u16 = 3;
+/// Format version this build writes (3: the overflow column kind; 4: time runs
+/// in `_msg`, template words found through the templates and their postings).
+pub const FORMAT_VERSION: u16 = 4;
+/// First format version whose words are not in the term dictionary.
+pub(crate) const WORDS_IN_TEMPLATES: u16 = 4;
 /// Oldest format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 16;

@@ -116,8 +116,11 @@ fn time_sep(b: u8) -> bool {
 /// ends where a token ends.
 fn time_run(msg: &str, start: usize) -> Option<(usize, u64, TimeFormat)> {
     let b = msg.as_bytes();
-    // Digit fields joined by single separator bytes, as far as they go.
-    let (mut ends, mut seps): (Vec<usize>, Vec<u8>) = (Vec::new(), Vec::new());
+    // Digit fields joined by single separator bytes, as far as they go (no
+    // allocation: this runs at every token that starts with a digit).
+    const FIELDS: usize = 12;
+    let (mut ends_buf, mut seps_buf) = ([0usize; FIELDS], [0u8; FIELDS]);
+    let (mut nf, mut colons) = (0, 0);
     let mut i = start;
     loop {
         let d = i;
@@ -127,15 +130,21 @@ fn time_run(msg: &str, start: usize) -> Option<(usize, u64, TimeFormat)> {
         if i == d || i - d > TIME_DIGITS_MAX {
             return None;
         }
-        ends.push(i);
+        *ends_buf.get_mut(nf)? = i;
+        nf += 1;
         match (b.get(i), b.get(i + 1)) {
-            (Some(&s), Some(n)) if time_sep(s) && n.is_ascii_digit() && ends.len() < 12 => {
-                seps.push(s);
+            (Some(&s), Some(n)) if time_sep(s) && n.is_ascii_digit() && nf < FIELDS => {
+                *seps_buf.get_mut(nf - 1)? = s;
+                colons += usize::from(s == b':');
                 i += 1;
             }
             _ => break,
         }
     }
+    if colons < 2 {
+        return None;
+    }
+    let (ends, seps) = (ends_buf.get(..nf)?, seps_buf.get(..nf - 1)?);
     let width = |k: usize| -> usize {
         let from = if k == 0 {
             start

@@ -9,7 +9,7 @@
 //! and is at the same time the dictionary those ordinals point into. Byte layout:
 //! `docs/format/segment.md`.
 
-mod index;
+pub(crate) mod index;
 mod layout;
 mod message;
 pub mod overflow;

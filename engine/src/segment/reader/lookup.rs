@@ -197,6 +197,15 @@ impl SegmentReader {
             {
                 return self.int_range(v, v);
             }
+            // A word (no digit) is in templates: since format version 4 found
+            // through them.
+            if self.words_in_templates() && !tok.iter().any(u8::is_ascii_digit) {
+                if let Ok(word) = std::str::from_utf8(tok) {
+                    if !message::is_variable(word) {
+                        return self.word_blocks(|w| w == word);
+                    }
+                }
+            }
             // The word and its other spellings (`key 0x00 case-mask`).
             let mut hi = term.to_vec();
             hi.push(1);
@@ -215,8 +224,24 @@ impl SegmentReader {
             for (lo, hi) in int_prefix_ranges(tok) {
                 out |= self.int_range(lo, hi)?;
             }
+            if self.words_in_templates() {
+                out |= self.word_blocks(|w| w.as_bytes().starts_with(tok))?;
+            }
         }
         Ok(out)
+    }
+
+    /// The blocks holding a template with a word (normalized) that `pick` takes.
+    fn word_blocks(&self, pick: impl Fn(&str) -> bool) -> Result<RoaringBitmap, SegmentError> {
+        let v = self.vocab()?;
+        let set = v.set(
+            v.ids
+                .iter()
+                .filter(|(w, _)| pick(w))
+                .flat_map(|(_, id)| v.templates.get(*id as usize).into_iter().flatten())
+                .copied(),
+        );
+        self.template_blocks(&set)
     }
 
     /// The `_msg` texts of term block `i` (`None` for field pairs).

@@ -17,9 +17,9 @@ use super::{present_rows, SegmentReader};
 /// conditions cost a hash lookup instead of tokenizing every template.
 #[derive(Debug, Default)]
 pub(super) struct Vocab {
-    ids: rustc_hash::FxHashMap<Box<str>, u32>,
+    pub(super) ids: rustc_hash::FxHashMap<Box<str>, u32>,
     /// Per word id, its templates (increasing, distinct).
-    templates: Vec<Vec<u32>>,
+    pub(super) templates: Vec<Vec<u32>>,
     /// Per template, its token sequence.
     seqs: Vec<Vec<Option<u32>>>,
 }
@@ -322,18 +322,47 @@ impl message::ChunkVisitor for MarkRows<'_> {
 impl SegmentReader {
     /// The segment's templates, decoded on first use.
     pub(super) fn templates(&self) -> Result<&[Template], SegmentError> {
+        Ok(&self.templates_and_blocks()?.0)
+    }
+
+    /// Whether the segment's words are found through its templates (format
+    /// version 4 on), not in the term dictionary.
+    pub(super) fn words_in_templates(&self) -> bool {
+        self.version >= super::super::layout::WORDS_IN_TEMPLATES
+    }
+
+    /// The blocks holding any of the templates `set` marks (format version 4 on).
+    pub(super) fn template_blocks(&self, set: &[bool]) -> Result<RoaringBitmap, SegmentError> {
+        let (_, posts) = self.templates_and_blocks()?;
+        let mut out = RoaringBitmap::new();
+        for (p, x) in posts.iter().zip(set) {
+            if *x {
+                out |= p;
+            }
+        }
+        Ok(out)
+    }
+
+    fn templates_and_blocks(
+        &self,
+    ) -> Result<&(Vec<Template>, Vec<RoaringBitmap>), SegmentError> {
         if let Some(t) = self.templates.get() {
             return Ok(t);
         }
-        let templates = match &self.dir.templates {
-            None => Vec::new(),
+        let decoded = match &self.dir.templates {
+            None => (Vec::new(), Vec::new()),
             Some(fr) => {
                 let bytes = self.frame(fr, "templates")?;
-                decode_templates(&bytes, self.dir.template_count)
-                    .map_err(|e| self.corrupt_at(fr, format!("templates: {e}")))?
+                decode_templates(
+                    &bytes,
+                    self.dir.template_count,
+                    self.words_in_templates(),
+                    self.single(),
+                )
+                .map_err(|e| self.corrupt_at(fr, format!("templates: {e}")))?
             }
         };
-        Ok(self.templates.get_or_init(|| templates))
+        Ok(self.templates.get_or_init(|| decoded))
     }
 
     /// The templates' words, indexed on first use.
@@ -529,15 +558,24 @@ impl SegmentReader {
         let Some(m) = matchers.0.get(i) else {
             return Ok(None);
         };
-        let (ints, strs) = match m {
+        let (ints, strs, templates) = match m {
             Matcher::Never => return Ok(Some(RoaringBitmap::new())),
-            Matcher::Contains { ints, strs, .. } => (ints, strs),
+            Matcher::Contains {
+                ints,
+                strs,
+                templates,
+            } => (ints, strs, templates),
             _ => return Ok(None),
         };
-        // Every matched template word is itself a dictionary entry (in `strs`), so
-        // the entries' postings cover the template matches too.
+        // Up to format version 3 every matched template word is itself a
+        // dictionary entry (in `strs`), so the entries' postings cover the template
+        // matches too; since, the templates' own postings do.
         let per = self.dir.per_block as u32;
-        let mut out = RoaringBitmap::new();
+        let mut out = if self.words_in_templates() {
+            self.template_blocks(templates)?
+        } else {
+            RoaringBitmap::new()
+        };
         let blocks = |set: &RoaringBitmap| {
             let mut v: Vec<u32> = set.iter().map(|o| o / per).collect();
             v.dedup();

@@ -42,8 +42,11 @@ pub struct SegmentReader {
     footer: Footer,
     /// The index directory: where each term and integer block is.
     dir: Directory,
-    /// The templates, decoded when a `_msg` chunk is first read.
-    templates: OnceLock<Vec<Template>>,
+    /// The format version.
+    version: u16,
+    /// The templates and (format version 4 on) each one's blocks, decoded when a
+    /// `_msg` chunk or a word is first read.
+    templates: OnceLock<(Vec<Template>, Vec<roaring::RoaringBitmap>)>,
     /// The templates' words, indexed, built when a query first asks for a word.
     vocab: OnceLock<Vocab>,
     /// Per term block, the text of each entry that is a `_msg` token, decoded when
@@ -226,6 +229,7 @@ impl SegmentReader {
             src,
             footer,
             dir,
+            version,
             templates: OnceLock::new(),
             vocab: OnceLock::new(),
             term_texts,
