@@ -74,6 +74,44 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `_template` chunks are coded by the rows' `_msg` templates when that is
+    /// smaller: values that follow the message's shape, values that do not, rows
+    /// without one, and several blocks all round-trip.
+    #[test]
+    fn template_ids_round_trip_whatever_they_follow(
+        rows in proptest::collection::vec((0usize..4, 0u32..1000, 0u8..10), 0..80),
+        block_rows in 1usize..30,
+    ) {
+        let shapes = ["user {} logged in", "disk {} full", "at 12:{}:00.5 ok", ""];
+        let records: Vec<Record> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (shape, n, roll))| Record {
+                time_ns: i as i64,
+                msg: shapes[*shape].replace("{}", &format!("{:02}", n % 60)),
+                stream: Default::default(),
+                level: None,
+                fields: match roll {
+                    0 => vec![],
+                    1 => vec![("_template".into(), Value::I64(i64::from(*n) - 500))],
+                    _ => vec![("_template".into(), Value::I64(*shape as i64 + 1))],
+                },
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        let tenant = Tenant::new("t1").unwrap();
+        write_segment(&path, &tenant, &records, &SegmentOptions { block_rows, zstd_level: 1, fields_max: usize::MAX }).unwrap();
+        let reader = SegmentReader::open(&path).unwrap();
+        reader.verify().unwrap();
+        let got: Vec<Record> = read_all(&reader).unwrap();
+        prop_assert_eq!(got, records);
+    }
+}
+
 fn sample() -> Vec<Record> {
     (0..40)
         .map(|i| Record {

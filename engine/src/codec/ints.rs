@@ -8,6 +8,7 @@
 //! | 3 | zstd | zstd frame of the values as `i64` LE |
 //! | 4 | scaled delta | `i64` first, `u64` scale `g` (> 1), `u64` min, `u8` width, packed `d / g - min` for the n-1 deltas |
 //! | 5 | scaled delta + zstd | `i64` first, `u64` scale `g` (>= 1), zstd frame of the n-1 values `d / g` as varints |
+//! | 6 | by `_msg` template | (the `_template` field only; decoded by the segment reader, which knows the rows' `_msg` templates) zstd frame of: varint k, k zigzag deltas (each `_msg` template's value, in order of first appearance), then pairs (varint row delta, zigzag difference from the predicted value) for the rows that differ |
 //!
 //! Scaled delta applies when every delta is non-negative and a multiple of some
 //! `g > 1` (their greatest common divisor): timestamps with second or millisecond
@@ -25,6 +26,8 @@ const DELTA: u8 = 2;
 const ZSTD: u8 = 3;
 const SCALED: u8 = 4;
 const SCALED_ZSTD: u8 = 5;
+/// Values predicted by the rows' `_msg` templates (see the table above).
+pub(crate) const BY_TEMPLATE: u8 = 6;
 
 /// Non-negative deltas of `values` and their greatest common divisor (at least 1).
 fn sorted_deltas(values: &[i64]) -> Option<(Vec<u64>, u64)> {

@@ -115,6 +115,67 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
     Some(out)
 }
 
+/// The field whose chunks may be coded by the `_msg` templates: the miner's
+/// template id (`_template`), nearly a function of the row's `_msg` template.
+const BY_TEMPLATE_FIELD: &str = "_template";
+
+/// A `_template` chunk coded by the rows' `_msg` templates (`logtypes`, one per row
+/// of the block), when that is smaller than the plain integer codec: per `_msg`
+/// template (in order of first appearance among the rows with a value) the value of
+/// its first row, then the rows that differ. (`_template` went from 649 to about 60
+/// bytes on Loghub Linux's 2,000 lines.)
+fn encode_by_template(
+    builder: &Builder<'_>,
+    v: &[(u32, i64)],
+    range: std::ops::Range<usize>,
+    logtypes: &[u32],
+    level: i32,
+) -> Option<Vec<u8>> {
+    let plain = encode_chunk(builder, range.clone(), level)?;
+    let (part, bitmap) = rows_in(v, range.clone());
+    let mut predicted: rustc_hash::FxHashMap<u32, i64> = rustc_hash::FxHashMap::default();
+    let (mut raw, mut firsts, mut exceptions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut prev_first, mut prev_row) = (0i64, 0usize);
+    for (i, (row, x)) in part.iter().enumerate() {
+        let Some(logtype) = logtypes
+            .get((*row as usize).wrapping_sub(range.start))
+            .copied()
+        else {
+            return Some(plain);
+        };
+        match predicted.get(&logtype) {
+            None => {
+                predicted.insert(logtype, *x);
+                crate::wire::put_varint(
+                    &mut firsts,
+                    crate::wire::zigzag(x.wrapping_sub(prev_first)),
+                );
+                prev_first = *x;
+            }
+            Some(p) if p == x => {}
+            Some(p) => {
+                crate::wire::put_varint(&mut exceptions, (i - prev_row) as u64);
+                crate::wire::put_varint(&mut exceptions, crate::wire::zigzag(x.wrapping_sub(*p)));
+                prev_row = i;
+            }
+        }
+    }
+    crate::wire::put_varint(&mut raw, predicted.len() as u64);
+    raw.extend_from_slice(&firsts);
+    raw.extend_from_slice(&exceptions);
+    let mut out = Vec::new();
+    match bitmap {
+        None => out.push(0),
+        Some(bm) => {
+            out.push(1);
+            out.extend_from_slice(&bm);
+        }
+    }
+    out.push(ints::BY_TEMPLATE);
+    crate::codec::zstd_frame(&mut out, &raw, level);
+    Some(if out.len() < plain.len() { out } else { plain })
+}
+
 fn stream_text(r: &Record) -> String {
     serde_json::to_string(&r.stream).unwrap_or_default()
 }
@@ -362,6 +423,10 @@ pub fn encode_segment(
         });
         for (meta, builder) in metas.iter_mut().zip(columns.values()) {
             let encoded = match builder {
+                Builder::I64(v) if meta.name == BY_TEMPLATE_FIELD => {
+                    let logtypes = row_templates.get(start..end).unwrap_or(&[]);
+                    encode_by_template(builder, v, start..end, logtypes, opts.zstd_level)
+                }
                 Builder::Msg => {
                     let templates = row_templates.get(start..end).unwrap_or(&[]);
                     let (mut vars, mut runs) = (0, 0);

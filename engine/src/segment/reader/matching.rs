@@ -343,9 +343,7 @@ impl SegmentReader {
         Ok(out)
     }
 
-    fn templates_and_blocks(
-        &self,
-    ) -> Result<&(Vec<Template>, Vec<RoaringBitmap>), SegmentError> {
+    fn templates_and_blocks(&self) -> Result<&(Vec<Template>, Vec<RoaringBitmap>), SegmentError> {
         if let Some(t) = self.templates.get() {
             return Ok(t);
         }

@@ -192,6 +192,9 @@ impl SegmentReader {
             ColumnKind::Stream | ColumnKind::Level | ColumnKind::Str | ColumnKind::Overflow => {
                 Values::Str(strs::decode(&c.bytes, c.n).map_err(|e| corrupt(e.what))?)
             }
+            ColumnKind::I64 if c.bytes.first() == Some(&ints::BY_TEMPLATE) => {
+                Values::I64(self.decode_by_template(block, &c)?)
+            }
             ColumnKind::Time | ColumnKind::I64 | ColumnKind::F64 | ColumnKind::Bool => {
                 Values::I64(ints::decode(&c.bytes, c.n).map_err(|e| corrupt(e.what))?)
             }
@@ -200,6 +203,86 @@ impl SegmentReader {
             present: c.present,
             values,
         }))
+    }
+
+    /// Decodes an integer chunk coded by the rows' `_msg` templates
+    /// ([`ints::BY_TEMPLATE`]): reads the block's `_msg` template ids.
+    fn decode_by_template(&self, block: usize, c: &RawChunk) -> Result<Vec<i64>, SegmentError> {
+        let corrupt = |what: String| SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset: c.offset,
+            what,
+        };
+        let rows = self.footer.blocks.get(block).map_or(0, |b| b.rows as usize);
+        // Each block row's `_msg` template (u32::MAX: no message).
+        let mut logtypes = vec![u32::MAX; rows];
+        if let Some(col) = self.column(ColumnKind::Msg, "_msg") {
+            if let Some(m) = self.chunk(col, block)? {
+                let templates = self.templates()?;
+                let chunk = message::decode_chunk_rows(&m.bytes, m.n, templates, Some(&[]))
+                    .map_err(|e| corrupt(format!("its _msg chunk: {}", e.what)))?;
+                for (r, t) in present_rows(&m.present, m.n)
+                    .into_iter()
+                    .zip(chunk.templates)
+                {
+                    if let Some(x) = logtypes.get_mut(r) {
+                        *x = t;
+                    }
+                }
+            }
+        }
+        let mut b = c.bytes.get(1..).unwrap_or(&[]);
+        let raw = crate::codec::unzstd_frame(&mut b).map_err(|e| corrupt(e.what))?;
+        if !b.is_empty() {
+            return Err(corrupt("bytes after the frame".into()));
+        }
+        let mut r = crate::wire::Reader::new(&raw);
+        let err = |e: crate::wire::DecodeError| corrupt(e.to_string());
+        let k = usize::try_from(r.varint().map_err(err)?).unwrap_or(usize::MAX);
+        if k > raw.len() {
+            return Err(corrupt(format!("{k} templates cannot fit the frame")));
+        }
+        let mut firsts = Vec::with_capacity(k);
+        let mut prev = 0i64;
+        for _ in 0..k {
+            prev = prev.wrapping_add(crate::wire::unzigzag(r.varint().map_err(err)?));
+            firsts.push(prev);
+        }
+        // Predicted values, in row order: each `_msg` template takes the next
+        // first value when it first appears.
+        let mut slot: rustc_hash::FxHashMap<u32, i64> = rustc_hash::FxHashMap::default();
+        let mut out = Vec::with_capacity(c.n);
+        let mut next = firsts.into_iter();
+        for row in present_rows(&c.present, c.n) {
+            let logtype = logtypes.get(row).copied().unwrap_or(u32::MAX);
+            let v = match slot.get(&logtype) {
+                Some(v) => *v,
+                None => {
+                    let v = next
+                        .next()
+                        .ok_or_else(|| corrupt("more _msg templates than values".into()))?;
+                    slot.insert(logtype, v);
+                    v
+                }
+            };
+            out.push(v);
+        }
+        let mut at = 0usize;
+        let mut first = true;
+        while !r.done() {
+            let d = usize::try_from(r.varint().map_err(err)?).unwrap_or(usize::MAX);
+            at = if first { d } else { at.saturating_add(d) };
+            if !first && d == 0 {
+                return Err(corrupt("exceptions not increasing".into()));
+            }
+            first = false;
+            let x = crate::wire::unzigzag(r.varint().map_err(err)?);
+            let v = out
+                .get_mut(at)
+                .ok_or_else(|| corrupt(format!("exception at value {at} of {}", c.n)))?;
+            *v = v.wrapping_add(x);
+        }
+        Ok(out)
     }
 
     /// A string column's block (`_stream`, `level`, a string field) as distinct values
