@@ -378,43 +378,78 @@ fn stats_json(data: &Path) -> serde_json::Value {
     .unwrap()
 }
 
-/// Issue 3's size bar, kept from regressing: the data directory holding the whole
-/// Loghub corpus (every file in it, index included) is smaller than `zstd -3` of the
-/// raw text. Sizes are deterministic, so this is a test, not a benchmark.
-#[test]
-fn loghub_data_dir_is_smaller_than_zstd_3_of_the_raw_text() {
-    let files = loghub_files();
+/// Bytes of every file under `p`.
+fn files_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                files_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+/// Ingests `files` into a fresh data directory: its bytes on disk (every file,
+/// index, templates and manifest included) and `zstd -3` of the raw text.
+fn data_dir_and_zstd3(files: &[PathBuf]) -> (u64, u64, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut args = vec!["ingest", "--data-dir", data.to_str().unwrap()];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     ok(&heimdall(&args));
     let mut raw = Vec::new();
-    for f in &files {
+    for f in files {
         raw.extend(std::fs::read(f).unwrap());
     }
     let zstd3 = zstd::bulk::compress(&raw, 3).unwrap().len() as u64;
-    fn files_bytes(p: &Path) -> u64 {
-        std::fs::read_dir(p)
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let m = e.metadata().unwrap();
-                if m.is_dir() {
-                    files_bytes(&e.path())
-                } else {
-                    m.len()
-                }
-            })
-            .sum()
-    }
-    let on_disk = files_bytes(&data);
+    (files_bytes(&data), zstd3, stats_json(&data))
+}
+
+/// Issue 3's and issue 18's size bar, kept from regressing: the data directory
+/// (every file in it, index included) is smaller than `zstd -3` of the raw text,
+/// for the whole Loghub corpus in one directory and for each system in its own.
+/// Sizes are deterministic, so this is a test, not a benchmark.
+#[test]
+fn loghub_data_dir_is_smaller_than_zstd_3_of_the_raw_text() {
+    let files = loghub_files();
+    let (on_disk, zstd3, stats) = data_dir_and_zstd3(&files);
     assert!(
         on_disk < zstd3,
         "data dir {on_disk} bytes, zstd -3 of the raw text {zstd3} bytes"
     );
     // Every record is there.
-    assert_eq!(stats_json(&data)["records"], 20_000);
+    assert_eq!(stats["records"], 20_000);
+    let mut over = Vec::new();
+    for f in &files {
+        let (on_disk, zstd3, _) = data_dir_and_zstd3(std::slice::from_ref(f));
+        eprintln!("{}: data dir {on_disk} bytes, zstd -3 {zstd3}", f.display());
+        if on_disk > zstd3 {
+            over.push(format!("{}: {on_disk} > {zstd3}", f.display()));
+        }
+    }
+    assert!(over.is_empty(), "data dir over zstd -3: {over:?}");
+}
+
+/// The same bar on a generated load balancer log whose hosts, addresses, ports
+/// and ids are nearly all distinct (`heimdall_benches::corpus::high_cardinality`),
+/// where an index grows fastest.
+#[test]
+fn a_high_cardinality_log_stays_smaller_than_zstd_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.log");
+    std::fs::write(&file, heimdall_benches::corpus::high_cardinality(50_000, 7)).unwrap();
+    let (on_disk, zstd3, stats) = data_dir_and_zstd3(&[file]);
+    eprintln!("high-cardinality log: data dir {on_disk} bytes, zstd -3 {zstd3}");
+    assert_eq!(stats["records"], 50_000);
+    assert!(
+        on_disk <= zstd3,
+        "data dir {on_disk} bytes, zstd -3 of the raw text {zstd3} bytes"
+    );
 }
 
 /// Issue 4's Loghub check: `heimdall query` counts of words, phrases and regexes

@@ -468,6 +468,87 @@ pub fn generate(kind: &Kind, n: usize, seed: u64) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// `n` lines of a load balancer's log with many distinct hosts, addresses, ports
+/// and ids (where an index grows: issue 18's size bar), in time order from
+/// 2026-03-01: client `ip:port` pairs from a /8 with a host name made of the
+/// address, backends `ip:port`, 64-bit request ids, object ids up to ten million,
+/// response times and sizes, a few user agents. Deterministic for a seed.
+pub fn high_cardinality(n: usize, seed: u64) -> String {
+    use std::fmt::Write;
+    let mut r = Rng::new(seed);
+    let mut out = String::with_capacity(n * 200);
+    // Milliseconds since 2026-03-01T00:00:00Z.
+    let mut ms: u64 = 0;
+    for _ in 0..n {
+        ms += r.below(4);
+        let (s, milli) = (ms / 1000, ms % 1000);
+        let _ = write!(
+            out,
+            "2026-03-{:02}T{:02}:{:02}:{:02}.{:03}Z lb-{} ",
+            1 + s / 86_400,
+            (s / 3600) % 24,
+            (s / 60) % 60,
+            s % 60,
+            milli,
+            r.below(8)
+        );
+        let client = (r.below(256), r.below(256), 1 + r.below(254));
+        let cport = 1024 + r.below(64_000);
+        let backend = (r.below(4), 1 + r.below(50));
+        let bport = [8080, 8443, 9000][r.below(3) as usize];
+        let rid = r.next();
+        let _ = match r.below(20) {
+            0 => write!(
+                out,
+                "TLS handshake error from 10.{}.{}.{}:{}: EOF",
+                client.0, client.1, client.2, cport
+            ),
+            1 => write!(
+                out,
+                "upstream connect error to 172.16.{}.{}:{} after {}ms rid={:016x}",
+                backend.0,
+                backend.1,
+                bport,
+                1000 + r.below(3000),
+                rid
+            ),
+            2 => write!(
+                out,
+                "health check ok backend=172.16.{}.{}:{} latency={}ms",
+                backend.0,
+                backend.1,
+                bport,
+                r.below(40)
+            ),
+            k => {
+                let (method, path) = match k % 4 {
+                    0 => ("POST", "orders"),
+                    1 => ("GET", "users"),
+                    2 => ("GET", "items"),
+                    _ => ("PUT", "carts"),
+                };
+                write!(
+                    out,
+                    "10.{a}.{b}.{c}:{cport} -> 172.16.{}.{}:{bport} \"{method} /api/v2/{path}/{} HTTP/1.1\" {} {} rt={}.{:03} rid={rid:016x} ua=\"{}\" host=ip-10-{a}-{b}-{c}.ec2.internal",
+                    backend.0,
+                    backend.1,
+                    r.below(10_000_000),
+                    [200, 200, 200, 201, 204, 304, 404, 500][r.below(8) as usize],
+                    r.below(200_000),
+                    r.below(3),
+                    r.below(1000),
+                    r.pick(UAS),
+                    a = client.0,
+                    b = client.1,
+                    c = client.2,
+                )
+            }
+        };
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,10 +38,29 @@ struct Args {
     /// The Loghub sample directory (default: ../shared/data/loghub).
     #[arg(long, default_value = "../shared/data/loghub")]
     loghub: PathBuf,
+    /// Instead of the Loghub scale-up: a load balancer's log with many distinct
+    /// hosts, addresses, ports and ids (`heimdall_benches::corpus::high_cardinality`;
+    /// raw lines; `--days` and `--format` do not apply).
+    #[arg(long)]
+    high_cardinality: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.high_cardinality {
+        let text = heimdall_benches::corpus::high_cardinality(args.lines as usize, args.seed);
+        match &args.out {
+            Some(path) => std::fs::write(path, &text)
+                .with_context(|| format!("writing {}", path.display()))?,
+            None => std::io::stdout().write_all(text.as_bytes())?,
+        }
+        eprintln!(
+            "heimdall-gen: {} high-cardinality lines, {:.1} MB",
+            args.lines,
+            text.len() as f64 / 1e6
+        );
+        return Ok(());
+    }
     let mut systems = gen::load_all(&args.loghub)
         .with_context(|| format!("loading Loghub samples from {}", args.loghub.display()))?;
     let spec = Spec {
