@@ -359,7 +359,11 @@ impl<'a> IndexBuilder<'a> {
             put_postings(&mut raw, post, single);
         }
         let mut templates = Vec::new();
-        zstd_frame(&mut templates, &raw, small_frame_level(raw.len(), level));
+        zstd_frame(
+            &mut templates,
+            &raw,
+            small_frame_level(raw.len(), SMALL_FRAME_MAX, level),
+        );
 
         // Offsets count from the end of the directory frame, so they do not depend
         // on the directory's own (compressed) size.
@@ -403,18 +407,18 @@ impl<'a> IndexBuilder<'a> {
     }
 }
 
-/// Most bytes of a frame compressed at [`SMALL_FRAME_LEVEL`].
-pub(crate) const SMALL_FRAME_MAX: usize = 256 << 10;
-/// The zstd level of the templates frame (and of a data directory's template
-/// file) when small: their words are the text most of a short log holds, and at
-/// this level they take 13% less than at level 3 (Loghub Android: 6,038 -> 5,232
-/// bytes) for a few ms once per flush.
+/// Most bytes of a templates frame compressed at [`SMALL_FRAME_LEVEL`] (some 10 ms
+/// of one core; a flush writes one per segment).
+pub(crate) const SMALL_FRAME_MAX: usize = 32 << 10;
+/// The zstd level of a small templates frame (and of a data directory's template
+/// file): their words are the text most of a short log holds, and at this level
+/// they take 13% less than at level 3 (Loghub Android: 6,038 -> 5,232 bytes).
 pub(crate) const SMALL_FRAME_LEVEL: i32 = 19;
 
-/// The level for a frame of `len` bytes: [`SMALL_FRAME_LEVEL`] up to
-/// [`SMALL_FRAME_MAX`] bytes (at most about 0.2 s of one core), else `level`.
-pub(crate) fn small_frame_level(len: usize, level: i32) -> i32 {
-    if len <= SMALL_FRAME_MAX {
+/// The level for a frame of `len` bytes: [`SMALL_FRAME_LEVEL`] up to `max` bytes,
+/// else `level`.
+pub(crate) fn small_frame_level(len: usize, max: usize, level: i32) -> i32 {
+    if len <= max {
         level.max(SMALL_FRAME_LEVEL)
     } else {
         level

@@ -307,9 +307,14 @@ fn push_time<'a>(
     template: &mut Vec<u8>,
     vars: &mut Vec<Var<'a>>,
 ) -> Option<usize> {
-    if !msg.as_bytes().get(start).is_some_and(u8::is_ascii_digit) {
+    let b = msg.as_bytes();
+    if !b.get(start).is_some_and(u8::is_ascii_digit) {
         return None;
     }
+    // The time of day's first `:` comes within a date and an hour of the start
+    // (`2026-01-02T03:`): most numbers are not times, and leave here.
+    let near = b.get(start..(start + 24).min(b.len())).unwrap_or(&[]);
+    memchr::memchr(b':', near)?;
     let (end, value, format) = time_run(msg, start)?;
     format.encode(template);
     vars.push(Var::Time(value, msg.get(start..end)?));
