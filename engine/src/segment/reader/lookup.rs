@@ -202,7 +202,16 @@ impl SegmentReader {
             if self.words_in_templates() && !tok.iter().any(u8::is_ascii_digit) {
                 if let Ok(word) = std::str::from_utf8(tok) {
                     if !message::is_variable(word) {
-                        return self.word_blocks(|w| w == word);
+                        let v = self.vocab()?;
+                        let set = v.set(
+                            v.ids
+                                .get(word)
+                                .and_then(|id| v.templates.get(*id as usize))
+                                .into_iter()
+                                .flatten()
+                                .copied(),
+                        );
+                        return self.template_blocks(&set);
                     }
                 }
             }

@@ -280,17 +280,16 @@ impl message::ChunkVisitor for MarkRows<'_> {
         else {
             return;
         };
-        self.run.clear();
-        if f.render(value, &mut self.run).is_none() {
-            return;
-        }
-        for m in 0..self.tests.len() {
-            let run = std::mem::take(&mut self.run);
-            if self.tests.get(m).is_some_and(|x| x.run(&run)) {
-                self.mark(i, m);
+        let mut run = std::mem::take(&mut self.run);
+        run.clear();
+        if f.render(value, &mut run).is_some() {
+            for m in 0..self.tests.len() {
+                if self.tests.get(m).is_some_and(|x| x.run(&run)) {
+                    self.mark(i, m);
+                }
             }
-            self.run = run;
         }
+        self.run = run;
     }
 
     fn slot(&mut self, t: u32, slot: usize) -> bool {
