@@ -126,6 +126,26 @@ pub fn field_term(name: &str, value: &str) -> Vec<u8> {
     k
 }
 
+/// The temporary id of `key` in a dictionary being built (`ids`, its keys in id
+/// order `list`, their postings `post`), posted in `block`.
+fn intern<K: Copy + Eq + std::hash::Hash>(
+    ids: &mut FxHashMap<K, u32>,
+    list: &mut Vec<K>,
+    post: &mut Vec<Vec<u32>>,
+    key: K,
+    block: u32,
+) -> u32 {
+    let id = *ids.entry(key).or_insert_with(|| {
+        list.push(key);
+        post.push(Vec::new());
+        list.len() as u32 - 1
+    });
+    if let Some(p) = post.get_mut(id as usize) {
+        note(p, block);
+    }
+    id
+}
+
 /// Adds `block` to a postings list built in block order.
 fn note(list: &mut Vec<u32>, block: u32) {
     if list.last() != Some(&block) {
@@ -226,28 +246,24 @@ impl<'a> IndexBuilder<'a> {
 
     /// The temporary id of integer variable `x`, posted in `block`.
     fn int_id(&mut self, x: u64, block: u32) -> u32 {
-        let id = *self.ints.entry(x).or_insert_with(|| {
-            self.int_list.push(x);
-            self.int_post.push(Vec::new());
-            self.int_list.len() as u32 - 1
-        });
-        if let Some(p) = self.int_post.get_mut(id as usize) {
-            note(p, block);
-        }
-        id
+        intern(
+            &mut self.ints,
+            &mut self.int_list,
+            &mut self.int_post,
+            x,
+            block,
+        )
     }
 
     /// The temporary id of string variable `s`, posted in `block`.
     fn str_id(&mut self, s: &'a str, block: u32) -> u32 {
-        let id = *self.strs.entry(s).or_insert_with(|| {
-            self.str_list.push(s);
-            self.str_post.push(Vec::new());
-            self.str_list.len() as u32 - 1
-        });
-        if let Some(p) = self.str_post.get_mut(id as usize) {
-            note(p, block);
-        }
-        id
+        intern(
+            &mut self.strs,
+            &mut self.str_list,
+            &mut self.str_post,
+            s,
+            block,
+        )
     }
 
     fn new_template(&mut self) -> u32 {

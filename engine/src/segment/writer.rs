@@ -80,13 +80,6 @@ fn rows_in<T>(v: &[(u32, T)], range: std::ops::Range<usize>) -> (&[(u32, T)], Op
 /// `None` when no row has a value.
 fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    let presence = |bitmap: Option<Vec<u8>>, out: &mut Vec<u8>| match bitmap {
-        None => out.push(0),
-        Some(bm) => {
-            out.push(1);
-            out.extend_from_slice(&bm);
-        }
-    };
     match b {
         Builder::Msg => return None,
         Builder::Str(v) => {
@@ -94,7 +87,7 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
             if part.is_empty() {
                 return None;
             }
-            presence(bitmap, &mut out);
+            put_presence(bitmap, &mut out);
             out.extend(strs::encode(
                 &part.iter().map(|(_, s)| *s).collect::<Vec<&str>>(),
                 level,
@@ -105,7 +98,7 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
             if part.is_empty() {
                 return None;
             }
-            presence(bitmap, &mut out);
+            put_presence(bitmap, &mut out);
             out.extend(ints::encode(
                 &part.iter().map(|(_, x)| *x).collect::<Vec<_>>(),
                 level,
@@ -113,6 +106,17 @@ fn encode_chunk(b: &Builder<'_>, range: std::ops::Range<usize>, level: i32) -> O
         }
     }
     Some(out)
+}
+
+/// A chunk's presence byte, and its bitmap when some row has no value.
+fn put_presence(bitmap: Option<Vec<u8>>, out: &mut Vec<u8>) {
+    match bitmap {
+        None => out.push(0),
+        Some(bm) => {
+            out.push(1);
+            out.extend_from_slice(&bm);
+        }
+    }
 }
 
 /// The field whose chunks may be coded by the `_msg` templates: the miner's
@@ -172,13 +176,7 @@ fn encode_by_template(
     raw.extend_from_slice(&firsts);
     raw.extend_from_slice(&exceptions);
     let mut out = Vec::new();
-    match bitmap {
-        None => out.push(0),
-        Some(bm) => {
-            out.push(1);
-            out.extend_from_slice(&bm);
-        }
-    }
+    put_presence(bitmap, &mut out);
     out.push(ints::BY_TEMPLATE);
     crate::codec::zstd_frame(&mut out, &raw, level);
     Some(if out.len() < plain.len() { out } else { plain })
